@@ -1,0 +1,97 @@
+"""Public, immutable snapshots of pools and tasks."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["PoolState", "PoolStats", "TaskInfo", "TaskPage", "TaskState"]
+
+
+class TaskState(enum.Enum):
+    """Where a task is in its life. ``value`` is the lowercase name used in JSON and metrics."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class PoolState(enum.Enum):
+    """Where a pool is in its life. ``value`` is the lowercase name used in JSON and metrics."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTTING_DOWN = "shutting_down"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A consistent snapshot of one task.
+
+    Times are epoch seconds (``None`` until the event happened); ``queue_wait`` and
+    ``run_time`` are seconds measured on the monotonic clock. ``traceback`` is set for
+    failed tasks only and is bounded in length.
+    """
+
+    id: str
+    pool: str
+    name: str
+    state: TaskState
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    queue_wait: float | None
+    run_time: float | None
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+    cancel_requested: bool
+    worker: str | None
+    trace_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A consistent snapshot of one pool, taken under its lock.
+
+    At any instant ``submitted == succeeded + failed + cancelled + queued + active``.
+    ``queue_capacity`` is ``None`` for an unbounded queue. ``rejected`` counts tasks that
+    were refused and so are not part of ``submitted``.
+    """
+
+    name: str
+    state: PoolState
+    max_workers: int
+    workers: int
+    active: int
+    idle: int
+    queued: int
+    queue_capacity: int | None
+    rejection_policy: str
+    queue_timeout: float | None
+    run_timeout: float | None
+    submitted: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    rejected: int
+    overdue: int
+    oldest_queued_age: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    """One page of tasks, newest first, and the number of tasks that matched in all."""
+
+    items: list[TaskInfo]
+    total: int
