@@ -1,0 +1,58 @@
+"""Helpers shared by the test suite: real tools, free ports, waiting on conditions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_tool(name: str, *, hint: str = "") -> str:
+    """The path of executable ``name``.
+
+    Where it is missing the test skips with a reason that says how to get it; under
+    ``CI=true`` a missing tool fails the test instead, since CI installs everything.
+    """
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    if path:
+        return path
+    reason = f"{name} is not installed{'; ' + hint if hint else ''} (scripts/test.sh installs it as root)"
+    if IN_CI:
+        pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.005, message: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Fails the test with ``message`` when ``timeout`` seconds pass first. The short
+    pauses between polls wait on a private event, never as synchronisation.
+    """
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {message or predicate!r}", pytrace=False)
+        pause.wait(interval)
