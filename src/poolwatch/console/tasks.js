@@ -1,0 +1,445 @@
+// The tasks view: filters, a paginated table keyed by task id, and a detail panel.
+
+import {
+  clockTime,
+  count,
+  duration,
+  el,
+  fullTime,
+  setAttr,
+  setHidden,
+  setText,
+  shortId,
+  stateLabel,
+  toMillis,
+} from "./format.js";
+
+const CANCELLABLE = new Set(["queued", "running"]);
+const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+const COLUMNS = ["Task", "Name", "Pool", "State", "Submitted", "Wait", "Run", "Actions"];
+
+const CANCEL_RESULTS = {
+  cancelled: "cancelled before it started",
+  requested: "cancel requested; the running task stops at its next cancellation check",
+  finished: "already finished, nothing to cancel",
+};
+
+/** Page buttons to show: first, last, and a window around the current page, with gaps. */
+export function pageItems(page, totalPages, around = 1) {
+  const pages = new Set([1, totalPages]);
+  for (let p = page - around; p <= page + around; p += 1) if (p >= 1 && p <= totalPages) pages.add(p);
+  const sorted = [...pages].filter((p) => p >= 1).sort((a, b) => a - b);
+  const out = [];
+  sorted.forEach((p, i) => {
+    if (i > 0 && p - sorted[i - 1] === 2) out.push(p - 1);
+    else if (i > 0 && p - sorted[i - 1] > 2) out.push("gap");
+    out.push(p);
+  });
+  return out;
+}
+
+export function createTasksView({ root, actions }) {
+  const $ = (id) => root.querySelector(`#${id}`);
+  const form = $("task-filters");
+  const poolSelect = $("filter-pool");
+  const stateSelect = $("filter-state");
+  const nameInput = $("filter-name");
+  const perPageSelect = $("filter-per-page");
+  const liveToggle = $("live-toggle");
+  const names = $("task-names");
+  const tbody = $("task-rows");
+  const emptyNote = $("tasks-empty");
+  const summary = $("tasks-summary");
+  const pager = $("pager");
+  const pageList = $("page-list");
+  const prev = $("page-prev");
+  const next = $("page-next");
+  const detail = $("task-detail");
+  const detailTitle = $("detail-title");
+  const detailMissing = $("detail-missing");
+  const detailFields = $("detail-fields");
+  const detailError = $("detail-error");
+  const detailCancel = $("detail-cancel");
+
+  const filters = { pool: "", state: "", name: "", page: 1, per_page: 20 };
+  const rows = new Map(); // task id -> { tr, cells, task }
+  let selected = null; // task id shown in the detail panel
+  let selectedTask = null;
+  let detailSettled = false; // the open task is finished (or gone) and fully loaded
+  let generation = 0; // bumps on every filter change; stale answers are dropped
+  let pagerKey = "";
+  let canMutate = true;
+  let nameTimer = null;
+
+  // ---- filters -------------------------------------------------------------------
+
+  function filtersChanged({ resetPage = true } = {}) {
+    if (resetPage) filters.page = 1;
+    generation += 1;
+    actions.saveLocation();
+    actions.refresh();
+  }
+
+  poolSelect.addEventListener("change", () => {
+    filters.pool = poolSelect.value;
+    filtersChanged();
+  });
+  stateSelect.addEventListener("change", () => {
+    filters.state = stateSelect.value;
+    filtersChanged();
+  });
+  perPageSelect.addEventListener("change", () => {
+    filters.per_page = Number(perPageSelect.value) || 20;
+    filtersChanged();
+  });
+  nameInput.addEventListener("input", () => {
+    clearTimeout(nameTimer);
+    nameTimer = setTimeout(() => {
+      const value = nameInput.value.trim();
+      if (value === filters.name) return;
+      filters.name = value;
+      filtersChanged();
+    }, 300);
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearTimeout(nameTimer);
+    filters.name = nameInput.value.trim();
+    filtersChanged();
+  });
+  form.addEventListener("reset", () => {
+    clearTimeout(nameTimer);
+    Object.assign(filters, { pool: "", state: "", name: "", page: 1 });
+    // The form's own reset clears the inputs after this handler; keep per-page as chosen.
+    queueMicrotask(() => {
+      perPageSelect.value = String(filters.per_page);
+      filtersChanged();
+    });
+  });
+  liveToggle.addEventListener("change", () => {
+    if (liveToggle.checked) actions.refresh();
+  });
+
+  function goToPage(page) {
+    if (page === filters.page || page < 1) return;
+    filters.page = page;
+    filtersChanged({ resetPage: false });
+  }
+  prev.addEventListener("click", () => goToPage(filters.page - 1));
+  next.addEventListener("click", () => goToPage(filters.page + 1));
+  pageList.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-page]");
+    if (button) goToPage(Number(button.dataset.page));
+  });
+
+  // ---- table ---------------------------------------------------------------------
+
+  function buildRow(id) {
+    const tr = el("tr");
+    tr.dataset.taskId = id;
+    const cells = {};
+    for (const label of COLUMNS) {
+      const td = el("td", { "data-label": label });
+      tr.append(td);
+      cells[label] = td;
+    }
+    cells.Wait.className = "num";
+    cells.Run.className = "num";
+    cells.Name.classList.add("mono");
+    const open = el("button", { type: "button", className: "link mono", title: id, "aria-label": `Task ${id}` }, shortId(id));
+    open.addEventListener("click", () => select(id, { focus: true }));
+    cells.Task.append(open);
+    const badge = el("span", { className: "badge" });
+    cells.State.append(badge);
+    const time = el("time");
+    cells.Submitted.append(time);
+    const cancel = el("button", { type: "button", className: "btn btn-small btn-danger-quiet", "aria-label": `Cancel task ${id}` }, "Cancel");
+    cancel.addEventListener("click", () => cancelTask(id));
+    cells.Actions.append(cancel);
+    // A click anywhere on the row opens it too (the id button stays the keyboard path).
+    tr.addEventListener("click", (event) => {
+      if (!event.target.closest("button, a, input, select")) select(id, { focus: false });
+    });
+    return { tr, cells, open, badge, time, cancel, task: null };
+  }
+
+  function updateRow(row, task, now) {
+    row.task = task;
+    setText(row.cells.Name, task.name);
+    setText(row.cells.Pool, task.pool);
+    setText(row.badge, stateLabel(task.state));
+    row.badge.dataset.state = task.state;
+    setAttr(row.time, "datetime", task.submitted_at);
+    setAttr(row.time, "title", fullTime(task.submitted_at));
+    setText(row.time, clockTime(task.submitted_at));
+    setText(row.cells.Wait, waitText(task, now));
+    setText(row.cells.Run, runText(task, now));
+    setHidden(row.cancel, !(canMutate && CANCELLABLE.has(task.state)));
+    const isSelected = task.id === selected;
+    row.tr.classList.toggle("selected", isSelected);
+    setAttr(row.open, "aria-current", isSelected ? "true" : null);
+  }
+
+  function waitText(task, now) {
+    if (task.queue_wait !== null && task.queue_wait !== undefined) return duration(task.queue_wait);
+    if (task.state === "queued") {
+      const since = toMillis(task.submitted_at);
+      return since === null ? "—" : `${duration(Math.max(0, (now - since) / 1000))}…`;
+    }
+    return "—";
+  }
+
+  function runText(task, now) {
+    if (task.run_time !== null && task.run_time !== undefined) return duration(task.run_time);
+    if (task.state === "running") {
+      const since = toMillis(task.started_at);
+      return since === null ? "…" : `${duration(Math.max(0, (now - since) / 1000))}…`;
+    }
+    return "—";
+  }
+
+  function renderRows(items, now) {
+    const seen = new Set();
+    items.forEach((task, index) => {
+      seen.add(task.id);
+      let row = rows.get(task.id);
+      if (!row) {
+        row = buildRow(task.id);
+        rows.set(task.id, row);
+      }
+      updateRow(row, task, now);
+      // New tasks are inserted above the existing rows, which are never moved when
+      // the order is unchanged, so focus and scroll position survive updates.
+      const at = tbody.children[index];
+      if (at !== row.tr) tbody.insertBefore(row.tr, at ?? null);
+    });
+    for (const [id, row] of rows) {
+      if (!seen.has(id)) {
+        row.tr.remove();
+        rows.delete(id);
+      }
+    }
+  }
+
+  function renderPager(p) {
+    const totalPages = Math.max(1, p.total_pages || 1);
+    setHidden(pager, p.total <= filters.per_page && filters.page === 1);
+    prev.disabled = !p.has_prev;
+    next.disabled = !p.has_next;
+    const key = `${p.page}/${totalPages}`;
+    if (key === pagerKey) return;
+    pagerKey = key;
+    const focusedPage = document.activeElement?.closest?.("#page-list button")?.dataset.page;
+    pageList.replaceChildren(
+      ...pageItems(p.page, totalPages).map((item) => {
+        const li = el("li");
+        if (item === "gap") {
+          li.append(el("span", { className: "gap", "aria-hidden": "true" }, "…"));
+        } else {
+          const attrs = { type: "button", className: "btn page", "data-page": String(item), "aria-label": `Page ${item}` };
+          if (item === p.page) attrs["aria-current"] = "page";
+          li.append(el("button", attrs, String(item)));
+        }
+        return li;
+      }),
+    );
+    if (focusedPage) pageList.querySelector(`button[data-page="${focusedPage}"]`)?.focus();
+  }
+
+  /** Fetch and show the current page; called by the poll loop and after any change. */
+  async function load(signal, { force = false } = {}) {
+    if (!force && !liveToggle.checked) return;
+    const mine = generation;
+    const body = await actions.api.tasks(
+      { pool: filters.pool, state: filters.state, name: filters.name, page: filters.page, per_page: filters.per_page },
+      signal,
+    );
+    if (mine !== generation) return; // the filters changed while this was in flight
+    const items = Array.isArray(body?.data) ? body.data : [];
+    const p = body?.pagination ?? { page: filters.page, per_page: filters.per_page, total: items.length, total_pages: 1 };
+    if (p.total_pages > 0 && filters.page > p.total_pages) {
+      // The list shrank under us (history eviction, a filter): show the last page instead.
+      filters.page = p.total_pages;
+      filtersChanged({ resetPage: false });
+      return;
+    }
+    const now = Date.now();
+    renderRows(items, now);
+    renderPager({ ...p, page: filters.page });
+    setHidden(emptyNote, items.length > 0);
+    const totalPages = Math.max(1, p.total_pages || 1);
+    setText(summary, `${count(p.total)} ${p.total === 1 ? "task" : "tasks"} · page ${filters.page} of ${totalPages}`);
+    if (selected && rows.has(selected) && !detail.hidden) {
+      const row = rows.get(selected);
+      // The list copy may leave out the traceback; keep the richer detail copy.
+      if (selectedTask === null || selectedTask.state !== row.task.state) {
+        renderDetail({ ...selectedTask, ...row.task });
+        detailSettled = false;
+      }
+    }
+  }
+
+  // ---- detail ----------------------------------------------------------------------
+
+  function select(id, { focus }) {
+    selected = id;
+    detailSettled = false;
+    selectedTask = rows.get(id)?.task ?? null;
+    for (const row of rows.values()) updateRow(row, row.task, Date.now());
+    setHidden(detail, false);
+    setText(detailTitle, `Task ${shortId(id)}`);
+    setHidden(detailMissing, true);
+    setHidden(detailFields, false);
+    if (selectedTask) renderDetail(selectedTask);
+    actions.saveLocation();
+    if (focus) detailTitle.focus();
+    actions.refresh();
+  }
+
+  function closeDetail() {
+    const id = selected;
+    selected = null;
+    selectedTask = null;
+    setHidden(detail, true);
+    for (const row of rows.values()) updateRow(row, row.task, Date.now());
+    actions.saveLocation();
+    rows.get(id)?.open.focus();
+  }
+  $("detail-close").addEventListener("click", closeDetail);
+  detail.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeDetail();
+  });
+  detailCancel.addEventListener("click", () => {
+    if (selected) cancelTask(selected);
+  });
+
+  function renderDetail(task) {
+    selectedTask = task;
+    const now = Date.now();
+    const f = (name) => detail.querySelector(`[data-field="${name}"]`);
+    const state = f("state");
+    state.replaceChildren(el("span", { className: "badge", "data-state": task.state }, stateLabel(task.state)));
+    setText(f("id"), task.id);
+    setText(f("name"), task.name);
+    setText(f("pool"), task.pool);
+    setText(f("submitted_at"), fullTime(task.submitted_at));
+    setText(f("started_at"), fullTime(task.started_at));
+    setText(f("finished_at"), fullTime(task.finished_at));
+    setText(f("queue_wait"), waitText(task, now));
+    setText(f("run_time"), runText(task, now));
+    setText(f("worker"), task.worker ?? "—");
+    setText(f("trace_id"), task.trace_id ?? "—");
+    setText(f("cancel_requested"), task.cancel_requested ? "Yes" : "No");
+    const hasError = Boolean(task.error_type || task.error_message || task.traceback);
+    setHidden(detailError, !hasError);
+    if (hasError) {
+      setText(f("error"), [task.error_type, task.error_message].filter(Boolean).join(": "));
+      setText(f("traceback"), task.traceback ?? "(no traceback recorded)");
+    }
+    setHidden(detailCancel, !(canMutate && CANCELLABLE.has(task.state)));
+  }
+
+  /** Refresh the open task from its own endpoint (it carries the traceback). */
+  async function loadDetail(signal) {
+    if (!selected || detail.hidden) return;
+    if (detailSettled) return;
+    const id = selected;
+    try {
+      const task = await actions.api.task(id, signal);
+      if (id !== selected) return;
+      if (task && typeof task === "object") {
+        renderDetail(task);
+        detailSettled = FINISHED.has(task.state);
+      }
+    } catch (err) {
+      if (err?.status === 404 && id === selected) {
+        setHidden(detailFields, true);
+        setHidden(detailError, true);
+        setHidden(detailCancel, true);
+        setHidden(detailMissing, false);
+        setText(detailMissing, `Task ${id} is not in the history any more: finished tasks are kept up to the pool's history size.`);
+        detailSettled = true;
+        return;
+      }
+      throw err;
+    }
+  }
+
+  async function cancelTask(id) {
+    try {
+      const body = await actions.api.cancelTask(id);
+      const result = body?.result;
+      actions.announce(`Task ${shortId(id)}: ${CANCEL_RESULTS[result] ?? String(result)}.`);
+      if (selected === id) detailSettled = false;
+    } catch (err) {
+      actions.fail(err);
+    }
+    actions.refresh();
+  }
+
+  // ---- options fed by the pools poll and task types ---------------------------------
+
+  /** Keep the pool filter's options in step with the live pool list, without touching the choice. */
+  function setPools(poolNames) {
+    const wanted = new Set(poolNames);
+    if (filters.pool) wanted.add(filters.pool);
+    const existing = new Map([...poolSelect.options].filter((o) => o.value).map((o) => [o.value, o]));
+    for (const [value, option] of existing) if (!wanted.has(value)) option.remove();
+    for (const name of [...wanted].sort()) {
+      if (existing.has(name)) continue;
+      const option = el("option", { value: name }, name);
+      const after = [...poolSelect.options].find((o) => o.value && o.value > name);
+      poolSelect.insertBefore(option, after ?? null);
+    }
+    if (poolSelect.value !== filters.pool) poolSelect.value = filters.pool;
+  }
+
+  function setTaskNames(taskNames) {
+    names.replaceChildren(...[...new Set(taskNames)].sort().map((n) => el("option", { value: n })));
+  }
+
+  function setCanMutate(value) {
+    canMutate = value;
+    for (const row of rows.values()) if (row.task) updateRow(row, row.task, Date.now());
+    if (selectedTask) renderDetail(selectedTask);
+  }
+
+  // ---- location (the hash keeps filters, page and open task across reloads) ---------
+
+  function toParams() {
+    const params = new URLSearchParams();
+    for (const key of ["pool", "state", "name"]) if (filters[key]) params.set(key, filters[key]);
+    if (filters.page !== 1) params.set("page", String(filters.page));
+    if (filters.per_page !== 20) params.set("per_page", String(filters.per_page));
+    if (selected) params.set("task", selected);
+    return params;
+  }
+
+  function fromParams(params) {
+    filters.pool = params.get("pool") ?? "";
+    filters.state = params.get("state") ?? "";
+    filters.name = params.get("name") ?? "";
+    filters.page = Math.max(1, Number.parseInt(params.get("page") ?? "1", 10) || 1);
+    const perPage = Number.parseInt(params.get("per_page") ?? "20", 10);
+    filters.per_page = [20, 50, 100].includes(perPage) ? perPage : 20;
+    if (document.activeElement !== nameInput) nameInput.value = filters.name;
+    stateSelect.value = filters.state;
+    perPageSelect.value = String(filters.per_page);
+    setPools([...poolSelect.options].map((o) => o.value).filter(Boolean));
+    generation += 1;
+    const task = params.get("task");
+    if (task && task !== selected) select(task, { focus: false });
+    else if (!task && selected) closeDetail();
+  }
+
+  return {
+    load,
+    loadDetail,
+    setPools,
+    setTaskNames,
+    setCanMutate,
+    toParams,
+    fromParams,
+    wantsDetail: () => Boolean(selected) && !detail.hidden,
+  };
+}
