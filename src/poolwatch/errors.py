@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RejectedError", "TaskCancelledError"]
+__all__ = ["PoolExistsError", "RejectedError", "TaskCancelledError"]
 
 
 class RejectedError(RuntimeError):
@@ -24,3 +24,7 @@ class TaskCancelledError(Exception):
     A task that ends with this exception after a cancel request finishes
     ``CANCELLED``, not ``FAILED``.
     """
+
+
+class PoolExistsError(ValueError):
+    """``create_pool`` was given the name of a pool that already exists."""

@@ -49,9 +49,13 @@ def task(name: str | None = None, *, run_timeout: float | None = None) -> Callab
             f"at most 128 characters), got {name!r}"
         )
     if run_timeout is not None and not (
-        isinstance(run_timeout, int | float) and not isinstance(run_timeout, bool) and run_timeout > 0
+        isinstance(run_timeout, int | float)
+        and not isinstance(run_timeout, bool)
+        and run_timeout > 0
     ):
-        raise ValueError(f"run_timeout must be a number of seconds > 0 or None, got {run_timeout!r}")
+        raise ValueError(
+            f"run_timeout must be a number of seconds > 0 or None, got {run_timeout!r}"
+        )
 
     def decorate(fn: F) -> F:
         if not callable(fn):

@@ -1,0 +1,122 @@
+"""``TaskFuture``: the future returned by ``ManagedPool.submit``, and ``current_task()``.
+
+A ``TaskFuture`` is also the live record of its task while the task is queued or running:
+one object per task, no separate work item. When the task finishes its function,
+arguments and trace context are dropped; the pool keeps a compact copy of the record in
+its history, never the future.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
+from typing import TYPE_CHECKING, Any
+
+from .errors import TaskCancelledError
+from .history import QUEUED
+
+if TYPE_CHECKING:
+    from .accounting import TaskKind
+    from .pool import ManagedPool
+    from .records import TaskInfo
+
+__all__ = ["TaskFuture", "current_task"]
+
+_local = threading.local()
+
+
+def current_task() -> TaskFuture | None:
+    """The task running in this thread, or ``None`` outside a poolwatch task.
+
+    Its ``task_id``, ``cancel_requested`` and ``raise_if_cancel_requested()`` let a task
+    cooperate with cancellation and run timeouts.
+    """
+    return getattr(_local, "task", None)
+
+
+def _set_current(task: TaskFuture | None) -> TaskFuture | None:
+    previous: TaskFuture | None = getattr(_local, "task", None)
+    _local.task = task
+    return previous
+
+
+class TaskFuture(Future[Any]):
+    """A ``concurrent.futures.Future`` that knows its task: ``task_id``, ``info()``.
+
+    Thread-safe like ``Future``. ``cancel()`` cancels a queued task at once (the pool
+    counts it); a running task cannot be cancelled through the future, use
+    ``ManagedPool.cancel(task_id)`` to request a cooperative cancel.
+    """
+
+    def __init__(
+        self,
+        pool: ManagedPool,
+        seq: int,
+        fn: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        kind: TaskKind,
+        submitted: float,
+    ) -> None:
+        super().__init__()
+        self._pool = pool
+        self._seq = seq
+        # Dropped (set to None) when the task finishes, so records never keep them alive.
+        self._fn: Any = fn
+        self._args: Any = args
+        self._kwargs: Any = kwargs
+        self._kind = kind
+        self._submitted = submitted
+        self._started = 0.0
+        self._finished = 0.0
+        self._tstate = QUEUED
+        self._cancel_requested = False
+        self._cancel_requested_at = 0.0
+        self._overdue_at = 0.0
+        self._worker = -1
+        self._trace_ctx: Any = None
+        self._trace_id = 0
+        self._error: Any = None
+
+    @property
+    def task_id(self) -> str:
+        """The task's id: opaque, URL-safe, unique within its ``PoolManager``."""
+        return self._pool._task_id(self._seq)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether someone asked this task to stop (a cancel request or its run timeout)."""
+        return self._cancel_requested
+
+    def raise_if_cancel_requested(self) -> None:
+        """Raise ``TaskCancelledError`` if a cancel was requested; the task ends CANCELLED."""
+        if self._cancel_requested:
+            raise TaskCancelledError(f"task {self.task_id} was asked to stop")
+
+    def info(self) -> TaskInfo:
+        """A consistent snapshot of the task's record."""
+        return self._pool._info_of(self)
+
+    def cancel(self) -> bool:
+        """Cancel the task if it is still queued; ``True`` if it is (now) cancelled."""
+        return self._pool._cancel_future(self)
+
+    def result(self, timeout: float | None = None) -> Any:
+        # A finished future never changes again: skip the condition on the common path.
+        if self._state == FINISHED:
+            if self._exception is not None:
+                return super().result(timeout)
+            return self._result
+        return super().result(timeout)
+
+    def _mark_cancelled(self) -> None:
+        """Resolve as cancelled from any pending or running state, notifying waiters."""
+        with self._condition:
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
+                return
+            self._state = CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]

@@ -1,0 +1,119 @@
+"""One OpenTelemetry span per executed task, parented to the context current at submit.
+
+Tracing is off, and costs one attribute read and a float comparison per task, until a
+real tracer provider is present: the one given to ``PoolManager`` or the global one once
+an SDK provider is installed (looked up at most once a second until then).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .future import TaskFuture
+
+__all__ = ["Tracing"]
+
+_OFF_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+_RECHECK_SECONDS = 1.0
+
+
+class Tracing:
+    """Finds the tracer to use and starts and ends the spans of tasks."""
+
+    __slots__ = ("_explicit", "_next_check", "_tracer", "wall_offset")
+
+    def __init__(self, provider: trace.TracerProvider | None, wall_offset: float) -> None:
+        self._explicit = provider
+        self._tracer: trace.Tracer | None = None
+        self._next_check = 0.0
+        self.wall_offset = wall_offset
+        if provider is not None and not isinstance(provider, _OFF_PROVIDERS):
+            self._tracer = provider.get_tracer("poolwatch", __version__)
+
+    @property
+    def provider(self) -> trace.TracerProvider | None:
+        return self._explicit
+
+    def tracer(self, now: float) -> trace.Tracer | None:
+        """The tracer, or ``None`` while tracing is off. ``now`` is the monotonic time."""
+        tracer = self._tracer
+        if tracer is not None or now < self._next_check:
+            return tracer
+        return self._resolve(now)
+
+    def _resolve(self, now: float) -> trace.Tracer | None:
+        self._next_check = now + _RECHECK_SECONDS
+        if self._explicit is not None:
+            return None  # an explicit no-op provider: tracing stays off
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, _OFF_PROVIDERS):
+            return None
+        self._tracer = provider.get_tracer("poolwatch", __version__)
+        return self._tracer
+
+    def start(
+        self, tracer: trace.Tracer, task: TaskFuture, pool: str, thread: str, queue_wait: float
+    ) -> tuple[trace.Span, object]:
+        span = tracer.start_span(
+            task._kind.name,
+            context=task._trace_ctx,
+            attributes={
+                "poolwatch.pool.name": pool,
+                "poolwatch.task.name": task._kind.name,
+                "poolwatch.task.id": task.task_id,
+                "poolwatch.task.queue_wait_seconds": queue_wait,
+                "thread.name": thread,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        return span, token
+
+    def end(
+        self,
+        span: trace.Span,
+        token: object,
+        task: TaskFuture,
+        failed: BaseException | None,
+        cancelled: bool,
+    ) -> int:
+        """Close a task's span; returns its trace id (0 when not sampled)."""
+        try:
+            if task._overdue_at:
+                span.add_event("poolwatch.task.run_timeout", timestamp=self._ns(task._overdue_at))
+            if task._cancel_requested_at:
+                span.add_event(
+                    "poolwatch.task.cancel_requested",
+                    timestamp=self._ns(task._cancel_requested_at),
+                )
+            if cancelled:
+                span.add_event("poolwatch.task.cancelled")
+            elif failed is not None:
+                span.record_exception(failed)
+                span.set_status(Status(StatusCode.ERROR, _describe(failed)))
+        finally:
+            otel_context.detach(token)  # type: ignore[arg-type]
+            span.end()
+        ctx = span.get_span_context()
+        return ctx.trace_id if ctx.trace_flags.sampled else 0
+
+    def _ns(self, monotonic: float) -> int:
+        return int((monotonic + self.wall_offset) * 1e9)
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__qualname__}: {exc}"
+    except Exception:  # a broken __str__ must not break the span
+        return type(exc).__qualname__
+
+
+def capture_context() -> Any:
+    """The OpenTelemetry context current in this thread (or task, in asyncio)."""
+    return otel_context.get_current()

@@ -1,0 +1,147 @@
+"""Read-side of a pool: task records as ``TaskInfo`` and pages of them.
+
+Everything here runs under the pool's lock and costs O(page + offset), never O(history),
+except counting a filter on live tasks (O(queued + running)).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .history import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, ErrorInfo, HistoryEntry
+from .records import TaskInfo, TaskState
+
+if TYPE_CHECKING:
+    from .future import TaskFuture
+    from .pool import ManagedPool
+
+__all__ = ["STATE_CODES", "SortKey", "collect_page", "entry_info", "future_info"]
+
+STATES = (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED,
+          TaskState.CANCELLED)  # fmt: skip
+STATE_CODES = {s: i for i, s in enumerate(STATES)}
+LIVE = frozenset({QUEUED, RUNNING})
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# Unfinished tasks sort before finished ones; then newest first (by submission for
+# unfinished tasks, by finish time for finished ones).
+SortKey = tuple[int, float]
+
+
+def _info(
+    pool: ManagedPool,
+    seq: int,
+    kind: int,
+    state: int,
+    worker: int,
+    submitted: float,
+    started: float | None,
+    finished: float | None,
+    trace_id: int,
+    cancel_requested: bool,
+    error: ErrorInfo | None,
+) -> TaskInfo:
+    off = pool._wall_offset
+    return TaskInfo(
+        id=pool._task_id(seq),
+        pool=pool._name,
+        name=pool._kind_list[kind].name,
+        state=STATES[state],
+        submitted_at=submitted + off,
+        started_at=None if started is None else started + off,
+        finished_at=None if finished is None else finished + off,
+        queue_wait=None if started is None else started - submitted,
+        run_time=None if started is None or finished is None else finished - started,
+        error_type=error.type if error is not None else None,
+        error_message=error.message if error is not None else None,
+        traceback=error.traceback if error is not None else None,
+        cancel_requested=cancel_requested,
+        worker=pool._worker_names[worker] if worker >= 0 else None,
+        trace_id=f"{trace_id:032x}" if trace_id else None,
+    )
+
+
+def future_info(pool: ManagedPool, f: TaskFuture) -> TaskInfo:
+    """The record of a task from its future (call under the pool's lock)."""
+    state = f._tstate
+    started = f._started if (state != QUEUED and f._worker >= 0) else None
+    return _info(
+        pool, f._seq, f._kind.index, state, f._worker, f._submitted, started,
+        f._finished if state in FINISHED else None, f._trace_id, f._cancel_requested,
+        f._error,
+    )  # fmt: skip
+
+
+def entry_info(pool: ManagedPool, e: HistoryEntry) -> TaskInfo:
+    """The record of a finished task from the history (call under the pool's lock)."""
+    return _info(
+        pool, e.seq, e.kind, e.state, e.worker, e.submitted, e.started, e.finished,
+        e.trace_id, e.cancel_requested, e.error,
+    )  # fmt: skip
+
+
+def collect_page(
+    pool: ManagedPool, *, states: frozenset[int] | None, name: str | None, skip: int, limit: int
+) -> tuple[list[tuple[SortKey, TaskInfo]], int]:
+    """Tasks of one pool matching the filters, newest first: ``limit`` of them after
+    skipping ``skip``, each with its sort key, and how many match in all."""
+    with pool._lock:
+        kind: int | None = None
+        if name is not None:
+            k = pool._kinds_by_name.get(name)
+            if k is None:
+                return [], 0
+            kind = k.index
+        live_states = LIVE if states is None else LIVE & states
+        done_states = FINISHED if states is None else FINISHED & states
+        history = pool._history
+
+        live: list[TaskFuture] = []
+        live_total = 0
+        if live_states:
+            if kind is None and live_states == LIVE:
+                live_total = len(pool._live)
+                matches: Iterator[TaskFuture] = reversed(pool._live.values())
+            else:
+                matches = (
+                    f
+                    for f in reversed(pool._live.values())
+                    if f._tstate in live_states and (kind is None or f._kind.index == kind)
+                )
+                live_total = -1  # counted below
+            if live_total >= 0:
+                live = list(itertools.islice(matches, skip, skip + limit))
+            else:
+                everything = list(matches)
+                live_total = len(everything)
+                live = everything[skip : skip + limit]
+        done_total = 0
+        if done_states:
+            done_total = history.count(
+                kinds=None if kind is None else [kind], states=sorted(done_states)
+            )
+        items: list[tuple[SortKey, TaskInfo]] = [
+            ((0, -f._submitted), future_info(pool, f)) for f in live
+        ]
+        want = limit - len(items)
+        if want > 0 and done_total:
+            hskip = max(0, skip - live_total)
+            if kind is None and done_states == FINISHED:
+                slots: Iterator[int] = history.newest_slots_from(hskip)
+            else:
+                slots = itertools.islice(
+                    (
+                        s
+                        for s in history.newest_slots()
+                        if history.state_at(s) in done_states
+                        and (kind is None or history.kind_at(s) == kind)
+                    ),
+                    hskip,
+                    None,
+                )
+            for slot in itertools.islice(slots, want):
+                entry = history.entry(slot)
+                items.append(((1, -entry.finished), entry_info(pool, entry)))
+        return items, live_total + done_total
