@@ -1,0 +1,259 @@
+"""The service's TOML configuration, parsed into frozen dataclasses.
+
+A file looks like ``examples/poolwatch.toml``::
+
+    tasks = ["myapp.tasks"]
+
+    [server]
+    host = "127.0.0.1"
+    port = 8000
+
+    [[pools]]
+    name = "io"
+    max_workers = 16
+
+Every problem is reported as one :class:`ConfigError` naming the file, the key
+(``pools[1].max_workers``) and the fix; unknown keys are errors, with a suggestion.
+Pool keys follow the same rules as the HTTP API (:mod:`poolwatch.http.schemas`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poolwatch.http.fields import Field, FieldError, check_object, show
+from poolwatch.http.schemas import (
+    HISTORY_SIZE,
+    MAX_WORKERS,
+    NAME,
+    QUEUE_CAPACITY,
+    QUEUE_TIMEOUT,
+    REJECTION_POLICY,
+    RUN_TIMEOUT,
+)
+
+__all__ = [
+    "TOKEN_ENV",
+    "Config",
+    "ConfigError",
+    "PoolConfig",
+    "ServerConfig",
+    "ShutdownConfig",
+    "TracingConfig",
+    "load_config",
+]
+
+#: The environment variable that holds the API token (it wins over the file's).
+TOKEN_ENV = "POOLWATCH_API_TOKEN"
+
+_MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    read_only: bool = False
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    enabled: bool = False
+    service_name: str = "poolwatch"
+    sampling_ratio: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownConfig:
+    grace_period: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """The keyword arguments of ``PoolManager.create_pool``."""
+
+    name: str
+    max_workers: int
+    queue_capacity: int | None = None
+    rejection_policy: str = "abort"
+    queue_timeout: float | None = None
+    run_timeout: float | None = None
+    history_size: int = 10_000
+
+    def create_kwargs(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        del values["name"]
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``poolwatch serve`` needs; ``source`` is the file it came from."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    pools: tuple[PoolConfig, ...] = ()
+    tasks: tuple[str, ...] = ()
+    source: str | None = None
+
+    def with_overrides(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        read_only: bool | None = None,
+        tasks: tuple[str, ...] = (),
+    ) -> Config:
+        """This config with command-line flags applied (``None`` keeps the file's value)."""
+        server = self.server
+        if host is not None:
+            server = dataclasses.replace(server, host=host)
+        if port is not None:
+            server = dataclasses.replace(server, port=port)
+        if read_only:
+            server = dataclasses.replace(server, read_only=True)
+        extra = tuple(t for t in tasks if t not in self.tasks)
+        return dataclasses.replace(self, server=server, tasks=self.tasks + extra)
+
+
+def _fields(*items: Field) -> dict[str, Field]:
+    return {item.name: item for item in items}
+
+
+_SERVER = _fields(
+    Field("host", "string", "Address to listen on.", max_length=255),
+    Field("port", "integer", "TCP port.", minimum=0, maximum=65535),
+    Field("token", "string", "API token for mutations.", max_length=4096),
+    Field("read_only", "boolean", "Refuse every mutation."),
+    Field("max_body_bytes", "integer", "Largest request body.", minimum=1, maximum=64 << 20),
+)
+_TRACING = _fields(
+    Field("enabled", "boolean", "Export spans over OTLP."),
+    Field("service_name", "string", "service.name resource attribute.", max_length=255),
+    Field("sampling_ratio", "number", "Fraction of traces kept.", minimum=0, maximum=1),
+)
+_SHUTDOWN = _fields(
+    Field(
+        "grace_period",
+        "number",
+        "Seconds running tasks get.",
+        minimum=0,
+        maximum=3600,
+        unit="seconds",
+    ),
+)
+_POOL = _fields(
+    NAME,
+    dataclasses.replace(MAX_WORKERS, required=True),
+    dataclasses.replace(QUEUE_CAPACITY, nullable=False),
+    REJECTION_POLICY,
+    dataclasses.replace(QUEUE_TIMEOUT, nullable=False),
+    dataclasses.replace(RUN_TIMEOUT, nullable=False),
+    HISTORY_SIZE,
+)
+_TOP = _fields(
+    Field("server", "object", "[server] table."),
+    Field("tracing", "object", "[tracing] table."),
+    Field("shutdown", "object", "[shutdown] table."),
+    Field("pools", "array", "[[pools]] tables."),
+    Field("tasks", "array", "Modules to import."),
+)
+
+
+def _section(data: Mapping[str, Any], key: str, fields: Mapping[str, Field]) -> dict[str, Any]:
+    if key not in data:
+        return {}
+    return check_object(data[key], fields, label=f"{key}.", what=f"[{key}]", noun="key")
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Build a :class:`Config` from decoded TOML; raises ConfigError naming ``source``."""
+    env = os.environ if env is None else env
+    where = source or "configuration"
+    try:
+        check_object(dict(data), _TOP, what="the file", noun="key")
+        server = ServerConfig(**_section(data, "server", _SERVER))
+        if server.token is not None and not server.token.strip():
+            raise FieldError("server.token", "server.token must not be empty; remove it or set one")
+        env_token = env.get(TOKEN_ENV, "").strip()
+        if env_token:
+            server = dataclasses.replace(server, token=env_token)
+        tracing = TracingConfig(**_section(data, "tracing", _TRACING))
+        shutdown = ShutdownConfig(**_section(data, "shutdown", _SHUTDOWN))
+        pools = _pools(data.get("pools", []))
+        tasks = _tasks(data.get("tasks", []))
+    except FieldError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
+    return Config(
+        server=server,
+        tracing=tracing,
+        shutdown=shutdown,
+        pools=pools,
+        tasks=tasks,
+        source=source,
+    )
+
+
+def _pools(items: list[Any]) -> tuple[PoolConfig, ...]:
+    pools: list[PoolConfig] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        label = f"pools[{index}]"
+        values = check_object(
+            item, _POOL, label=f"{label}.", what=f"{label} ([[pools]] entry)", noun="key"
+        )
+        name = values["name"]
+        if name in seen:
+            raise FieldError(
+                f"{label}.name",
+                f"{label}.name {show(name)} is already used by pools[{seen[name]}]; "
+                "pool names must be unique",
+            )
+        seen[name] = index
+        pools.append(PoolConfig(**values))
+    return tuple(pools)
+
+
+def _tasks(items: list[Any]) -> tuple[str, ...]:
+    modules: list[str] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, str) or not _MODULE_RE.match(item):
+            raise FieldError(
+                f"tasks[{index}]",
+                f'tasks[{index}] must be a dotted module name such as "myapp.tasks", '
+                f"got {show(item)}",
+            )
+        modules.append(item)
+    return tuple(modules)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and check a TOML file; every failure is one ConfigError naming the file."""
+    where = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: the config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    return parse_config(data, source=where, env=env)

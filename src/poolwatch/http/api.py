@@ -1,0 +1,415 @@
+"""The ``/api`` routes: pools, tasks, task types, totals and server info.
+
+Handlers are async and call the engine directly where it only takes a pool lock
+briefly; anything that can wait (removing a pool, a ``caller_runs`` submission) runs in
+a worker thread so the event loop never stalls. Reads cost O(page size).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from poolwatch.errors import PoolExistsError, RejectedError
+from poolwatch.http.auth import AccessPolicy, audit
+from poolwatch.http.errors import ApiError
+from poolwatch.http.fields import FieldError, show
+from poolwatch.http.lifecycle import Lifecycle
+from poolwatch.http.schemas import (
+    DELETE_QUERY,
+    POOL_CREATE,
+    POOL_PATCH,
+    TASK_SUBMIT,
+    bind_task_arguments,
+    parse_body,
+    parse_query,
+    parse_task_query,
+)
+from poolwatch.http.serialize import (
+    pagination,
+    pool_json,
+    task_json,
+    task_type_json,
+    totals_json,
+)
+from poolwatch.records import TaskState
+from poolwatch.tasks import get_task_type, registered_tasks
+
+if TYPE_CHECKING:
+    from poolwatch.manager import PoolManager
+    from poolwatch.pool import ManagedPool
+
+__all__ = ["ControlApi"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+_RETRY_AFTER = {"Retry-After": "1"}
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not valid JSON; send a finite number or null")
+
+
+def _invalid(exc: FieldError) -> ApiError:
+    return ApiError(422, "invalid_field", exc.message)
+
+
+class ControlApi:
+    """The control API of one manager, as a list of routes to mount under ``/api``."""
+
+    def __init__(
+        self,
+        manager: PoolManager,
+        *,
+        policy: AccessPolicy,
+        lifecycle: Lifecycle,
+        max_body_bytes: int,
+        version: str,
+    ) -> None:
+        self.manager = manager
+        self.policy = policy
+        self.lifecycle = lifecycle
+        self.max_body_bytes = max_body_bytes
+        self.version = version
+
+    def routes(self) -> list[Route]:
+        m = self._mutation
+        return [
+            Route("/info", self.info, methods=["GET"]),
+            Route(
+                "/pools",
+                self._by_method(GET=self.list_pools, POST=m("pool.create", self.create_pool)),
+                methods=["GET", "POST"],
+                name="pools",
+            ),
+            Route(
+                "/pools/{name}",
+                self._by_method(
+                    GET=self.get_pool,
+                    PATCH=m("pool.update", self.update_pool),
+                    DELETE=m("pool.delete", self.delete_pool),
+                ),
+                methods=["GET", "PATCH", "DELETE"],
+                name="pool",
+            ),
+            Route(
+                "/pools/{name}/tasks",
+                m("task.submit", self.submit_task),
+                methods=["POST"],
+                name="pool_tasks",
+            ),
+            Route("/tasks", self.list_tasks, methods=["GET"], name="tasks"),
+            Route("/tasks/{task_id}", self.get_task, methods=["GET"], name="task"),
+            Route(
+                "/tasks/{task_id}/cancel",
+                m("task.cancel", self.cancel_task),
+                methods=["POST"],
+                name="task_cancel",
+            ),
+            Route("/task-types", self.task_types, methods=["GET"], name="task_types"),
+            Route("/stats", self.stats, methods=["GET"], name="stats"),
+        ]
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @staticmethod
+    def _by_method(**handlers: Handler) -> Handler:
+        async def dispatch(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await handlers[method](request)
+
+        dispatch.__name__ = "_".join(h.__name__ for h in handlers.values())
+        return dispatch
+
+    def _mutation(self, action: str, handler: Handler) -> Handler:
+        """Authorize, run and audit-log a state-changing handler."""
+
+        async def endpoint(request: Request) -> Response:
+            authenticated = False
+            target = request.path_params.get("name") or request.path_params.get("task_id")
+            try:
+                authenticated = self.policy.authorize(request)
+                response = await handler(request)
+            except ApiError as exc:
+                target = getattr(request.state, "audit_target", target)
+                audit(
+                    request,
+                    action=action,
+                    target=target,
+                    status=exc.status,
+                    authenticated=authenticated,
+                    result=exc.code,
+                )
+                raise
+            target = getattr(request.state, "audit_target", target)
+            audit(
+                request,
+                action=action,
+                target=target,
+                status=response.status_code,
+                authenticated=authenticated,
+                result="ok",
+            )
+            return response
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    async def _read_json(self, request: Request) -> Any:
+        """The decoded body: 413 past the size limit (declared or streamed), 400 if not JSON."""
+        limit = self.max_body_bytes
+        too_large = ApiError(
+            413,
+            "payload_too_large",
+            f"request body is larger than {limit} bytes; send a smaller JSON object",
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise ApiError(
+                    400, "bad_request", f"Content-Length {show(declared)} is not a number"
+                )
+            if int(declared) > limit:
+                raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+        if not body.strip():
+            raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_json", "request body is not UTF-8 text") from None
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise ApiError(
+                400,
+                "invalid_json",
+                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                f"{exc.colno}",
+            ) from None
+        except ValueError as exc:
+            raise ApiError(400, "invalid_json", f"request body: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+
+    async def _body(self, request: Request, fields: Any) -> dict[str, Any]:
+        data = await self._read_json(request)
+        try:
+            return parse_body(data, fields)
+        except FieldError as exc:
+            raise _invalid(exc) from None
+
+    def _pool(self, name: str) -> ManagedPool:
+        try:
+            return self.manager.get_pool(name)
+        except KeyError:
+            raise ApiError(
+                404, "pool_not_found", f"no pool named {show(name)}; GET /api/pools lists them"
+            ) from None
+
+    def _refuse_while_stopping(self) -> None:
+        if self.lifecycle.shutting_down:
+            raise ApiError(
+                503,
+                "shutting_down",
+                "the server is shutting down and accepts no new work; retry on another instance",
+                headers=_RETRY_AFTER,
+            )
+
+    # -- server ---------------------------------------------------------------------
+
+    async def info(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "version": self.version,
+                "read_only": self.policy.read_only,
+                "auth_required": self.policy.auth_required,
+                "mutations_allowed": self.policy.mutations_allowed,
+            }
+        )
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(totals_json(pool.stats() for pool in self.manager.pools()))
+
+    async def task_types(self, request: Request) -> Response:
+        types = registered_tasks()
+        return JSONResponse({"data": [task_type_json(types[name]) for name in sorted(types)]})
+
+    # -- pools ----------------------------------------------------------------------
+
+    async def list_pools(self, request: Request) -> Response:
+        pools = sorted(self.manager.pools(), key=lambda p: p.name)
+        return JSONResponse({"data": [pool_json(pool.stats()) for pool in pools]})
+
+    async def get_pool(self, request: Request) -> Response:
+        return JSONResponse(pool_json(self._pool(request.path_params["name"]).stats()))
+
+    async def create_pool(self, request: Request) -> Response:
+        self._refuse_while_stopping()
+        body = await self._body(request, POOL_CREATE)
+        name = body.pop("name")
+        request.state.audit_target = name
+        try:
+            pool = self.manager.create_pool(name, **body)
+        except PoolExistsError:
+            raise ApiError(
+                409,
+                "pool_exists",
+                f"a pool named {show(name)} already exists; choose another name or PATCH it",
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, "invalid_field", str(exc)) from None
+        except RuntimeError as exc:
+            raise ApiError(503, "shutting_down", str(exc), headers=_RETRY_AFTER) from None
+        location = request.url_for("pool", name=name).path
+        return JSONResponse(
+            pool_json(pool.stats()), status_code=201, headers={"Location": location}
+        )
+
+    async def update_pool(self, request: Request) -> Response:
+        pool = self._pool(request.path_params["name"])
+        changes = await self._body(request, POOL_PATCH)
+        paused = changes.pop("paused", None)
+        try:
+            if changes:
+                pool.configure(**changes)
+            if paused is True:
+                pool.pause()
+            elif paused is False:
+                pool.resume()
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, "invalid_field", str(exc)) from None
+        except RuntimeError as exc:
+            raise ApiError(
+                409, "pool_shut_down", f"pool {show(pool.name)} is shutting down: {exc}"
+            ) from None
+        return JSONResponse(pool_json(pool.stats()))
+
+    async def delete_pool(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            query = parse_query(request.query_params, DELETE_QUERY)
+        except FieldError as exc:
+            raise _invalid(exc) from None
+        self._pool(name)
+        try:
+            final = await run_in_threadpool(
+                self.manager.remove_pool,
+                name,
+                wait=True,
+                cancel_futures=query.get("cancel_pending", False),
+            )
+        except KeyError:  # removed by a concurrent request
+            raise ApiError(
+                404, "pool_not_found", f"no pool named {show(name)}; it was removed already"
+            ) from None
+        return JSONResponse(pool_json(final))
+
+    # -- tasks ----------------------------------------------------------------------
+
+    async def submit_task(self, request: Request) -> Response:
+        self._refuse_while_stopping()
+        pool = self._pool(request.path_params["name"])
+        body = await self._body(request, TASK_SUBMIT)
+        task_name = body["task"]
+        try:
+            task_type = get_task_type(task_name)
+        except KeyError:
+            known = ", ".join(sorted(registered_tasks())[:20]) or "none"
+            raise ApiError(
+                422,
+                "unknown_task",
+                f"task {show(task_name)} is not registered; registered tasks: {known} "
+                "(GET /api/task-types)",
+            ) from None
+        args: list[Any] = body.get("args", [])
+        kwargs: dict[str, Any] = body.get("kwargs", {})
+        try:
+            bind_task_arguments(task_type, args, kwargs)
+        except FieldError as exc:
+            raise ApiError(422, "invalid_arguments", exc.message) from None
+        try:
+            # In a worker thread: a "caller_runs" pool runs the task in the caller.
+            future = await run_in_threadpool(pool.submit, task_type.fn, *args, **kwargs)
+        except RejectedError as exc:
+            raise ApiError(
+                503,
+                exc.reason,
+                f"pool {show(pool.name)} rejected the task ({exc.reason}): {exc}; retry later",
+                headers=_RETRY_AFTER,
+            ) from None
+        except RuntimeError as exc:
+            raise ApiError(503, "shutdown", str(exc), headers=_RETRY_AFTER) from None
+        info = future.info()
+        if info.state is TaskState.CANCELLED and future.cancelled() and info.started_at is None:
+            stats = pool.stats()
+            if stats.rejection_policy == "discard":
+                raise ApiError(
+                    503,
+                    "queue_full",
+                    f"pool {show(pool.name)} queue is full and its policy is discard: the task "
+                    "was dropped; retry later",
+                    headers=_RETRY_AFTER,
+                )
+        location = request.url_for("task", task_id=future.task_id).path
+        return JSONResponse(
+            {"id": future.task_id, "pool": pool.name, "task": task_type.name},
+            status_code=202,
+            headers={"Location": location},
+        )
+
+    async def list_tasks(self, request: Request) -> Response:
+        try:
+            query = parse_task_query(request.query_params)
+        except FieldError as exc:
+            raise _invalid(exc) from None
+        try:
+            page = self.manager.tasks(
+                pool=query.pool,
+                state=query.state,
+                name=query.name,
+                offset=query.offset,
+                limit=query.per_page,
+            )
+            items, total = page.items, page.total
+        except KeyError:  # a pool that does not exist has no tasks
+            items, total = [], 0
+        return JSONResponse(
+            {
+                "data": [task_json(info) for info in items],
+                "pagination": pagination(query.page, query.per_page, total),
+            }
+        )
+
+    def _task_not_found(self, task_id: str) -> ApiError:
+        return ApiError(
+            404,
+            "task_not_found",
+            f"no task with id {show(task_id)}; it never existed or left the history",
+        )
+
+    async def get_task(self, request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        try:
+            return JSONResponse(task_json(self.manager.get_task(task_id)))
+        except KeyError:
+            raise self._task_not_found(task_id) from None
+
+    async def cancel_task(self, request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        try:
+            info = self.manager.get_task(task_id)
+            result = self.manager.get_pool(info.pool).cancel(task_id)
+        except KeyError:
+            raise self._task_not_found(task_id) from None
+        return JSONResponse({"result": result})

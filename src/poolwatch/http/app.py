@@ -1,0 +1,146 @@
+"""``create_app``: the Starlette application around one :class:`PoolManager`."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from poolwatch._version import __version__
+from poolwatch.http.api import ControlApi
+from poolwatch.http.auth import AccessPolicy
+from poolwatch.http.errors import CatchAllMiddleware, error_response, exception_handlers
+from poolwatch.http.lifecycle import Lifecycle
+from poolwatch.http.openapi import openapi_document
+from poolwatch.http.otel import ServerSpanMiddleware
+
+if TYPE_CHECKING:
+    from poolwatch.manager import PoolManager
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "package_version"]
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def package_version() -> str:
+    return __version__
+
+
+def console_directory() -> Path:
+    """Where the web console's files are (``poolwatch/console`` inside the package)."""
+    return Path(str(importlib.resources.files("poolwatch") / "console"))
+
+
+def create_app(
+    manager: PoolManager,
+    *,
+    token: str | None = None,
+    read_only: bool = False,
+    bind_host: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    lifecycle: Lifecycle | None = None,
+) -> Starlette:
+    """The control API, metrics, health checks and web console of ``manager``.
+
+    The app can be served on its own or mounted inside another ASGI service (all its
+    links are relative). Mutating requests follow :class:`~poolwatch.http.auth.AccessPolicy`:
+
+    - ``token``: require ``Authorization: Bearer <token>`` for POST, PATCH and DELETE;
+    - ``read_only``: refuse every mutation with 403;
+    - ``bind_host``: the address the server listens on. Without a token, mutations are
+      allowed only when it is a loopback address, so an app mounted elsewhere with
+      neither ``token`` nor ``bind_host`` refuses them (403) rather than guess.
+
+    ``max_body_bytes`` bounds request bodies (413 past it). ``lifecycle`` is shared
+    with whoever runs the server: after ``lifecycle.begin_shutdown()`` ``/readyz``
+    answers 503 and new work is refused.
+    """
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("token must be a non-empty string or None")
+    if (
+        isinstance(max_body_bytes, bool)
+        or not isinstance(max_body_bytes, int)
+        or max_body_bytes < 1
+    ):
+        raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
+    lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+    policy = AccessPolicy(token=token, read_only=read_only, bind_host=bind_host)
+    version = package_version()
+    api = ControlApi(
+        manager,
+        policy=policy,
+        lifecycle=lifecycle,
+        max_body_bytes=max_body_bytes,
+        version=version,
+    )
+    document = openapi_document(version)
+    console = console_directory()
+
+    async def index(request: Request) -> Response:
+        page = console / "index.html"
+        if not page.is_file():
+            return error_response(
+                404, "console_missing", "the web console is not installed with this package"
+            )
+        return FileResponse(page, media_type="text/html")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if lifecycle.shutting_down:
+            return error_response(
+                503,
+                "shutting_down",
+                "the server is shutting down; send traffic elsewhere",
+            )
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = await run_in_threadpool(encoder, manager.registry)
+        return Response(body, headers={"Content-Type": content_type})
+
+    async def openapi(request: Request) -> Response:
+        root = request.scope.get("root_path", "") or "/"
+        return JSONResponse({**document, "servers": [{"url": root}]})
+
+    api_routes = api.routes()
+    static = StaticFiles(directory=console, check_dir=False)
+    routes: list[BaseRoute] = [
+        Route("/", index, methods=["GET"], name="console_index"),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Mount("/api", routes=list(api_routes)),
+        Mount("/console", app=static, name="console"),
+    ]
+    templates: dict[Any, str] = {
+        route.endpoint: route.path for route in routes if isinstance(route, Route)
+    }
+    templates.update({route.endpoint: "/api" + route.path for route in api_routes})
+    templates[static] = "/console/{path}"
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(CatchAllMiddleware),
+            Middleware(
+                ServerSpanMiddleware,
+                tracer_provider=manager.tracer_provider,
+                route_templates=templates,
+            ),
+        ],
+        exception_handlers=dict(exception_handlers),
+    )
+    app.state.poolwatch_lifecycle = lifecycle
+    return app

@@ -1,0 +1,247 @@
+"""Field rules shared by request validation, the OpenAPI document and the config file.
+
+One :class:`Field` states a rule once ("an integer >= 1 or null"); the same object
+checks a value, words the error message and renders the JSON Schema, so the three
+can never disagree.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "POOL_NAME_PATTERN",
+    "Field",
+    "FieldError",
+    "check_object",
+    "did_you_mean",
+    "show",
+]
+
+Kind = Literal["integer", "number", "string", "boolean", "array", "object"]
+
+#: Pool names are metric label values; the engine enforces the same rule.
+POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+_ARTICLE = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "an array",
+    "object": "an object",
+}
+
+
+class FieldError(ValueError):
+    """A value broke a field's rule. ``field`` is the label used in the message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short JSON-like rendering of a value for an error message."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``'; did you mean "port"?'`` for a close match, else an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """The rule for one named value.
+
+    ``unit`` only words messages ("a number of seconds"). ``minimum``/``maximum`` are
+    inclusive, ``exclusive_minimum`` strict. ``choices`` restricts strings.
+    """
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = False
+    nullable: bool = False
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    max_length: int | None = None
+    unit: str = ""
+    default: Any = None
+
+    # -- wording --------------------------------------------------------------------
+
+    def rule(self) -> str:
+        """What a valid value looks like, in words: ``an integer >= 1 or null``."""
+        if self.choices is not None:
+            text = "one of " + ", ".join(f'"{c}"' for c in self.choices)
+        else:
+            text = _ARTICLE[self.kind]
+            if self.unit:
+                text += f" of {self.unit}"
+            bounds = []
+            if self.exclusive_minimum is not None:
+                bounds.append(f"> {_num(self.exclusive_minimum)}")
+            if self.minimum is not None:
+                bounds.append(f">= {_num(self.minimum)}")
+            if self.maximum is not None:
+                bounds.append(f"<= {_num(self.maximum)}")
+            if bounds:
+                text += " " + " and ".join(bounds)
+            if self.pattern is not None:
+                text += f" matching {self.pattern}"
+            if self.max_length is not None:
+                text += f" of at most {self.max_length} characters"
+        if self.nullable:
+            text += " or null"
+        return text
+
+    def error(self, value: Any, label: str | None = None) -> FieldError:
+        """The error for ``value`` breaking this rule."""
+        name = label or self.name
+        return FieldError(name, f"{name} must be {self.rule()}, got {show(value)}")
+
+    # -- checking -------------------------------------------------------------------
+
+    def check(self, value: Any, label: str | None = None) -> Any:
+        """Return ``value`` (ints stay ints, numbers become float) or raise FieldError."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise self.error(value, label)
+        kind = self.kind
+        if kind == "integer":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise self.error(value, label)
+            self._check_bounds(value, label)
+            return value
+        if kind == "number":
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise self.error(value, label)
+            if not math.isfinite(value):
+                raise self.error(value, label)
+            self._check_bounds(value, label)
+            return float(value)
+        if kind == "boolean":
+            if not isinstance(value, bool):
+                raise self.error(value, label)
+            return value
+        if kind == "string":
+            if not isinstance(value, str):
+                raise self.error(value, label)
+            if self.choices is not None and value not in self.choices:
+                raise self.error(value, label)
+            if self.pattern is not None and not re.fullmatch(self.pattern, value):
+                raise self.error(value, label)
+            if self.max_length is not None and len(value) > self.max_length:
+                raise self.error(value, label)
+            return value
+        if kind == "array":
+            if not isinstance(value, list):
+                raise self.error(value, label)
+            return value
+        if not isinstance(value, dict):
+            raise self.error(value, label)
+        return value
+
+    def _check_bounds(self, value: float, label: str | None) -> None:
+        if self.minimum is not None and value < self.minimum:
+            raise self.error(value, label)
+        if self.exclusive_minimum is not None and value <= self.exclusive_minimum:
+            raise self.error(value, label)
+        if self.maximum is not None and value > self.maximum:
+            raise self.error(value, label)
+
+    def parse_query(self, raw: str) -> Any:
+        """Check a query-string value, converting integers and booleans from text."""
+        if self.kind == "integer":
+            if not re.fullmatch(r"[0-9]{1,18}", raw):
+                raise self.error(raw)
+            return self.check(int(raw))
+        if self.kind == "boolean":
+            lowered = raw.lower()
+            if lowered in ("true", "1"):
+                return True
+            if lowered in ("false", "0"):
+                return False
+            raise self.error(raw)
+        return self.check(raw)
+
+    # -- schema ---------------------------------------------------------------------
+
+    def json_schema(self) -> dict[str, Any]:
+        """This rule as an OpenAPI 3.0 schema object."""
+        schema: dict[str, Any] = {"type": self.kind, "description": self.description}
+        if self.nullable:
+            schema["nullable"] = True
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.exclusive_minimum is not None:
+            schema["minimum"] = self.exclusive_minimum
+            schema["exclusiveMinimum"] = True
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.choices is not None:
+            schema["enum"] = list(self.choices)
+        if self.pattern is not None:
+            schema["pattern"] = self.pattern
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        if self.default is not None:
+            schema["default"] = self.default
+        return schema
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def check_object(
+    data: Any,
+    fields: Mapping[str, Field],
+    *,
+    label: str = "",
+    what: str = "the request body",
+    noun: str = "field",
+) -> dict[str, Any]:
+    """Check a mapping against ``fields``: unknown keys, missing keys, then each value.
+
+    ``label`` prefixes key names in messages (``pools[1].``). Returns only the keys
+    present in ``data``, with checked values.
+    """
+    if not isinstance(data, dict):
+        raise FieldError(label.rstrip(".") or "body", f"{what} must be an object, got {show(data)}")
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        key = unknown[0]
+        allowed = ", ".join(fields)
+        names = ", ".join(f"{label}{k}" for k in unknown)
+        raise FieldError(
+            f"{label}{key}",
+            f"unknown {noun}{'s' if len(unknown) > 1 else ''} {names}"
+            f"{did_you_mean(str(key), fields)} (allowed: {allowed})",
+        )
+    missing = [f.name for f in fields.values() if f.required and f.name not in data]
+    if missing:
+        field = fields[missing[0]]
+        raise FieldError(
+            f"{label}{field.name}",
+            f"{label}{field.name} is required: it must be {field.rule()}",
+        )
+    return {key: fields[key].check(value, f"{label}{key}") for key, value in data.items()}

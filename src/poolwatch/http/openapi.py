@@ -1,0 +1,414 @@
+"""The OpenAPI 3 document of ``/api``.
+
+Request schemas come from the same :class:`~poolwatch.http.fields.Field` objects that
+validate requests; response schemas are derived from the ``PoolStats`` and
+``TaskInfo`` dataclasses, so neither can drift from what the server does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from poolwatch.http.fields import POOL_NAME_PATTERN, Field
+from poolwatch.http.schemas import (
+    DELETE_QUERY,
+    POOL_CREATE,
+    POOL_PATCH,
+    REJECTION_POLICIES,
+    TASK_QUERY,
+    TASK_STATES,
+    TASK_SUBMIT,
+)
+from poolwatch.records import PoolState, PoolStats, TaskInfo
+
+__all__ = ["openapi_document"]
+
+_SCALARS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+_TIME_FIELDS = frozenset({"submitted_at", "started_at", "finished_at"})
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _record_schema(cls: type, description: str, enums: Mapping[str, list[str]]) -> dict[str, Any]:
+    """A JSON object schema with one required property per dataclass field."""
+    props: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        annotation = str(f.type).replace(" ", "")
+        nullable = annotation.endswith("|None")
+        base = annotation.removesuffix("|None")
+        if f.name in _TIME_FIELDS:
+            schema: dict[str, Any] = {"type": "string", "format": "date-time"}
+        elif f.name in enums:
+            schema = {"type": "string", "enum": list(enums[f.name])}
+        else:
+            schema = {"type": _SCALARS[base]}
+        if nullable:
+            schema["nullable"] = True
+        props[f.name] = schema
+    return {
+        "type": "object",
+        "description": description,
+        "required": list(props),
+        "properties": props,
+    }
+
+
+def _body_schema(fields: Mapping[str, Field], description: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "additionalProperties": False,
+        "properties": {name: f.json_schema() for name, f in fields.items()},
+    }
+    required = [name for name, f in fields.items() if f.required]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _query_params(fields: Mapping[str, Field]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f.description,
+            "schema": {k: v for k, v in f.json_schema().items() if k != "description"},
+        }
+        for name, f in fields.items()
+    ]
+
+
+_POOL_NAME_PARAM = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "Pool name.",
+    "schema": {"type": "string", "pattern": POOL_NAME_PATTERN},
+}
+_TASK_ID_PARAM = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "description": "Task id, as returned on submission.",
+    "schema": {"type": "string"},
+}
+
+_ERROR_TEXT = {
+    400: "Malformed request body (not JSON, empty, bad Content-Length).",
+    401: "A token is configured and the request has none or a wrong one.",
+    403: "Read-only server, or no token configured on a non-loopback bind.",
+    404: "No such pool or task.",
+    409: "Conflict with the current state (duplicate pool, pool shutting down).",
+    413: "Request body too large.",
+    422: "A field or parameter is invalid; the message names it and the fix.",
+    503: "The pool rejected the task (queue full, shut down) or the server is stopping.",
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    op_id: str,
+    ok: int,
+    ok_schema: dict[str, Any],
+    ok_text: str,
+    *,
+    errors: tuple[int, ...] = (),
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    mutation: bool = False,
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(ok): _json(ok_schema, ok_text)}
+    if headers:
+        responses[str(ok)]["headers"] = headers
+    codes = set(errors)
+    if mutation:
+        codes |= {401, 403}
+    for code in sorted(codes):
+        responses[str(code)] = _json(_ref("Error"), _ERROR_TEXT[code])
+    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if mutation:
+        op["security"] = [{"bearerAuth": []}, {}]
+    return op
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref(name)}},
+    }
+
+
+def _components() -> dict[str, Any]:
+    int_prop = {"type": "integer"}
+    totals = dict.fromkeys(
+        (
+            "pools",
+            "max_workers",
+            "workers",
+            "active",
+            "idle",
+            "queued",
+            "submitted",
+            "succeeded",
+            "failed",
+            "cancelled",
+            "rejected",
+            "overdue",
+        ),
+        int_prop,
+    )
+    return {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string", "description": "Short machine code."},
+                            "message": {"type": "string", "description": "What and how to fix."},
+                        },
+                    }
+                },
+            },
+            "Pool": _record_schema(
+                PoolStats,
+                "A pool's configuration and live counters (PoolStats).",
+                {
+                    "state": [s.value for s in PoolState],
+                    "rejection_policy": list(REJECTION_POLICIES),
+                },
+            ),
+            "Task": _record_schema(
+                TaskInfo,
+                "One task (TaskInfo); times are ISO 8601 UTC.",
+                {"state": list(TASK_STATES)},
+            ),
+            "Pagination": {
+                "type": "object",
+                "required": ["page", "per_page", "total", "total_pages", "has_prev", "has_next"],
+                "properties": {
+                    "page": int_prop,
+                    "per_page": int_prop,
+                    "total": int_prop,
+                    "total_pages": int_prop,
+                    "has_prev": {"type": "boolean"},
+                    "has_next": {"type": "boolean"},
+                },
+            },
+            "TaskType": {
+                "type": "object",
+                "required": ["name", "description", "run_timeout", "parameters"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "run_timeout": {"type": "number", "nullable": True},
+                    "parameters": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "kind", "annotation", "required", "default"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "annotation": {"type": "string", "nullable": True},
+                                "required": {"type": "boolean"},
+                                "default": {"nullable": True},
+                            },
+                        },
+                    },
+                },
+            },
+            "Stats": {
+                "type": "object",
+                "required": [*totals, "oldest_queued_age", "pool_states"],
+                "properties": {
+                    **totals,
+                    "oldest_queued_age": {"type": "number"},
+                    "pool_states": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                    },
+                },
+            },
+            "Info": {
+                "type": "object",
+                "required": ["version", "read_only", "auth_required", "mutations_allowed"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "read_only": {"type": "boolean"},
+                    "auth_required": {"type": "boolean"},
+                    "mutations_allowed": {"type": "boolean"},
+                },
+            },
+        },
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Needed for POST, PATCH and DELETE when the server has a token.",
+            }
+        },
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The document as a JSON-ready dict (``servers`` is added per request)."""
+    location = {"Location": {"schema": {"type": "string"}, "description": "URL of the resource."}}
+    pool_body = _body_schema(POOL_CREATE, "A new pool.")
+    patch_body = _body_schema(POOL_PATCH, "Fields to change; omitted ones stay.")
+    submit_body = _body_schema(TASK_SUBMIT, "A registered task and its arguments.")
+    accepted = {
+        "type": "object",
+        "required": ["id", "pool", "task"],
+        "properties": {
+            "id": {"type": "string"},
+            "pool": {"type": "string"},
+            "task": {"type": "string"},
+        },
+    }
+    task_page = {
+        "type": "object",
+        "required": ["data", "pagination"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Task")},
+            "pagination": _ref("Pagination"),
+        },
+    }
+    cancel = {
+        "type": "object",
+        "required": ["result"],
+        "properties": {
+            "result": {"type": "string", "enum": ["cancelled", "requested", "finished"]}
+        },
+    }
+    paths = {
+        "/api/info": {
+            "get": _op(
+                "Server version and what this client may do",
+                "getInfo",
+                200,
+                _ref("Info"),
+                "Server info.",
+            )
+        },
+        "/api/pools": {
+            "get": _op("List pools", "listPools", 200, _list_of("Pool"), "All pools, by name."),
+            "post": _op(
+                "Create a pool",
+                "createPool",
+                201,
+                _ref("Pool"),
+                "The new pool.",
+                errors=(400, 409, 413, 422, 503),
+                body=pool_body,
+                mutation=True,
+                headers=location,
+            ),
+        },
+        "/api/pools/{name}": {
+            "parameters": [_POOL_NAME_PARAM],
+            "get": _op("Get a pool", "getPool", 200, _ref("Pool"), "The pool.", errors=(404,)),
+            "patch": _op(
+                "Reconfigure, pause or resume a pool",
+                "updatePool",
+                200,
+                _ref("Pool"),
+                "The pool after the change.",
+                errors=(400, 404, 409, 413, 422),
+                body=patch_body,
+                mutation=True,
+            ),
+            "delete": _op(
+                "Shut down and remove a pool",
+                "deletePool",
+                200,
+                _ref("Pool"),
+                "The pool's final stats.",
+                errors=(404, 422),
+                params=_query_params(DELETE_QUERY),
+                mutation=True,
+            ),
+        },
+        "/api/pools/{name}/tasks": {
+            "parameters": [_POOL_NAME_PARAM],
+            "post": _op(
+                "Submit a registered task",
+                "submitTask",
+                202,
+                accepted,
+                "Queued; poll the Location.",
+                errors=(400, 404, 413, 422, 503),
+                body=submit_body,
+                mutation=True,
+                headers=location,
+            ),
+        },
+        "/api/tasks": {
+            "get": _op(
+                "List tasks, newest first",
+                "listTasks",
+                200,
+                task_page,
+                "One page of tasks.",
+                errors=(422,),
+                params=_query_params(TASK_QUERY),
+            ),
+        },
+        "/api/tasks/{task_id}": {
+            "parameters": [_TASK_ID_PARAM],
+            "get": _op("Get a task", "getTask", 200, _ref("Task"), "The task.", errors=(404,)),
+        },
+        "/api/tasks/{task_id}/cancel": {
+            "parameters": [_TASK_ID_PARAM],
+            "post": _op(
+                "Cancel a task",
+                "cancelTask",
+                200,
+                cancel,
+                "cancelled (was queued), requested (running) or finished.",
+                errors=(404,),
+                mutation=True,
+            ),
+        },
+        "/api/task-types": {
+            "get": _op(
+                "Registered task types",
+                "listTaskTypes",
+                200,
+                _list_of("TaskType"),
+                "Tasks that can be submitted by name.",
+            ),
+        },
+        "/api/stats": {
+            "get": _op("Totals across pools", "getStats", 200, _ref("Stats"), "Totals."),
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "poolwatch control API",
+            "version": version,
+            "description": "Inspect and control the thread pools of a poolwatch service. "
+            'Errors are {"error": {"code", "message"}}.',
+        },
+        "paths": paths,
+        "components": _components(),
+    }

@@ -1,0 +1,130 @@
+"""Engine snapshots as JSON-ready dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from poolwatch.records import PoolStats, TaskInfo
+from poolwatch.tasks import TaskType
+
+__all__ = ["iso_time", "pagination", "pool_json", "task_json", "task_type_json", "totals_json"]
+
+_TIME_FIELDS = frozenset({"submitted_at", "started_at", "finished_at"})
+_TOTAL_FIELDS = (
+    "max_workers",
+    "workers",
+    "active",
+    "idle",
+    "queued",
+    "submitted",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "rejected",
+    "overdue",
+)
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with a ``Z`` suffix (microsecond precision)."""
+    if epoch is None:
+        return None
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def pool_json(stats: PoolStats) -> dict[str, Any]:
+    """Every ``PoolStats`` field under its own name."""
+    return {f.name: _plain(getattr(stats, f.name)) for f in dataclasses.fields(stats)}
+
+
+def task_json(info: TaskInfo) -> dict[str, Any]:
+    """Every ``TaskInfo`` field under its own name; times as ISO 8601 UTC strings."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(info):
+        value = getattr(info, f.name)
+        out[f.name] = iso_time(value) if f.name in _TIME_FIELDS else _plain(value)
+    return out
+
+
+def totals_json(all_stats: Iterable[PoolStats]) -> dict[str, Any]:
+    """Sums across pools, plus how many pools there are in each state."""
+    totals: dict[str, Any] = dict.fromkeys(_TOTAL_FIELDS, 0)
+    states: dict[str, int] = {}
+    count = 0
+    oldest = 0.0
+    for stats in all_stats:
+        count += 1
+        for name in _TOTAL_FIELDS:
+            totals[name] += getattr(stats, name)
+        states[stats.state.value] = states.get(stats.state.value, 0) + 1
+        oldest = max(oldest, stats.oldest_queued_age)
+    return {"pools": count, **totals, "oldest_queued_age": oldest, "pool_states": states}
+
+
+def _default_json(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return _plain(value)
+    return repr(value)
+
+
+def _annotation(annotation: Any) -> str | None:
+    if annotation is inspect.Parameter.empty:
+        return None
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def task_type_json(task_type: TaskType) -> dict[str, Any]:
+    """A registered task with its parameters, for clients that build submit forms."""
+    params = []
+    for param in task_type.signature.parameters.values():
+        has_default = param.default is not inspect.Parameter.empty
+        params.append(
+            {
+                "name": param.name,
+                "kind": param.kind.name.lower(),
+                "annotation": _annotation(param.annotation),
+                "required": not has_default
+                and param.kind
+                not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD),
+                "default": _default_json(param.default) if has_default else None,
+            }
+        )
+    return {
+        "name": task_type.name,
+        "description": task_type.description,
+        "run_timeout": task_type.run_timeout,
+        "parameters": params,
+    }
+
+
+def pagination(page: int, per_page: int, total: int) -> dict[str, Any]:
+    """``total_pages`` is 0 when nothing matched; a page past the end is simply empty."""
+    total_pages = -(-total // per_page)
+    return {
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "total_pages": total_pages,
+        "has_prev": page > 1,
+        "has_next": page < total_pages,
+    }
