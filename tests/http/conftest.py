@@ -18,6 +18,7 @@ with warnings.catch_warnings():
 
 from poolwatch import PoolManager, current_task, task
 from poolwatch.http import Lifecycle, create_app
+from support import free_port, wait_until
 
 #: Events that ``pwtest.wait`` tasks block on, by key; tests release them.
 GATES: dict[str, threading.Event] = {}
@@ -122,3 +123,42 @@ def assert_error_fixture() -> ErrorCheck:
 def gate_fixture() -> Callable[[str], threading.Event]:
     """``gate(key)``: the event that ``pwtest.wait(key)`` tasks block on."""
     return gate
+
+
+class LiveServer:
+    """A real uvicorn server for ``app`` on a free loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)  # off the main thread it leaves signals alone
+        self.thread = threading.Thread(target=self.server.run, name="live-uvicorn")
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started, message="uvicorn started")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Any], LiveServer]]:
+    """``live_server(app)``: start a real server (stopped after the test)."""
+    servers: list[LiveServer] = []
+
+    def start(app: Any) -> LiveServer:
+        server = LiveServer(app).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

@@ -1,0 +1,38 @@
+"""Schemathesis against a real server: every documented check passes, never a 5xx.
+
+Runs when schemathesis is installed (it is in the dev extra); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from poolwatch import PoolManager
+from poolwatch.http import create_app
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
+
+
+def test_api_conforms_to_its_openapi_document(manager: PoolManager, live_server) -> None:
+    manager.create_pool("st", max_workers=2, queue_capacity=4)
+    server = live_server(create_app(manager, bind_host="127.0.0.1"))
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 12
+
+    for operation in operations:
+
+        @settings(
+            max_examples=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(operation.as_strategy())
+        def run(case: Any) -> None:
+            case.call_and_validate(base_url=server.url)
+
+        run()
