@@ -46,7 +46,7 @@ _MESSAGE_LIMIT = 2048
 
 
 class _Worker:
-    __slots__ = ("index", "name", "retire", "task", "wake", "woken")
+    __slots__ = ("index", "name", "retire", "started", "task", "wake", "woken")
 
     def __init__(self, index: int, name: str) -> None:
         self.index = index
@@ -55,6 +55,7 @@ class _Worker:
         self.wake.acquire()  # held while the worker is not parked: release() wakes it
         self.woken = False
         self.retire = False
+        self.started = False
         self.task: TaskFuture | None = None
 
 
@@ -200,6 +201,31 @@ class PoolCore:
         self._workers.add(w)
         return w
 
+    def _next_worker_locked(self) -> _Worker | None:
+        """Pick a worker to come for queued work: an idle one, or a new one if allowed.
+
+        Callers wake at most one worker at a time (when none is already on its way); a
+        worker that finds more work behind its task wakes the next. Waking one thread per
+        task would cost a futex wake and a GIL handover on every submit.
+        """
+        if self._paused:
+            return None
+        if self._idle:
+            w = self._idle.pop()
+            w.woken = True
+            self._waking += 1
+            return w
+        if self._nworkers < self._max_workers:
+            return self._reserve_worker_locked()
+        return None
+
+    def _wake(self, w: _Worker) -> None:
+        """Wake a worker chosen by ``_next_worker_locked`` (call without the lock)."""
+        if w.started:
+            w.wake.release()
+        else:
+            self._start_worker(w)
+
     def _dispatch_locked(self, wake: list[_Worker], spawn: list[_Worker], limit: int) -> None:
         """Wake or start up to ``limit`` workers for queued tasks nobody is coming for."""
         if self._paused:
@@ -217,6 +243,7 @@ class PoolCore:
             limit -= 1
 
     def _start_worker(self, w: _Worker) -> None:
+        w.started = True
         t = threading.Thread(target=self._work, args=(w,), name=w.name)
         with self._lock:
             self._threads = [x for x in self._threads if x.is_alive()]
@@ -235,7 +262,6 @@ class PoolCore:
     def _work(self, w: _Worker) -> None:
         """A worker thread's loop: take a task, run it, record it, repeat."""
         lock = self._lock
-        queue = self._queue
         done: TaskFuture | None = None
         outcome = SUCCEEDED
         payload: Any = None
@@ -250,6 +276,7 @@ class PoolCore:
                 w.woken = False
                 self._waking -= 1
             task: TaskFuture | None = None
+            chain: _Worker | None = None
             park = leave = False
             if fatal or w.retire:
                 leave = True
@@ -259,6 +286,7 @@ class PoolCore:
             elif self._paused and not self._closing:
                 park = True
             else:
+                queue = self._queue
                 while queue:
                     task = queue.popleft()
                     if task._tstate == QUEUED:
@@ -268,6 +296,8 @@ class PoolCore:
                 if task is not None:
                     self._start_locked(task, w.index, now)
                     w.task = task
+                    if self._queued > self._waking == 0:
+                        chain = self._next_worker_locked()
                 elif self._closing:
                     self._nworkers -= 1
                     leave = True
@@ -291,6 +321,8 @@ class PoolCore:
                 if replacement is not None:
                     self._start_worker(replacement)
                 return
+            if chain is not None:
+                self._wake(chain)
             if park:
                 w.wake.acquire()
                 continue
@@ -411,8 +443,11 @@ class PoolCore:
         """Cancel a queued task in place; the worker that meets it in the deque skips it."""
         self._cancel_queued_locked(task, now)
         self._tombstones += 1
-        if self._tombstones > 64 and self._tombstones * 2 > len(self._queue):
-            self._queue = deque(t for t in self._queue if t._tstate == QUEUED)
+        queue = self._queue
+        if self._tombstones > 64 and self._tombstones * 2 > len(queue):
+            live = [t for t in queue if t._tstate == QUEUED]
+            queue.clear()  # in place: workers hold no reference of their own, but be safe
+            queue.extend(live)
             self._tombstones = 0
 
     def _has_timeouts(self) -> bool:

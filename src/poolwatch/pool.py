@@ -60,7 +60,6 @@ class ManagedPool(PoolCore, Executor):
             fut._trace_ctx = capture_context()
         lock = self._lock
         wake: _Worker | None = None
-        spawn: _Worker | None = None
         lock.acquire()
         try:
             if self._closing:
@@ -85,19 +84,12 @@ class ManagedPool(PoolCore, Executor):
             self._queued += 1
             self._submitted += 1
             self._live[seq] = fut
-            if not self._paused and self._queued > self._waking:
-                if self._idle:
-                    wake = self._idle.pop()
-                    wake.woken = True
-                    self._waking += 1
-                elif self._nworkers < self._max_workers:
-                    spawn = self._reserve_worker_locked()
+            if self._waking == 0:
+                wake = self._next_worker_locked()
         finally:
             lock.release()
         if wake is not None:
-            wake.wake.release()
-        elif spawn is not None:
-            self._start_worker(spawn)
+            self._wake(wake)
         return fut
 
     def submit_many(
