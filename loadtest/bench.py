@@ -1,0 +1,328 @@
+"""poolwatch benchmark runner: every row measured beside its baseline in the same run.
+
+    python loadtest/bench.py            # the full table (a few minutes)
+    python loadtest/bench.py --quick    # smaller sizes, for a quick look
+    python loadtest/bench.py --only throughput,memory
+
+Each throughput figure is the median of several repeats, poolwatch and the bare
+``ThreadPoolExecutor`` interleaved so that drift in the machine's load hits both alike.
+Results are printed as a table and written to ``loadtest/results/bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry, generate_latest
+
+import poolwatch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class NoopExporter(SpanExporter):
+    """Accepts spans and drops them: measures the cost of tracing, not of a backend."""
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def add_one(x: int) -> int:
+    return x + 1
+
+
+def run_tasks(executor: Executor, n: int) -> float:
+    """Submit ``n`` trivial tasks, wait for all; returns tasks per second."""
+    start = time.perf_counter()
+    futures = [executor.submit(add_one, i) for i in range(n)]
+    for f in futures:
+        f.result()
+    return n / (time.perf_counter() - start)
+
+
+def median_of(repeats: int, fns: dict[str, Callable[[], float]]) -> dict[str, float]:
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():  # interleaved: drift hits every variant alike
+            gc.collect()
+            samples[key].append(fn())
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def stdlib_throughput(n: int) -> float:
+    with ThreadPoolExecutor(10) as ex:
+        return run_tasks(ex, n)
+
+
+def poolwatch_throughput(n: int, *, traced: bool) -> float:
+    provider = None
+    if traced:
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
+    manager = poolwatch.PoolManager(registry=CollectorRegistry(), tracer_provider=provider)
+    try:
+        pool = manager.create_pool("bench", max_workers=10, history_size=10_000)
+        return run_tasks(pool, n)
+    finally:
+        manager.shutdown()
+        if provider is not None:
+            provider.shutdown()
+
+
+# -- rows -----------------------------------------------------------------------------
+
+
+def bench_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = args.tasks
+    med = median_of(
+        args.repeats,
+        {
+            "stdlib": lambda: stdlib_throughput(n),
+            "poolwatch": lambda: poolwatch_throughput(n, traced=False),
+            "traced": lambda: poolwatch_throughput(n, traced=True),
+        },
+    )
+    base = med["stdlib"]
+    return [
+        row("trivial tasks/s, ThreadPoolExecutor(10)", base, "tasks/s", None, None),
+        row("trivial tasks/s, poolwatch history+metrics", med["poolwatch"], "tasks/s",
+            med["poolwatch"] / base, ">= 1.2x"),
+        row("trivial tasks/s, poolwatch +tracing (100%, no-op export)", med["traced"], "tasks/s",
+            med["traced"] / base, ">= 0.4x"),
+    ]  # fmt: skip
+
+
+def bench_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = args.tasks
+
+    def stdlib_submit() -> float:
+        with ThreadPoolExecutor(10) as ex:
+            start = time.perf_counter()
+            futures = [ex.submit(add_one, i) for i in range(n)]
+            elapsed = time.perf_counter() - start
+            for f in futures:
+                f.result()
+        return n / elapsed
+
+    def pw_submit_many() -> float:
+        with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+            pool = manager.create_pool("bench", max_workers=10)
+            start = time.perf_counter()
+            futures = pool.submit_many(add_one, ((i,) for i in range(n)))
+            elapsed = time.perf_counter() - start
+            for f in futures:
+                f.result()
+        return n / elapsed
+
+    med = median_of(args.repeats, {"stdlib": stdlib_submit, "batch": pw_submit_many})
+    return [
+        row("submit rate, ThreadPoolExecutor loop of submit()", med["stdlib"], "tasks/s",
+            None, None),
+        row("submit rate, poolwatch submit_many()", med["batch"], "tasks/s",
+            med["batch"] / med["stdlib"], ">= 2x"),
+    ]  # fmt: skip
+
+
+def bench_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = args.memory_tasks
+    with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+        pool = manager.create_pool("mem", max_workers=4, history_size=n)
+        pool.submit(add_one, 0).result()  # kinds, workers and buffers of one task exist
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for start in range(0, n, 10_000):
+            for f in pool.submit_many(add_one, ((i,) for i in range(start, start + 10_000))):
+                f.result()
+        del f
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        retained = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        held = pool.stats().succeeded
+    return [
+        row(f"bytes retained per finished task in history ({n:,} tasks)", retained / n,
+            "bytes", None, "<= 200"),
+    ]  # fmt: skip
+
+
+def bench_cancel(args: argparse.Namespace) -> list[dict[str, Any]]:
+    n = 20_000
+    with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+        pool = manager.create_pool("cancel", max_workers=2)
+        pool.pause()
+        futures = pool.submit_many(add_one, ((i,) for i in range(n)))
+        ids = [f.task_id for f in futures]
+        times = []
+        clock = time.perf_counter_ns
+        for task_id in ids:
+            t0 = clock()
+            pool.cancel(task_id)
+            times.append(clock() - t0)
+        pool.resume()
+    times.sort()
+    p50 = times[len(times) // 2] / 1000
+    p99 = times[int(len(times) * 0.99)] / 1000
+    return [
+        row(f"cancel a queued task by id, p50 ({n:,} queued)", p50, "us", None, None),
+        row(f"cancel a queued task by id, p99 ({n:,} queued)", p99, "us", None, "<= 50"),
+    ]
+
+
+def bench_pools(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    n = args.tasks // 2
+    for count in (1, 10, 100, 1000):
+        with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+            pools = [manager.create_pool(f"p{i}", max_workers=2) for i in range(count)]
+            for p in pools:  # warm: start a worker in each
+                p.submit(add_one, 0).result()
+            start = time.perf_counter()
+            futures = [pools[i % count].submit(add_one, i) for i in range(n)]
+            for f in futures:
+                f.result()
+            per_task = (time.perf_counter() - start) / n * 1e6
+        rows.append(row(f"submit+complete per task, {count} pools", per_task, "us", None, None))
+    for count in (10, 100, 1000):
+        registry = CollectorRegistry()
+        with poolwatch.PoolManager(registry=registry) as manager:
+            for i in range(count):
+                p = manager.create_pool(f"p{i}", max_workers=1)
+                p.submit(add_one, 0).result()
+            samples = []
+            for _ in range(5):
+                start = time.perf_counter()
+                generate_latest(registry)
+                samples.append((time.perf_counter() - start) * 1000)
+        target = "<= 100" if count == 1000 else None
+        rows.append(row(f"/metrics render, {count} pools", statistics.median(samples), "ms",
+                        None, target))  # fmt: skip
+    return rows
+
+
+def bench_pages(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    sizes = (1_000, 100_000) if args.quick else (1_000, 100_000, 1_000_000)
+    for size in sizes:
+        with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+            pool = manager.create_pool("hist", max_workers=4, history_size=size)
+            manager.create_pool("other", max_workers=1)
+            for start in range(0, size, 50_000):
+                chunk = min(50_000, size - start)
+                futures = pool.submit_many(add_one, ((i,) for i in range(chunk)))
+                futures[-1].result()
+                for f in futures:
+                    f.result()
+            del futures
+            for label, kwargs in (
+                ("first page, all pools", {}),
+                ("first page, one pool", {"pool": "hist"}),
+                ("first page, state=succeeded", {"state": "succeeded"}),
+                ("page 40", {"pool": "hist", "offset": 800}),
+            ):
+                samples = []
+                for _ in range(7):
+                    start = time.perf_counter()
+                    page = manager.tasks(limit=20, **kwargs)  # type: ignore[arg-type]
+                    samples.append((time.perf_counter() - start) * 1000)
+                assert len(page.items) == 20
+                rows.append(row(f"tasks() {label}, {size:,} in history",
+                                statistics.median(samples), "ms", None, None))  # fmt: skip
+    return rows
+
+
+def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Submit cost in a paused pool (no worker competing), tracing off and on."""
+    n = args.tasks
+
+    def submit_cost(traced: bool) -> float:
+        provider = None
+        if traced:
+            provider = TracerProvider()
+            provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
+        with poolwatch.PoolManager(registry=CollectorRegistry(), tracer_provider=provider) as m:
+            pool = m.create_pool("t", max_workers=1)
+            pool.pause()
+            start = time.perf_counter()
+            for i in range(n):
+                pool.submit(add_one, i)
+            cost = (time.perf_counter() - start) / n * 1e6
+            pool.shutdown(cancel_futures=True)
+        if provider is not None:
+            provider.shutdown()
+        return cost
+
+    med = median_of(args.repeats, {"off": lambda: submit_cost(False),
+                                   "on": lambda: submit_cost(True)})  # fmt: skip
+    return [
+        row("submit() cost per task, tracing off", med["off"], "us", None, None),
+        row("submit() cost per task, tracing on (context capture)", med["on"], "us", None, None),
+    ]
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
+    "throughput": bench_throughput,
+    "batch": bench_batch,
+    "memory": bench_memory,
+    "cancel": bench_cancel,
+    "tracing": bench_tracing_off,
+    "pools": bench_pools,
+    "pages": bench_pages,
+}
+
+
+def row(name: str, value: float, unit: str, ratio: float | None, target: str | None) -> dict[str, Any]:
+    return {"name": name, "value": value, "unit": unit, "ratio": ratio, "target": target}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument("--only", default="", help=f"comma-separated rows of: {', '.join(BENCHES)}")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per median (default 5)")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.tasks = 20_000 if args.quick else 50_000
+    args.memory_tasks = 20_000 if args.quick else 100_000
+    chosen = [b for b in args.only.split(",") if b] or list(BENCHES)
+    unknown = [b for b in chosen if b not in BENCHES]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {', '.join(BENCHES)}")
+    rows: list[dict[str, Any]] = []
+    for name in chosen:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(BENCHES[name](args))
+    width = max(len(r["name"]) for r in rows)
+    print(f"\n{'benchmark':<{width}}  {'value':>12}  unit      ratio  target")
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+        print(f"{r['name']:<{width}}  {r['value']:>12,.2f}  {r['unit']:<8} {ratio:>6}  {r['target'] or ''}")
+    machine = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "threads_at_end": threading.active_count(),
+        "poolwatch": poolwatch.__version__,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print(f"\n{machine}\nwritten to {RESULTS / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
