@@ -153,7 +153,6 @@ def bench_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
         retained = sum(s.size_diff for s in after.compare_to(before, "filename"))
-        held = pool.stats().succeeded
     return [
         row(f"bytes retained per finished task in history ({n:,} tasks)", retained / n,
             "bytes", None, "<= 200"),
@@ -285,7 +284,9 @@ BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
 }
 
 
-def row(name: str, value: float, unit: str, ratio: float | None, target: str | None) -> dict[str, Any]:
+def row(
+    name: str, value: float, unit: str, ratio: float | None, target: str | None
+) -> dict[str, Any]:
     return {"name": name, "value": value, "unit": unit, "ratio": ratio, "target": target}
 
 
@@ -310,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'benchmark':<{width}}  {'value':>12}  unit      ratio  target")
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
-        print(f"{r['name']:<{width}}  {r['value']:>12,.2f}  {r['unit']:<8} {ratio:>6}  {r['target'] or ''}")
+        print(
+            f"{r['name']:<{width}}  {r['value']:>12,.2f}  {r['unit']:<8} {ratio:>6}  "
+            f"{r['target'] or ''}"
+        )
     machine = {
         "python": platform.python_version(),
         "machine": platform.machine(),
