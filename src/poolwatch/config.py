@@ -166,11 +166,11 @@ _POOL = _fields(
     HISTORY_SIZE,
 )
 _TOP = _fields(
-    Field("server", "object", "[server] table."),
-    Field("tracing", "object", "[tracing] table."),
-    Field("shutdown", "object", "[shutdown] table."),
-    Field("pools", "array", "[[pools]] tables."),
-    Field("tasks", "array", "Modules to import."),
+    Field("server", "object", "Server settings.", type_text="a table ([server])"),
+    Field("tracing", "object", "Tracing settings.", type_text="a table ([tracing])"),
+    Field("shutdown", "object", "Shutdown settings.", type_text="a table ([shutdown])"),
+    Field("pools", "array", "Pools.", type_text="an array of tables ([[pools]])"),
+    Field("tasks", "array", "Modules to import.", type_text='a list of module names (["pkg.mod"])'),
 )
 
 
@@ -216,7 +216,7 @@ def _pools(items: list[Any]) -> tuple[PoolConfig, ...]:
     for index, item in enumerate(items):
         label = f"pools[{index}]"
         values = check_object(
-            item, _POOL, label=f"{label}.", what=f"{label} ([[pools]] entry)", noun="key"
+            item, _POOL, label=f"{label}.", what=label, noun="key", container="a table"
         )
         name = values["name"]
         if name in seen:

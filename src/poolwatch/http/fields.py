@@ -84,6 +84,8 @@ class Field:
     max_length: int | None = None
     unit: str = ""
     default: Any = None
+    #: Overrides the wording of the type ("a table" instead of "an object").
+    type_text: str | None = None
 
     # -- wording --------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class Field:
         if self.choices is not None:
             text = "one of " + ", ".join(f'"{c}"' for c in self.choices)
         else:
-            text = _ARTICLE[self.kind]
+            text = self.type_text or _ARTICLE[self.kind]
             if self.unit:
                 text += f" of {self.unit}"
             bounds = []
@@ -219,6 +221,7 @@ def check_object(
     label: str = "",
     what: str = "the request body",
     noun: str = "field",
+    container: str = "an object",
 ) -> dict[str, Any]:
     """Check a mapping against ``fields``: unknown keys, missing keys, then each value.
 
@@ -226,7 +229,9 @@ def check_object(
     present in ``data``, with checked values.
     """
     if not isinstance(data, dict):
-        raise FieldError(label.rstrip(".") or "body", f"{what} must be an object, got {show(data)}")
+        raise FieldError(
+            label.rstrip(".") or "body", f"{what} must be {container}, got {show(data)}"
+        )
     unknown = [key for key in data if key not in fields]
     if unknown:
         key = unknown[0]

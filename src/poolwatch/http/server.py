@@ -98,6 +98,8 @@ class Service:
     grace_period: float = 30.0
     on_start: Callable[[str], None] | None = None
     on_stop: Callable[[], None] | None = None
+    #: After :meth:`run`: whether every task finished within the grace period.
+    finished: bool = True
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,258 @@
+"""The ``poolwatch`` command: ``serve``, ``demo`` and ``--version``.
+
+Exit codes: 0 after a clean stop (including SIGTERM/SIGINT), 2 for bad arguments or
+configuration (one message, no traceback), 1 when the server cannot start (the port
+is taken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry import trace
+
+from poolwatch._version import __version__
+from poolwatch.config import (
+    TOKEN_ENV,
+    Config,
+    ConfigError,
+    ServerConfig,
+    ShutdownConfig,
+    load_config,
+    parse_config,
+)
+from poolwatch.demo import DEMO_POOLS, LoadGenerator
+from poolwatch.http.app import create_app
+from poolwatch.http.auth import is_loopback
+from poolwatch.http.lifecycle import Lifecycle
+from poolwatch.http.otel import build_tracer_provider
+from poolwatch.http.server import ServeError, Service, bind_socket
+from poolwatch.manager import PoolManager
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("poolwatch")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _host(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be an address such as 127.0.0.1, got ''")
+    return text.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poolwatch",
+        description="Observability-first thread pools: serve their control API, metrics and "
+        "web console.",
+    )
+    parser.add_argument("--version", action="version", version=f"poolwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the pools of a config file",
+        description="Serve the control API, /metrics and the web console for the pools "
+        "declared in a TOML config file. Flags override the file.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML config file")
+    serve.add_argument("--host", type=_host, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="TCP port (default 8000)")
+    serve.add_argument(
+        "--tasks",
+        nargs="+",
+        default=[],
+        metavar="MODULE",
+        help="modules to import so their @poolwatch.task functions register",
+    )
+    serve.add_argument(
+        "--read-only", action="store_true", help="refuse every change (POST/PATCH/DELETE: 403)"
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="serve demo pools under a built-in load generator",
+        description="Serve demo pools (io, cpu, flaky, bounded, slow) fed by a load "
+        "generator, so every metric and panel has live data within a minute.",
+    )
+    demo.add_argument("--host", type=_host, default="127.0.0.1", help="default 127.0.0.1")
+    demo.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    return parser
+
+
+def _configure_logging() -> None:
+    """Plain lines on stderr; audit records as bare JSON lines (one per control action)."""
+    audit = logging.getLogger("poolwatch.audit")
+    if audit.handlers:  # configured already (main() called twice in one process)
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    audit.propagate = False
+    audit_handler = logging.StreamHandler(sys.stderr)
+    audit_handler.setFormatter(logging.Formatter("%(message)s"))
+    audit.addHandler(audit_handler)
+    audit.setLevel(logging.INFO)
+
+
+class UsageError(Exception):
+    """A problem with the command line or configuration: exit code 2."""
+
+
+def _import_tasks(modules: Sequence[str], config: Config) -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for module in modules:
+        origin = (
+            f"tasks[{config.tasks.index(module)}] in {config.source}"
+            if config.source and module in config.tasks
+            else "--tasks"
+        )
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise UsageError(
+                f"cannot import task module {module!r} (from {origin}): "
+                f"{type(exc).__name__}: {exc}; check the module name and that it is importable "
+                "from the current directory"
+            ) from None
+
+
+def _check_exposure(config: Config) -> None:
+    server = config.server
+    if server.token is None and not server.read_only and not is_loopback(server.host):
+        raise UsageError(
+            f"refusing to serve the control API on {server.host} without an API token: anyone "
+            f"who can reach it could change the pools. Set {TOKEN_ENV} (or [server] token in "
+            "the config file), or pass --read-only, or listen on 127.0.0.1"
+        )
+
+
+def _serve(config: Config, *, demo: bool) -> int:
+    _check_exposure(config)
+    _import_tasks(config.tasks, config)
+    provider = build_tracer_provider(config.tracing)
+    if provider is not None:
+        trace.set_tracer_provider(provider)
+    manager = PoolManager(tracer_provider=provider)
+    generator: LoadGenerator | None = None
+    try:
+        for index, pool in enumerate(config.pools):
+            try:
+                manager.create_pool(pool.name, **pool.create_kwargs())
+            except (ValueError, TypeError) as exc:
+                where = f"{config.source}: pools[{index}]" if config.source else f"pool {pool.name}"
+                raise UsageError(f"{where}: {exc}") from None
+        try:
+            sock = bind_socket(config.server.host, config.server.port)
+        except ServeError as exc:
+            print(f"poolwatch: error: {exc}", file=sys.stderr)
+            return 1
+        lifecycle = Lifecycle()
+        app = create_app(
+            manager,
+            token=config.server.token,
+            read_only=config.server.read_only,
+            bind_host=config.server.host,
+            max_body_bytes=config.server.max_body_bytes,
+            lifecycle=lifecycle,
+        )
+        on_start: Callable[[str], None] = _announce(config)
+        on_stop: Callable[[], None] | None = None
+        if demo:
+            generator = LoadGenerator(manager)
+            generator.start()
+            on_stop = generator.stop
+        service = Service(
+            manager=manager,
+            app=app,
+            lifecycle=lifecycle,
+            sock=sock,
+            grace_period=config.shutdown.grace_period,
+            on_start=on_start,
+            on_stop=on_stop,
+        )
+        code = service.run()
+    finally:
+        if generator is not None:
+            generator.stop()
+        manager.shutdown(wait=False, cancel_futures=True)
+        if provider is not None:
+            provider.shutdown()
+    if not service.finished:
+        # Threads are never killed: tasks that ignored the cancel request would keep the
+        # interpreter alive at exit. The grace period is over, so leave without them.
+        logger.warning("exiting while some tasks still run: they did not stop when asked")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _announce(config: Config) -> Callable[[str], None]:
+    def announce(base: str) -> None:
+        mode = (
+            "read-only"
+            if config.server.read_only
+            else (
+                "token required for changes"
+                if config.server.token
+                else "changes allowed (loopback)"
+            )
+        )
+        print(
+            f"poolwatch {__version__} is serving ({mode})\n"
+            f"  console: {base}\n"
+            f"  API:     {base}api/pools  (OpenAPI: {base}openapi.json)\n"
+            f"  metrics: {base}metrics\n"
+            "Press Ctrl+C to stop.",
+            flush=True,
+        )
+
+    return announce
+
+
+def _config_for(args: argparse.Namespace) -> Config:
+    if args.command == "demo":
+        base = parse_config({}, source=None)
+        return Config(
+            server=ServerConfig(host=args.host, port=args.port, token=base.server.token),
+            tracing=base.tracing,
+            shutdown=ShutdownConfig(grace_period=5.0),
+            pools=DEMO_POOLS,
+            tasks=("poolwatch.demo",),
+        )
+    config = load_config(args.config) if args.config else parse_config({}, source=None)
+    return config.with_overrides(
+        host=args.host, port=args.port, read_only=args.read_only, tasks=tuple(args.tasks)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args: Any = parser.parse_args(argv)
+    _configure_logging()
+    try:
+        config = _config_for(args)
+        return _serve(config, demo=args.command == "demo")
+    except (ConfigError, UsageError) as exc:
+        print(f"poolwatch: error: {exc}", file=sys.stderr)
+        return 2

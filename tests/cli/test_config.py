@@ -1,0 +1,124 @@
+"""Config files: typed values, one clear error naming file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poolwatch.config import Config, ConfigError, PoolConfig, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "poolwatch.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "poolwatch.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_file_loads() -> None:
+    config = load_config(EXAMPLE, env={})
+    assert config.server.host == "127.0.0.1"
+    assert [p.name for p in config.pools] == ["io", "reports"]
+    assert config.pools[1] == PoolConfig(
+        name="reports",
+        max_workers=2,
+        queue_capacity=100,
+        rejection_policy="abort",
+        queue_timeout=60.0,
+        run_timeout=300.0,
+        history_size=5000,
+    )
+    assert config.tasks == ("poolwatch.demo",)
+    assert config.source == str(EXAMPLE)
+
+
+def test_defaults_without_a_file() -> None:
+    config = parse_config({}, env={})
+    assert config == Config()
+    assert config.server.port == 8000
+    assert config.shutdown.grace_period == 30.0
+    assert config.tracing.enabled is False
+
+
+def test_env_token_wins_over_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[server]\ntoken = "from-file"\n')
+    assert load_config(path, env={}).server.token == "from-file"
+    assert load_config(path, env={"POOLWATCH_API_TOKEN": "from-env"}).server.token == "from-env"
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'tasks = ["a"]\n[server]\nhost = "0.0.0.0"\nport = 9000\n')
+    config = load_config(path, env={}).with_overrides(
+        host="127.0.0.1", port=None, read_only=True, tasks=("b", "a")
+    )
+    assert config.server.host == "127.0.0.1"
+    assert config.server.port == 9000
+    assert config.server.read_only is True
+    assert config.tasks == ("a", "b")
+
+
+def test_values_are_frozen() -> None:
+    config = parse_config({}, env={})
+    with pytest.raises(AttributeError):
+        config.server.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nprot = 1\n", 'unknown key server.prot; did you mean "port"?'),
+        ("[srever]\n", 'unknown key srever; did you mean "server"?'),
+        (
+            '[[pools]]\nname = "a"\nmax_workers = 1\n[[pools]]\nname = "b"\nmax_workers = "ten"\n',
+            'pools[1].max_workers must be an integer >= 1 and <= 10000, got "ten"',
+        ),
+        ("[[pools]]\nmax_workers = 1\n", "pools[0].name is required"),
+        ('[[pools]]\nname = "a"\n', "pools[0].max_workers is required"),
+        (
+            '[[pools]]\nname = "a"\nmax_workers = 1\nmax_worker = 2\n',
+            'unknown key pools[0].max_worker; did you mean "max_workers"?',
+        ),
+        (
+            '[[pools]]\nname = "a"\nmax_workers = 1\n[[pools]]\nname = "a"\nmax_workers = 1\n',
+            'pools[1].name "a" is already used by pools[0]',
+        ),
+        (
+            '[[pools]]\nname = "a"\nmax_workers = 1\nrejection_policy = "drop"\n',
+            'pools[0].rejection_policy must be one of "abort", "caller_runs"',
+        ),
+        ("[server]\nport = 70000\n", "server.port must be an integer >= 0 and <= 65535"),
+        ('[server]\nread_only = "yes"\n', "server.read_only must be true or false"),
+        ('[server]\ntoken = " "\n', "server.token must not be empty"),
+        ("[tracing]\nsampling_ratio = 2\n", "tracing.sampling_ratio must be a number"),
+        ("[shutdown]\ngrace_period = -1\n", "shutdown.grace_period must be a number of seconds"),
+        ('tasks = ["not a module"]\n', "tasks[0] must be a dotted module name"),
+        ('tasks = "pkg.mod"\n', 'tasks must be a list of module names (["pkg.mod"])'),
+        ("server = 3\n", "server must be a table ([server]), got 3"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_file_key_and_fix(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    text_of_error = str(info.value)
+    assert text_of_error.startswith(f"{path}: ")
+    assert message in text_of_error
+    assert "\n" not in text_of_error
+
+
+def test_missing_and_binary_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file: No such file"):
+        load_config(tmp_path / "absent.toml", env={})
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary, env={})
+
+
+def test_toml_error_reports_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[server]\nport = = 1\n")
+    with pytest.raises(ConfigError, match=r"line 2"):
+        load_config(path, env={})
