@@ -1,0 +1,312 @@
+"""A live stack for the ops tests: ``poolwatch demo``, a real Prometheus, an OTLP sink.
+
+Everything listens on 127.0.0.1 on free ports and stops when its context ends,
+whatever happened in between. Prometheus gets a configuration generated from
+``deploy/prometheus.yml`` (1 s scrape and evaluation, this demo as the target) and
+test copies of the shipped rules in which only ``for`` and the thresholds listed in
+``THRESHOLD_OVERRIDES`` differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import support
+from ops import opsfiles
+
+#: Patience of every alert in the test copy of the rules (the shipped rules wait minutes).
+TEST_FOR = "1s"
+
+#: Thresholds a test cannot reach in seconds: (alert, shipped text, test text). The
+#: queue-wait alert ships at 60 s; a test waits 1 s instead of a minute.
+T = TypeVar("T")
+
+THRESHOLD_OVERRIDES = (
+    ("PoolwatchQueueWaitTooLong", "poolwatch_pool_oldest_queued_seconds > 60", "> 60", "> 1"),
+)
+
+
+def write_test_rules(directory: Path) -> list[Path]:
+    """Copies of the shipped rule files, with TEST_FOR and THRESHOLD_OVERRIDES applied."""
+    written = []
+    for source in (opsfiles.RECORDING_RULES, opsfiles.ALERT_RULES):
+        spec = opsfiles.load_yaml(source)
+        for group in spec["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                rule["for"] = TEST_FOR
+                for alert, shipped_expr, old, new in THRESHOLD_OVERRIDES:
+                    if rule["alert"] == alert:
+                        if rule["expr"].strip() != shipped_expr:
+                            raise AssertionError(
+                                f"{alert} changed ({rule['expr']!r}); update THRESHOLD_OVERRIDES"
+                            )
+                        rule["expr"] = rule["expr"].replace(old, new)
+        target = directory / source.name
+        target.write_text(json.dumps(spec, indent=2), encoding="utf-8")  # JSON is YAML
+        written.append(target)
+    return written
+
+
+def prometheus_config(directory: Path, targets: list[str]) -> Path:
+    """deploy/prometheus.yml, made fast and pointed at ``targets`` and the test rules."""
+    config = opsfiles.load_yaml(opsfiles.PROMETHEUS_CONFIG)
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config.pop("alerting", None)
+    job = next(job for job in config["scrape_configs"] if job["job_name"] == "poolwatch")
+    job["static_configs"] = [{"targets": targets}]
+    config["scrape_configs"] = [job]
+    config["rule_files"] = [str(path) for path in write_test_rules(directory)]
+    path = directory / "prometheus.yml"
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Process:
+    """A child process whose output goes to a file (no reader threads to leak)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def process(name: str, argv: list[str], log: Path, env: dict[str, str]) -> Iterator[Process]:
+    with log.open("wb") as out:
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    proc = Process(name, popen, log)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def http_json(url: str, payload: dict[str, Any] | None = None, method: str = "GET") -> Any:
+    """GET or send JSON; returns the decoded body (errors too), or None if unreachable."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read() or b"null")
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def is_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+class _SinkHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[tuple[str, list[str]]]:
+    """An OTLP/HTTP endpoint that accepts and counts exports; yields (url, paths posted)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SinkHandler)
+    server.daemon_threads = True
+    paths: list[str] = []
+    server.paths = paths  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, name="otlp-sink", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    *,
+    timeout: float,
+    describe: Callable[[], str],
+    interval: float = 0.25,
+) -> T:
+    """Like ``support.wait_until``, but the failure message is built when it fails."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout}s: {describe()}", pytrace=False)
+        pause.wait(interval)
+
+
+def _up_or_raise(proc: Process, url: str) -> bool:
+    if proc.popen.poll() is not None:
+        raise AssertionError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.output()}")
+    return is_up(url)
+
+
+def poolwatch_command() -> list[str]:
+    script = Path(sys.executable).with_name("poolwatch")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("poolwatch")
+    return [found] if found else [sys.executable, "-m", "poolwatch"]
+
+
+@dataclass
+class Stack:
+    demo_url: str
+    demo_target: str
+    dead_target: str
+    prometheus_url: str
+    trace_exports: list[str]
+    processes: list[Process] = field(default_factory=list)
+
+    # -- poolwatch API
+    def create_pool(self, **spec: Any) -> None:
+        body = http_json(f"{self.demo_url}/api/pools", spec, "POST")
+        if not (isinstance(body, dict) and body.get("name") == spec["name"]):
+            raise AssertionError(f"creating pool {spec['name']} failed: {body}")
+
+    def pause(self, pool: str) -> None:
+        body = http_json(f"{self.demo_url}/api/pools/{pool}", {"paused": True}, "PATCH")
+        if not (isinstance(body, dict) and body.get("state") == "paused"):
+            raise AssertionError(f"pausing {pool} failed: {body}")
+
+    def submit(self, pool: str, task: str, **kwargs: Any) -> Any:
+        payload = {"task": task, "kwargs": kwargs}
+        return http_json(f"{self.demo_url}/api/pools/{pool}/tasks", payload, "POST")
+
+    def cancel_running(self) -> None:
+        """Ask every running task to stop, so the demo shuts down without a grace wait."""
+        page = http_json(f"{self.demo_url}/api/tasks?state=running&per_page=100")
+        for task in page.get("data", []) if isinstance(page, dict) else []:
+            http_json(f"{self.demo_url}/api/tasks/{task['id']}/cancel", {}, "POST")
+
+    # -- Prometheus API
+    def api(self, path: str, **params: str) -> Any:
+        query = urllib.parse.urlencode(params)
+        body = http_json(f"{self.prometheus_url}/api/v1/{path}?{query}")
+        if not (isinstance(body, dict) and body.get("status") == "success"):
+            raise AssertionError(f"Prometheus /api/v1/{path} {params} failed: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        data = self.api("query", query=expr)
+        return list(data["result"])
+
+    def firing(self) -> set[tuple[str, str]]:
+        """(alertname, pool or instance) of every firing alert."""
+        alerts = self.api("alerts")["alerts"]
+        return {
+            (a["labels"]["alertname"], a["labels"].get("pool", a["labels"].get("instance", "")))
+            for a in alerts
+            if a["state"] == "firing"
+        }
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {p.name} output:\n{p.output()}" for p in self.processes)
+
+
+@contextlib.contextmanager
+def live_stack(directory: Path) -> Iterator[Stack]:
+    """Start the OTLP sink, ``poolwatch demo`` and Prometheus; stop them all on exit."""
+    prometheus = support.require_tool("prometheus", hint="apt-get install prometheus")
+    demo_port, prom_port, dead_port = support.free_port(), support.free_port(), support.free_port()
+    # The sink outlives the processes, so the demo can flush its spans while it stops.
+    with otlp_sink() as (sink_url, exports), contextlib.ExitStack() as stack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POOLWATCH_", "OTEL_"))}
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink_url,
+            OTEL_SERVICE_NAME="poolwatch-ops-test",
+            OTEL_BSP_SCHEDULE_DELAY="200",
+        )
+        demo = stack.enter_context(
+            process(
+                "poolwatch demo",
+                [*poolwatch_command(), "demo", "--port", str(demo_port)],
+                directory / "demo.log",
+                env,
+            )
+        )
+        live = Stack(
+            demo_url=f"http://127.0.0.1:{demo_port}",
+            demo_target=f"127.0.0.1:{demo_port}",
+            dead_target=f"127.0.0.1:{dead_port}",
+            prometheus_url=f"http://127.0.0.1:{prom_port}",
+            trace_exports=exports,
+            processes=[demo],
+        )
+        config = prometheus_config(directory, [live.demo_target, live.dead_target])
+        live.processes.append(
+            stack.enter_context(
+                process(
+                    "prometheus",
+                    [
+                        prometheus,
+                        f"--config.file={config}",
+                        f"--storage.tsdb.path={directory / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{prom_port}",
+                        "--enable-feature=exemplar-storage",
+                        "--log.level=warn",
+                    ],
+                    directory / "prometheus.log",
+                    {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                )
+            )
+        )
+        for proc, url in (
+            (demo, f"{live.demo_url}/readyz"),
+            (live.processes[1], f"{live.prometheus_url}/-/ready"),
+        ):
+            support.wait_until(
+                lambda proc=proc, url=url: _up_or_raise(proc, url),
+                timeout=20,
+                message=f"{proc.name} to answer {url} (its output: {proc.log})",
+            )
+        yield live

@@ -1,0 +1,236 @@
+"""The operations kit against the real thing: ``poolwatch demo`` scraped by a real Prometheus.
+
+One stack serves the whole module (see ``livestack.py``). The tests drive pools of
+the demo into each kind of trouble over its HTTP API and wait for the matching
+alerts of ``deploy/rules/poolwatch-alerts.yml`` to fire, then check that every
+dashboard query and recording rule returns data.
+
+The test copy of the rules differs from the shipped one only in ``for`` (1 s instead
+of minutes) and in the thresholds listed in ``livestack.THRESHOLD_OVERRIDES`` (the
+queue-wait alert fires at 1 s instead of 60 s). ``PoolwatchTasksOverdue`` is not
+induced here: every demo task honours the cancel request that a run timeout sends,
+so no task stays overdue long enough to be scraped; its unit tests cover it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import support
+from ops import opsfiles
+from ops.livestack import Stack, live_stack, wait_for
+
+pytestmark = pytest.mark.prometheus
+
+#: Grafana variables, as "All" (or the only job) would expand them.
+VARIABLES = {
+    "$__rate_interval": "1m",
+    "$job": "poolwatch",
+    "$instance": ".*",
+    "$pool": ".*",
+    "$task": ".*",
+}
+LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+), (?P<label>\w+)\)$")
+
+
+def substitute(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    if "$" in expr:
+        raise AssertionError(f"unsubstituted variable in {expr}")
+    return expr
+
+
+@dataclass
+class Trouble:
+    """Pools driven into trouble, one per alert, fed a little more on every step."""
+
+    stack: Stack
+    backlog: int = 0
+    steps: int = 0
+    errors: list[Any] = field(default_factory=list)
+
+    def start(self) -> None:
+        s = self.stack
+        s.create_pool(name="ops-saturated", max_workers=2)
+        s.create_pool(name="ops-stalled", max_workers=1)
+        s.create_pool(name="ops-backlog", max_workers=1)
+        s.pause("ops-backlog")
+        s.create_pool(name="ops-failing", max_workers=4)
+        s.create_pool(name="ops-rejecting", max_workers=1, queue_capacity=1)
+        s.create_pool(name="ops-timeouts", max_workers=2, run_timeout=0.1)
+        # Long tasks that hold their workers for the whole test.
+        for pool in ("ops-saturated", "ops-saturated", "ops-stalled", "ops-rejecting"):
+            self.accepted(s.submit(pool, "demo.hang", seconds=120))
+        for _ in range(2):  # queued behind the stalled pool's only worker
+            self.accepted(s.submit("ops-stalled", "demo.sleep", seconds=0.01))
+
+    def accepted(self, body: Any) -> None:
+        if not (isinstance(body, dict) and "id" in body):
+            self.errors.append(body)
+            raise AssertionError(f"the demo refused a task: {body}")
+
+    def step(self) -> None:
+        """More of the same: failures, rejections, run timeouts and a growing backlog."""
+        s = self.stack
+        self.steps += 1
+        for _ in range(4):
+            self.accepted(s.submit("ops-failing", "demo.flaky", fail_ratio=1.0, seconds=0))
+        for _ in range(3):  # the first fills the queue of one, the rest are refused
+            s.submit("ops-rejecting", "demo.sleep", seconds=0.01)
+        self.accepted(s.submit("ops-timeouts", "demo.hang", seconds=5))
+        for _ in range(15 if self.backlog < 200 else 0):
+            self.accepted(s.submit("ops-backlog", "demo.sleep", seconds=0.01))
+            self.backlog += 1
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with live_stack(tmp_path_factory.mktemp("ops-live")) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def trouble(stack: Stack) -> Iterator[Trouble]:
+    induced = Trouble(stack)
+    induced.start()
+    yield induced
+    stack.cancel_running()
+
+
+def expected_alerts(stack: Stack) -> set[tuple[str, str]]:
+    return {
+        ("PoolwatchTargetDown", stack.dead_target),
+        ("PoolwatchPoolSaturated", "ops-saturated"),
+        ("PoolwatchPoolStalled", "ops-stalled"),
+        ("PoolwatchQueueBacklogGrowing", "ops-backlog"),
+        ("PoolwatchQueueWaitTooLong", "ops-backlog"),
+        ("PoolwatchHighFailureRatio", "ops-failing"),
+        ("PoolwatchTasksRejected", "ops-rejecting"),
+        ("PoolwatchTaskTimeouts", "ops-timeouts"),
+    }
+
+
+def test_induced_trouble_fires_the_matching_alerts(stack: Stack, trouble: Trouble) -> None:
+    expected = expected_alerts(stack)
+    firing: set[tuple[str, str]] = set()
+
+    def all_firing() -> bool:
+        nonlocal firing
+        trouble.step()
+        firing = stack.firing()
+        return expected <= firing
+
+    wait_for(
+        all_firing,
+        timeout=60,
+        describe=lambda: (
+            f"alerts still missing: {sorted(expected - firing)}; firing: "
+            f"{sorted(firing)}; {trouble.steps} steps\n{stack.diagnostics()}"
+        ),
+    )
+    # ... and only where the trouble is.
+    assert ("PoolwatchTargetDown", stack.demo_target) not in firing
+    assert ("PoolwatchPoolStalled", "ops-backlog") not in firing, "a paused pool is not stalled"
+    assert ("PoolwatchPoolStalled", "ops-saturated") not in firing, "nothing queued there"
+    assert ("PoolwatchHighFailureRatio", "io") not in firing
+    labels = {
+        a["labels"]["alertname"]: a for a in stack.api("alerts")["alerts"] if a["state"] == "firing"
+    }
+    stalled = labels["PoolwatchPoolStalled"]
+    assert stalled["labels"]["severity"] == "critical"
+    assert stalled["annotations"]["runbook_url"] == "docs/runbook.md#poolwatchpoolstalled"
+
+
+def has_data(stack: Stack, expr: str) -> bool:
+    """True once the query returns a sample that is a number (not NaN)."""
+    return any(not math.isnan(float(r["value"][1])) for r in stack.query(expr))
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    found = []
+    for name, board in opsfiles.dashboards().items():
+        for panel in opsfiles.panels(board):
+            for target in panel["targets"]:
+                found.append((f"{name}: {panel['title']} [{target['refId']}]", target["expr"]))
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                match = LABEL_VALUES.match(variable["query"])
+                assert match, f"{name}: unexpected variable query {variable['query']}"
+                expr = f"count by ({match['label']}) ({match['selector']})"
+                found.append((f"{name}: variable ${variable['name']}", expr))
+    return found
+
+
+def test_every_dashboard_query_returns_data(stack: Stack, trouble: Trouble) -> None:
+    queries = dashboard_queries()
+    assert len(queries) >= 50, "the dashboards lost their queries"
+    for where, expr in queries:
+        query = substitute(expr)
+        support.wait_until(
+            lambda query=query: trouble.step() or has_data(stack, query),
+            timeout=20,
+            interval=0.25,
+            message=f"data for {where}: {query}",
+        )
+
+
+def test_every_recording_rule_returns_data(stack: Stack, trouble: Trouble) -> None:
+    for rule in opsfiles.recording_rules():
+        support.wait_until(
+            lambda name=rule["record"]: trouble.step() or has_data(stack, name),
+            timeout=20,
+            interval=0.25,
+            message=f"data for recording rule {rule['record']}",
+        )
+
+
+def test_run_time_exemplars_carry_trace_ids(stack: Stack) -> None:
+    """Spans reach the OTLP endpoint, and Prometheus keeps their trace ids as exemplars."""
+    support.wait_until(
+        lambda: any(path == "/v1/traces" for path in stack.trace_exports),
+        timeout=20,
+        message="the demo to export spans to OTEL_EXPORTER_OTLP_ENDPOINT",
+    )
+
+    def trace_ids() -> set[str]:
+        data = stack.api(
+            "query_exemplars",
+            query='poolwatch_task_run_seconds_bucket{job="poolwatch"}',
+            start="0",
+            end="9999999999",
+        )
+        return {e["labels"].get("trace_id", "") for series in data for e in series["exemplars"]}
+
+    ids = support.wait_until(trace_ids, timeout=20, message="run-time exemplars in Prometheus")
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids
+
+
+def test_generated_prometheus_config_is_valid(tmp_path: Path) -> None:
+    """The config the live stack runs is the shipped one, made fast: promtool accepts it."""
+    import subprocess
+
+    from ops.livestack import prometheus_config
+
+    promtool = support.require_tool("promtool", hint="apt-get install prometheus")
+    config = prometheus_config(tmp_path, ["127.0.0.1:1"])
+    done = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = subprocess.run(
+        [promtool, "check", "rules", *map(str, tmp_path.glob("poolwatch-*.yml"))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "for: 1s" not in (tmp_path / "poolwatch-alerts.yml").read_text()  # JSON, not YAML
+    assert '"for": "1s"' in (tmp_path / "poolwatch-alerts.yml").read_text()
