@@ -48,17 +48,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Field names computed once: these run for every pool and task in every response.
+_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(PoolStats))
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskInfo))
+
+
 def pool_json(stats: PoolStats) -> dict[str, Any]:
     """Every ``PoolStats`` field under its own name."""
-    return {f.name: _plain(getattr(stats, f.name)) for f in dataclasses.fields(stats)}
+    out = {name: getattr(stats, name) for name in _POOL_FIELDS}
+    out["state"] = stats.state.value
+    out["oldest_queued_age"] = _plain(stats.oldest_queued_age)
+    return out
 
 
 def task_json(info: TaskInfo) -> dict[str, Any]:
     """Every ``TaskInfo`` field under its own name; times as ISO 8601 UTC strings."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(info):
-        value = getattr(info, f.name)
-        out[f.name] = iso_time(value) if f.name in _TIME_FIELDS else _plain(value)
+    out = {name: getattr(info, name) for name in _TASK_FIELDS}
+    out["state"] = info.state.value
+    for name in _TIME_FIELDS:
+        out[name] = iso_time(out[name])
     return out
 
 

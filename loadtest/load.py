@@ -1,0 +1,266 @@
+"""Headless HTTP load test: the control API against a trivial Starlette endpoint.
+
+    python loadtest/load.py                 # 10 s per endpoint and phase
+    python loadtest/load.py --duration 20 --users 40 --paced-rps 200
+
+Starts ``poolwatch demo`` (its load generator running, as in real use) and a trivial
+Starlette JSON endpoint served by uvicorn with the same settings, each in its own
+process on a free loopback port; then runs locust headless against one endpoint at a
+time, in two phases:
+
+- capacity: ``--users`` users sending back to back; requests/s is the figure, compared
+  with the trivial endpoint's (latency here is mostly queueing, by Little's law);
+- latency: an offered load of ``--paced-rps`` requests/s (well under capacity); p50
+  and p99 here are the service time a client sees.
+
+Locust's CSV and HTML reports, and ``summary.csv``/``summary.md``, go to
+``loadtest/results/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SRC = HERE.parent / "src"
+
+#: (locust tag, request name in the stats, server) in the order reported.
+SCENARIOS = [
+    ("trivial", "GET /trivial (baseline)", "trivial"),
+    ("list_pools", "GET /api/pools", "poolwatch"),
+    ("list_tasks", "GET /api/tasks", "poolwatch"),
+    ("submit", "POST /api/pools/{name}/tasks", "poolwatch"),
+    ("metrics", "GET /metrics", "poolwatch"),
+]
+READS = {"GET /api/pools", "GET /api/tasks"}
+
+
+def serve_trivial(port: int) -> None:
+    """The baseline: one JSON endpoint, served by uvicorn exactly as poolwatch serves."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def trivial(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/trivial", trivial)])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "POOLWATCH_"))}
+    env["PYTHONPATH"] = f"{SRC}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return env
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server for {url} did not come up within {timeout}s")
+
+
+@dataclass
+class Row:
+    name: str
+    requests: int
+    failures: int
+    rps: float
+    p50: float
+    p99: float
+
+
+@dataclass
+class Result:
+    capacity: Row
+    paced: Row
+
+
+def _read_stats(prefix: Path, name: str) -> Row:
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        for record in csv.DictReader(f):
+            if record["Name"] == name:
+                return Row(
+                    name=name,
+                    requests=int(record["Request Count"]),
+                    failures=int(record["Failure Count"]),
+                    rps=float(record["Requests/s"]),
+                    p50=float(record["50%"]),
+                    p99=float(record["99%"]),
+                )
+    raise SystemExit(f"no stats for {name!r} in {prefix}_stats.csv")
+
+
+def _run_locust(
+    tag: str, host: str, users: int, duration: int, *, user_rps: float = 0, label: str = ""
+) -> Path:
+    prefix = RESULTS / f"{tag}{label}"
+    command = [
+        sys.executable, "-m", "locust",
+        "-f", str(HERE / "locustfile.py"),
+        "--headless", "--only-summary",
+        "-u", str(users), "-r", str(users),
+        "-t", f"{duration}s",
+        "-H", host,
+        "-T", tag,
+        "--csv", str(prefix),
+        "--html", f"{prefix}.html",
+        "--loglevel", "WARNING",
+        "--exit-code-on-error", "0",
+    ]  # fmt: skip
+    env = _env()
+    if user_rps:
+        env["LOADTEST_USER_RPS"] = str(user_rps)
+    with (RESULTS / "locust.log").open("ab") as log:
+        subprocess.run(command, check=True, env=env, stdout=log, stderr=log)
+    return prefix
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("--users", type=int, default=20, help="users in the capacity phase")
+    parser.add_argument(
+        "--paced-rps", type=float, default=100, help="offered load in the latency phase"
+    )
+    parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_trivial:
+        serve_trivial(args.serve_trivial)
+        return 0
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pw_port, trivial_port = _free_port(), _free_port()
+    pw_url, trivial_url = f"http://127.0.0.1:{pw_port}", f"http://127.0.0.1:{trivial_port}"
+    logs = (RESULTS / "servers.log").open("wb")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "poolwatch", "demo", "--port", str(pw_port)],
+        env=_env(), stdout=logs, stderr=logs,
+    )  # fmt: skip
+    trivial = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve-trivial", str(trivial_port)],
+        env=_env(), stdout=logs, stderr=logs,
+    )  # fmt: skip
+    results: list[Result] = []
+    paced_users = 10
+    try:
+        _wait_up(f"{pw_url}/readyz", demo)
+        _wait_up(f"{trivial_url}/trivial", trivial)
+        created = httpx.post(f"{pw_url}/api/pools", json={"name": "bench", "max_workers": 4})
+        created.raise_for_status()
+        for tag, name, server in SCENARIOS:
+            host = trivial_url if server == "trivial" else pw_url
+            print(f"{name}: capacity ({args.users} users) ...", flush=True)
+            capacity = _read_stats(_run_locust(tag, host, args.users, args.duration), name)
+            print(f"{name}: latency at {args.paced_rps:g} req/s ...", flush=True)
+            paced = _read_stats(
+                _run_locust(
+                    tag,
+                    host,
+                    paced_users,
+                    args.duration,
+                    user_rps=args.paced_rps / paced_users,
+                    label="-paced",
+                ),
+                name,
+            )
+            results.append(Result(capacity, paced))
+    finally:
+        _stop(demo)
+        _stop(trivial)
+        logs.close()
+    _report(results, args)
+    return 0
+
+
+def _report(results: list[Result], args: argparse.Namespace) -> None:
+    baseline = results[0].capacity.rps
+    lines = [
+        f"HTTP load test: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"{args.duration}s per phase. Capacity: {args.users} users back to back. "
+        f"Latency: {args.paced_rps:g} req/s offered.",
+        "",
+        "| endpoint | capacity req/s | x baseline | p50 ms (paced) | p99 ms (paced) | failures |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    with (RESULTS / "summary.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["endpoint", "capacity_rps", "ratio", "paced_rps", "p50_ms", "p99_ms", "failures"]
+        )
+        for r in results:
+            ratio = r.capacity.rps / baseline if baseline else 0.0
+            failures = r.capacity.failures + r.paced.failures
+            writer.writerow(
+                [r.capacity.name, f"{r.capacity.rps:.1f}", f"{ratio:.2f}",
+                 f"{r.paced.rps:.1f}", r.paced.p50, r.paced.p99, failures]
+            )  # fmt: skip
+            lines.append(
+                f"| {r.capacity.name} | {r.capacity.rps:.0f} | {ratio:.2f} | {r.paced.p50:g} "
+                f"| {r.paced.p99:g} | {failures} |"
+            )
+    checks = []
+    for r in results[1:]:
+        name = r.capacity.name
+        if name == "GET /metrics":
+            continue
+        checks.append((f"{name} capacity >= 0.5x baseline", r.capacity.rps >= 0.5 * baseline))
+        if name in READS:
+            checks.append((f"{name} p99 <= 10 ms", r.paced.p99 <= 10))
+    lines.append("")
+    lines.extend(f"- {'PASS' if ok else 'MISS'}: {text}" for text, ok in checks)
+    text = "\n".join(lines)
+    (RESULTS / "summary.md").write_text(text + "\n")
+    print(text)
+    print(f"\nreports: {RESULTS}/*.html, {RESULTS}/*_stats.csv, {RESULTS}/summary.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
