@@ -264,12 +264,9 @@ def pool() -> dashboard.Dashboard:
     state_mappings: list[models.ValueMapping] = [
         models.ValueMap(options={"1": models.ValueMappingResult(color="green", index=0)})
     ]
+    # An unbounded queue reports +Inf, which Grafana reads as the number Infinity.
     capacity_mappings: list[models.ValueMapping] = [
-        models.RangeMap(
-            options=models.DashboardRangeMapOptions(
-                from_val=1e15, result=models.ValueMappingResult(text="unbounded", index=0)
-            )
-        )
+        models.ValueMap(options={"Infinity": models.ValueMappingResult(text="unbounded", index=0)})
     ]
     board = base(
         POOL_UID,

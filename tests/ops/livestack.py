@@ -119,7 +119,7 @@ def http_json(url: str, payload: dict[str, Any] | None = None, method: str = "GE
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return json.loads(exc.read() or b"null")
