@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import signal
+import threading
 from pathlib import Path
 
 import httpx
@@ -156,3 +158,45 @@ def test_demo_serves_live_data_and_stops_cleanly(tmp_path: Path, start_service) 
     service.terminate()
     assert service.wait_exit() == 0
     assert "poolwatch stopped" in service.stderr
+
+
+def test_spans_are_exported_over_otlp(tmp_path: Path, start_service) -> None:
+    received: list[bytes] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", 0))
+            received.append(self.path.encode() + b" " + self.rfile.read(length))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=collector.serve_forever, name="fake-otlp")
+    thread.start()
+    try:
+        config = _setup(tmp_path)
+        endpoint = f"http://127.0.0.1:{collector.server_address[1]}"
+        service = start_service(
+            "serve", "--config", str(config), env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+        )
+        service.wait_ready()
+        response = httpx.post(
+            f"{service.url}/api/pools/work/tasks", json={"task": "svc.nap", "args": [0.01]}
+        )
+        assert response.status_code == 202
+        service.terminate()
+        assert service.wait_exit() == 0  # the provider flushes on the way out
+    finally:
+        collector.shutdown()
+        collector.server_close()
+        thread.join()
+    payload = b"".join(received)
+    assert payload.startswith(b"/v1/traces ")
+    assert b"POST /api/pools/{name}/tasks" in payload
+    assert b"poolwatch.task.id" in payload
+    assert response.json()["id"].encode() in payload
