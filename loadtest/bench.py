@@ -27,9 +27,10 @@ from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 import poolwatch
+from poolwatch.metrics import render_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -187,7 +188,7 @@ def bench_pools(args: argparse.Namespace) -> list[dict[str, Any]]:
     n = args.tasks // 2
     for count in (1, 10, 100, 1000):
         with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
-            pools = [manager.create_pool(f"p{i}", max_workers=2) for i in range(count)]
+            pools = [manager.create_pool(f"p{i}", max_workers=1) for i in range(count)]
             for p in pools:  # warm: start a worker in each
                 p.submit(add_one, 0).result()
             start = time.perf_counter()
@@ -205,7 +206,7 @@ def bench_pools(args: argparse.Namespace) -> list[dict[str, Any]]:
             samples = []
             for _ in range(5):
                 start = time.perf_counter()
-                generate_latest(registry)
+                render_metrics(manager, "text/plain")
                 samples.append((time.perf_counter() - start) * 1000)
         target = "<= 100" if count == 1000 else None
         rows.append(row(f"/metrics render, {count} pools", statistics.median(samples), "ms",

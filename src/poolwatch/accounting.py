@@ -69,7 +69,7 @@ class TaskKind:
 HistogramSnapshot = tuple[list[int], float, list[tuple[int, float, float] | None]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every pool on every scrape, keep it cheap
 class PoolSnapshot:
     """A pool's exported numbers at one instant (see ``ManagedPool._metrics_snapshot``)."""
 

@@ -1,15 +1,26 @@
-"""The Prometheus collector of a ``PoolManager``: every pool's numbers, read at scrape time.
+"""Prometheus export of a ``PoolManager``: every pool's numbers, read at scrape time.
 
 Pools keep plain counters and bucket counts (see ``accounting.py``); a scrape copies each
-pool's numbers under its lock, then renders them here without holding any lock. A removed
-pool is simply not iterated any more, so its series vanish from the next scrape.
+pool's numbers under its lock, then renders them without holding any lock. A removed pool
+is simply not iterated any more, so its series vanish from the next scrape.
+
+Two renderings share the family table below:
+
+- ``PoolCollector``, registered in the manager's registry, so that anything that reads a
+  prometheus_client registry (``generate_latest``, an exporter, a push) sees the families;
+- ``render_metrics``, which the HTTP ``/metrics`` route uses: it writes poolwatch's
+  families as text directly (tens of thousands of series for a thousand pools in a few
+  tens of milliseconds, where the generic path takes about a second) and lets
+  prometheus_client render everything else in the registry.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,6 +29,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -27,121 +39,124 @@ from .accounting import BUCKETS, HistogramSnapshot, PoolSnapshot
 if TYPE_CHECKING:
     from .manager import PoolManager
 
-__all__ = ["PoolCollector"]
+__all__ = ["FAMILIES", "PoolCollector", "render_metrics"]
+
+# name -> (type, labels, help); the order is the exposition order.
+FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "poolwatch_tasks_submitted": ("counter", ("pool",), "Tasks accepted by the pool."),
+    "poolwatch_tasks_rejected": (
+        "counter",
+        ("pool", "reason"),
+        "Tasks refused: the queue was full (reason=queue_full) or the pool shut down.",
+    ),
+    "poolwatch_tasks_completed": (
+        "counter",
+        ("pool", "task", "outcome"),
+        "Tasks finished, by task name and outcome (succeeded, failed, cancelled).",
+    ),
+    "poolwatch_tasks_timeouts": (
+        "counter",
+        ("pool", "kind"),
+        "Queue timeouts (cancelled before starting) and run timeouts (marked overdue).",
+    ),
+    "poolwatch_task_queue_wait_seconds": (
+        "histogram",
+        ("pool",),
+        "Time tasks waited in the queue before starting.",
+    ),
+    "poolwatch_task_run_seconds": (
+        "histogram",
+        ("pool", "task"),
+        "Time tasks ran, by task name; exemplars carry the trace id of traced tasks.",
+    ),
+    "poolwatch_pool_max_workers": ("gauge", ("pool",), "Configured maximum of worker threads."),
+    "poolwatch_pool_workers": ("gauge", ("pool",), "Live worker threads."),
+    "poolwatch_pool_active_workers": ("gauge", ("pool",), "Workers running a task."),
+    "poolwatch_pool_queued_tasks": ("gauge", ("pool",), "Tasks waiting in the queue."),
+    "poolwatch_pool_queue_capacity": (
+        "gauge",
+        ("pool",),
+        "Queue capacity (+Inf when unbounded).",
+    ),
+    "poolwatch_pool_oldest_queued_seconds": (
+        "gauge",
+        ("pool",),
+        "Age of the oldest queued task; 0 when the queue is empty.",
+    ),
+    "poolwatch_pool_overdue_tasks": ("gauge", ("pool",), "Tasks running past their run timeout."),
+    "poolwatch_pool_state": (
+        "gauge",
+        ("pool", "state"),
+        "1 for the pool's current state, 0 for the others.",
+    ),
+    "poolwatch_build_info": ("gauge", ("version",), "poolwatch version; always 1."),
+}
 
 _BOUNDS = [floatToGoString(b) for b in BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+_LE = [f'le="{b}"}} ' for b in _BOUNDS]  # the end of each bucket line's labels
 _POOL_STATES = ("running", "paused", "shutting_down", "terminated")
+_OUTCOMES = ("succeeded", "failed", "cancelled")
 
 
 class PoolCollector(Collector):
-    """Exports the contract's ``poolwatch_*`` families for every pool of one manager."""
+    """Exports the ``poolwatch_*`` families of every pool of one manager."""
 
     def __init__(self, manager: PoolManager) -> None:
         self._manager = manager
+        self._local = threading.local()
 
     def describe(self) -> Iterable[Metric]:
         # Names only, so that registering twice in one registry is refused up front.
-        return list(_families())
+        return list(_families([]))
 
     def collect(self) -> Iterable[Metric]:
-        snaps = [pool._metrics_snapshot() for pool in self._manager.pools()]
-        return _families(snaps)
+        if getattr(self._local, "suppressed", False):
+            return []  # render_metrics writes these itself
+        return _families([pool._metrics_snapshot() for pool in self._manager.pools()])
 
 
-def _families(snaps: Iterable[PoolSnapshot] = ()) -> Iterator[Metric]:
-    submitted = CounterMetricFamily(
-        "poolwatch_tasks_submitted", "Tasks accepted by the pool.", labels=["pool"]
-    )
-    rejected = CounterMetricFamily(
-        "poolwatch_tasks_rejected",
-        "Tasks refused: the queue was full (reason=queue_full) or the pool shut down.",
-        labels=["pool", "reason"],
-    )
-    completed = CounterMetricFamily(
-        "poolwatch_tasks_completed",
-        "Tasks finished, by task name and outcome (succeeded, failed, cancelled).",
-        labels=["pool", "task", "outcome"],
-    )
-    timeouts = CounterMetricFamily(
-        "poolwatch_tasks_timeouts",
-        "Queue timeouts (cancelled before starting) and run timeouts (marked overdue).",
-        labels=["pool", "kind"],
-    )
-    queue_wait = HistogramMetricFamily(
-        "poolwatch_task_queue_wait_seconds",
-        "Time tasks waited in the queue before starting.",
-        labels=["pool"],
-    )
-    run = HistogramMetricFamily(
-        "poolwatch_task_run_seconds",
-        "Time tasks ran, by task name; exemplars carry the trace id of traced tasks.",
-        labels=["pool", "task"],
-    )
-    max_workers = GaugeMetricFamily(
-        "poolwatch_pool_max_workers", "Configured maximum of worker threads.", labels=["pool"]
-    )
-    workers = GaugeMetricFamily("poolwatch_pool_workers", "Live worker threads.", labels=["pool"])
-    active = GaugeMetricFamily(
-        "poolwatch_pool_active_workers", "Workers running a task.", labels=["pool"]
-    )
-    queued = GaugeMetricFamily(
-        "poolwatch_pool_queued_tasks", "Tasks waiting in the queue.", labels=["pool"]
-    )
-    capacity = GaugeMetricFamily(
-        "poolwatch_pool_queue_capacity",
-        "Queue capacity (+Inf when unbounded).",
-        labels=["pool"],
-    )
-    oldest = GaugeMetricFamily(
-        "poolwatch_pool_oldest_queued_seconds",
-        "Age of the oldest queued task; 0 when the queue is empty.",
-        labels=["pool"],
-    )
-    overdue = GaugeMetricFamily(
-        "poolwatch_pool_overdue_tasks",
-        "Tasks running past their run timeout.",
-        labels=["pool"],
-    )
-    state = GaugeMetricFamily(
-        "poolwatch_pool_state",
-        "1 for the pool's current state, 0 for the others.",
-        labels=["pool", "state"],
-    )
+def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
+    fams: dict[str, Any] = {}
+    for name, (kind, labels, doc) in FAMILIES.items():
+        cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}.get(
+            kind, HistogramMetricFamily
+        )
+        fams[name] = cls(name, doc, labels=list(labels))
     for s in snaps:
         p = s.name
-        submitted.add_metric([p], s.submitted)
-        rejected.add_metric([p, "queue_full"], s.rejected_full)
-        rejected.add_metric([p, "shutdown"], s.rejected_shutdown)
-        timeouts.add_metric([p, "queue"], s.timeouts_queue)
-        timeouts.add_metric([p, "run"], s.timeouts_run)
-        _add_histogram(queue_wait, [p], s.queue_wait)
-        for label, ok, failed, cancelled, hist in s.labels:
-            completed.add_metric([p, label, "succeeded"], ok)
-            completed.add_metric([p, label, "failed"], failed)
-            completed.add_metric([p, label, "cancelled"], cancelled)
-            _add_histogram(run, [p, label], hist)
-        max_workers.add_metric([p], s.max_workers)
-        workers.add_metric([p], s.workers)
-        active.add_metric([p], s.active)
-        queued.add_metric([p], s.queued)
-        capacity.add_metric([p], math.inf if s.capacity is None else s.capacity)
-        oldest.add_metric([p], s.oldest_queued_age)
-        overdue.add_metric([p], s.overdue)
-        for name in _POOL_STATES:
-            state.add_metric([p, name], 1.0 if name == s.state else 0.0)
-    build = GaugeMetricFamily(
-        "poolwatch_build_info", "poolwatch version; always 1.", labels=["version"]
+        fams["poolwatch_tasks_submitted"].add_metric([p], s.submitted)
+        fams["poolwatch_tasks_rejected"].add_metric([p, "queue_full"], s.rejected_full)
+        fams["poolwatch_tasks_rejected"].add_metric([p, "shutdown"], s.rejected_shutdown)
+        fams["poolwatch_tasks_timeouts"].add_metric([p, "queue"], s.timeouts_queue)
+        fams["poolwatch_tasks_timeouts"].add_metric([p, "run"], s.timeouts_run)
+        _add_histogram(fams["poolwatch_task_queue_wait_seconds"], [p], s.queue_wait)
+        for label, *outcomes, hist in s.labels:
+            for outcome, count in zip(_OUTCOMES, outcomes, strict=True):
+                fams["poolwatch_tasks_completed"].add_metric([p, label, outcome], count)
+            _add_histogram(fams["poolwatch_task_run_seconds"], [p, label], hist)
+        for name, v in _gauges(s):
+            fams[name].add_metric([p], v)
+        for state in _POOL_STATES:
+            fams["poolwatch_pool_state"].add_metric([p, state], 1 if state == s.state else 0)
+    fams["poolwatch_build_info"].add_metric([__version__], 1)
+    return iter(fams.values())
+
+
+def _gauges(s: PoolSnapshot) -> tuple[tuple[str, float], ...]:
+    return (
+        ("poolwatch_pool_max_workers", s.max_workers),
+        ("poolwatch_pool_workers", s.workers),
+        ("poolwatch_pool_active_workers", s.active),
+        ("poolwatch_pool_queued_tasks", s.queued),
+        ("poolwatch_pool_queue_capacity", math.inf if s.capacity is None else s.capacity),
+        ("poolwatch_pool_oldest_queued_seconds", s.oldest_queued_age),
+        ("poolwatch_pool_overdue_tasks", s.overdue),
     )
-    build.add_metric([__version__], 1)
-    yield from (
-        submitted, rejected, completed, timeouts, queue_wait, run, max_workers, workers,
-        active, queued, capacity, oldest, overdue, state, build,
-    )  # fmt: skip
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: HistogramSnapshot) -> None:
     counts, total, exemplars = h
-    buckets: list[tuple[str, float] | tuple[str, float, Exemplar | None]] = []
+    buckets: list[Any] = []
     acc = 0
     for bound, count, ex in zip(_BOUNDS, counts, exemplars, strict=True):
         acc += count
@@ -150,4 +165,134 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: Histogra
         else:
             trace_id, value, ts = ex
             buckets.append((bound, acc, Exemplar({"trace_id": f"{trace_id:032x}"}, value, ts)))
-    family.add_metric(labels, buckets, total)  # type: ignore[arg-type]
+    family.add_metric(labels, buckets, total)
+
+
+# -- the fast text rendering used by the /metrics route ---------------------------------
+
+
+def render_metrics(manager: PoolManager, accept: str | None = None) -> tuple[bytes, str]:
+    """The registry's exposition for an HTTP ``Accept`` header: (body, content type).
+
+    OpenMetrics (with exemplars) when the header asks for it, else Prometheus text 0.0.4.
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    snaps = [pool._metrics_snapshot() for pool in manager.pools()]
+    collector = manager._collector
+    collector._local.suppressed = True
+    try:
+        others = encoder(manager.registry).decode()
+    finally:
+        collector._local.suppressed = False
+    ours = _render(snaps, openmetrics)
+    if openmetrics:
+        eof = "# EOF\n"
+        others = others[: -len(eof)] if others.endswith(eof) else others
+        return (others + ours + eof).encode(), content_type
+    return (others + ours).encode(), content_type
+
+
+def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
+    out: list[str] = []
+    w = out.append
+
+    def header(name: str) -> None:
+        kind, _, doc = FAMILIES[name]
+        shown = name + "_total" if kind == "counter" and not openmetrics else name
+        w(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
+
+    header("poolwatch_tasks_submitted")
+    for s in snaps:
+        w(f'poolwatch_tasks_submitted_total{{pool="{s.name}"}} {s.submitted}\n')
+    header("poolwatch_tasks_rejected")
+    for s in snaps:
+        w(
+            f'poolwatch_tasks_rejected_total{{pool="{s.name}",reason="queue_full"}} '
+            f"{s.rejected_full}\n"
+            f'poolwatch_tasks_rejected_total{{pool="{s.name}",reason="shutdown"}} '
+            f"{s.rejected_shutdown}\n"
+        )
+    header("poolwatch_tasks_completed")
+    for s in snaps:
+        for label, ok, failed, cancelled, _ in s.labels:
+            pre = f'poolwatch_tasks_completed_total{{pool="{s.name}",task="{_escape(label)}",'
+            w(
+                f'{pre}outcome="succeeded"}} {ok}\n{pre}outcome="failed"}} {failed}\n'
+                f'{pre}outcome="cancelled"}} {cancelled}\n'
+            )
+    header("poolwatch_tasks_timeouts")
+    for s in snaps:
+        w(
+            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="queue"}} {s.timeouts_queue}\n'
+            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="run"}} {s.timeouts_run}\n'
+        )
+    header("poolwatch_task_queue_wait_seconds")
+    for s in snaps:
+        _write_histogram(
+            w, "poolwatch_task_queue_wait_seconds", f'pool="{s.name}"', s.queue_wait, openmetrics
+        )
+    header("poolwatch_task_run_seconds")
+    for s in snaps:
+        for label, _, _, _, hist in s.labels:
+            _write_histogram(
+                w,
+                "poolwatch_task_run_seconds",
+                f'pool="{s.name}",task="{_escape(label)}"',
+                hist,
+                openmetrics,
+            )
+    gauges = [_gauges(s) for s in snaps]
+    for i, name in enumerate(
+        (
+            "poolwatch_pool_max_workers",
+            "poolwatch_pool_workers",
+            "poolwatch_pool_active_workers",
+            "poolwatch_pool_queued_tasks",
+            "poolwatch_pool_queue_capacity",
+            "poolwatch_pool_oldest_queued_seconds",
+            "poolwatch_pool_overdue_tasks",
+        )
+    ):
+        header(name)
+        for s, values in zip(snaps, gauges, strict=True):
+            w(f'{name}{{pool="{s.name}"}} {_number(values[i][1])}\n')
+    header("poolwatch_pool_state")
+    for s in snaps:
+        for state in _POOL_STATES:
+            w(f'poolwatch_pool_state{{pool="{s.name}",state="{state}"}} {int(state == s.state)}\n')
+    header("poolwatch_build_info")
+    w(f'poolwatch_build_info{{version="{__version__}"}} 1\n')
+    return "".join(out)
+
+
+def _write_histogram(
+    w: Any, name: str, labels: str, h: HistogramSnapshot, openmetrics: bool
+) -> None:
+    counts, total, exemplars = h
+    head = f"{name}_bucket{{{labels},"
+    cumulative = list(accumulate(counts))
+    if openmetrics and any(exemplars):
+        for bound, acc, ex in zip(_LE, cumulative, exemplars, strict=True):
+            if ex is None:
+                w(f"{head}{bound}{acc}\n")
+            else:
+                trace_id, value, ts = ex
+                w(f'{head}{bound}{acc} # {{trace_id="{trace_id:032x}"}} {value!r} {ts:.3f}\n')
+    else:
+        w("".join([f"{head}{bound}{acc}\n" for bound, acc in zip(_LE, cumulative, strict=True)]))
+    w(f"{name}_count{{{labels}}} {cumulative[-1]}\n{name}_sum{{{labels}}} {total!r}\n")
+
+
+def _number(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(v)
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value

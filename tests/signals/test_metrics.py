@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import poolwatch
 from poolwatch import PoolManager, TaskCancelledError, current_task
+from poolwatch.metrics import render_metrics
 from support import require_tool, wait_until
 
 FAMILIES = {
@@ -246,13 +247,14 @@ def test_promtool_finds_nothing_to_report(
     for f in [pool.submit(ok, i) for i in range(3)]:
         f.result()
     pool.submit(fail).exception()
-    text = generate_latest(registry)
-    proc = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30, check=False
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode() == ""
-    assert proc.stderr.decode() == ""
+    served, _ = render_metrics(manager, "text/plain")
+    for text in (generate_latest(registry), served):
+        proc = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30, check=False
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.decode() == ""
+        assert proc.stderr.decode() == ""
 
 
 def test_two_managers_cannot_share_a_registry(registry: CollectorRegistry) -> None:
@@ -261,3 +263,51 @@ def test_two_managers_cannot_share_a_registry(registry: CollectorRegistry) -> No
     # after shutdown the registry is free again
     with PoolManager(registry=registry) as again:
         again.create_pool("ok", max_workers=1)
+
+
+@pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])
+def test_fast_rendering_matches_the_registry(
+    traced: PoolManager, registry: CollectorRegistry, accept: str
+) -> None:
+    from prometheus_client import Counter
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as parse_openmetrics,
+    )
+
+    other = Counter("app_requests", "An application's own metric.", registry=registry)
+    other.inc(3)
+    for name in ("a", "b.c", "d-e"):
+        pool = traced.create_pool(name, max_workers=2, queue_capacity=3)
+        for f in [pool.submit(ok, i) for i in range(4)]:
+            f.result()
+        pool.submit(fail).exception()
+    traced.get_pool("a").pause()
+    body, content_type = render_metrics(traced, accept)
+    text = body.decode()
+    if accept.startswith("application/openmetrics-text"):
+        assert content_type.startswith("application/openmetrics-text")
+        expected = generate_openmetrics(registry).decode()
+        parse = parse_openmetrics
+        assert text.endswith("# EOF\n")
+        assert text.count("# EOF") == 1
+        assert "# {trace_id=" in text
+    else:
+        assert content_type.startswith("text/plain")
+        expected = generate_latest(registry).decode()
+        parse = text_string_to_metric_families
+
+    def samples(t: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in parse(t)
+            for s in fam.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(text), samples(expected)
+    assert got.keys() == want.keys()
+    drift = ("poolwatch_pool_oldest_queued_seconds",)  # a clock reading: taken twice
+    for key, v in want.items():
+        if key[0] not in drift:
+            assert got[key] == pytest.approx(v), key
+    assert got[("app_requests_total", ())] == 3
