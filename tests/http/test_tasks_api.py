@@ -138,7 +138,7 @@ def test_discarded_task_is_503(client, manager: PoolManager, gate, assert_error)
         message="first task running",
     )
     assert client.post(url, json=body).status_code == 202
-    assert_error(client.post(url, json=body), 503, "queue_full", "discard")
+    assert_error(client.post(url, json=body), 503, "queue_full", "dropped")
     gate("discard").set()
 
 

@@ -38,7 +38,6 @@ from poolwatch.http.serialize import (
     task_type_json,
     totals_json,
 )
-from poolwatch.records import TaskState
 from poolwatch.tasks import get_task_type, registered_tasks
 
 if TYPE_CHECKING:
@@ -50,6 +49,7 @@ __all__ = ["ControlApi"]
 Handler = Callable[[Request], Awaitable[Response]]
 
 _RETRY_AFTER = {"Retry-After": "1"}
+_DROPPING_POLICIES = frozenset({"discard", "discard_oldest"})
 
 
 def _reject_constant(token: str) -> Any:
@@ -350,17 +350,16 @@ class ControlApi:
             ) from None
         except RuntimeError as exc:
             raise ApiError(503, "shutdown", str(exc), headers=_RETRY_AFTER) from None
-        info = future.info()
-        if info.state is TaskState.CANCELLED and future.cancelled() and info.started_at is None:
-            stats = pool.stats()
-            if stats.rejection_policy == "discard":
-                raise ApiError(
-                    503,
-                    "queue_full",
-                    f"pool {show(pool.name)} queue is full and its policy is discard: the task "
-                    "was dropped; retry later",
-                    headers=_RETRY_AFTER,
-                )
+        if future.cancelled() and pool.stats().rejection_policy in _DROPPING_POLICIES:
+            # A full queue under "discard" (or "discard_oldest" with nothing older to
+            # drop) hands back a future that is already cancelled: the task never ran.
+            raise ApiError(
+                503,
+                "queue_full",
+                f"pool {show(pool.name)} queue is full and its policy dropped the task; "
+                "retry later",
+                headers=_RETRY_AFTER,
+            )
         location = request.url_for("task", task_id=future.task_id).path
         return JSONResponse(
             {"id": future.task_id, "pool": pool.name, "task": task_type.name},
