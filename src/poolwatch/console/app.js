@@ -56,9 +56,23 @@ for (const button of document.querySelectorAll("[data-close]")) {
   button.addEventListener("click", () => setHidden(byId(button.dataset.close), true));
 }
 
+const CONNECTION_NEWS = {
+  live: "Connected: the console updates every second.",
+  down: "Connection to the server lost; retrying.",
+  auth: "The server asks for a valid API token.",
+};
+
+/**
+ * Show the connection state. The visible line changes every second (it carries the
+ * time of the last update), so screen readers hear only changes of state, from a
+ * separate live region.
+ */
 function setConnection(kind, text) {
   const box = byId("connection");
-  if (box.dataset.state !== kind) box.dataset.state = kind;
+  if (box.dataset.state !== kind) {
+    box.dataset.state = kind;
+    setText(byId("connection-live"), CONNECTION_NEWS[kind] ?? "");
+  }
   setText(byId("connection-text"), text);
 }
 

@@ -76,7 +76,8 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
       input.addEventListener("keydown", (event) => {
         if (event.key === "Escape" && input.dataset.dirty) {
           delete input.dataset.dirty;
-          syncInput(input, currentValue(card.pool, key));
+          input.value = currentValue(card.pool, key);
+          showError(card, "");
           event.preventDefault();
         }
       });
