@@ -6,6 +6,7 @@ import dataclasses
 
 from poolwatch import PoolManager
 from poolwatch.records import TaskInfo, TaskState
+from poolwatch.tasks import get_task_type
 from support import wait_until
 
 TASK_FIELDS = {f.name for f in dataclasses.fields(TaskInfo)}
@@ -150,8 +151,6 @@ def test_submit_to_shut_down_pool_is_503(client, manager: PoolManager, assert_er
 
 
 def _submit_many(manager: PoolManager, pool: str, count: int) -> list[str]:
-    from poolwatch.tasks import get_task_type
-
     fn = get_task_type("pwtest.echo").fn
     futures = [manager.get_pool(pool).submit(fn, i) for i in range(count)]
     for f in futures:

@@ -1,0 +1,53 @@
+"""The app under a real uvicorn server, driven over HTTP with httpx."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from poolwatch import PoolManager
+from poolwatch.http import create_app
+from poolwatch.records import TaskState
+from poolwatch.tasks import get_task_type
+from support import wait_until
+
+
+def test_round_trip_over_http(manager: PoolManager, live_server) -> None:
+    server = live_server(create_app(manager, bind_host="127.0.0.1"))
+    with httpx.Client(base_url=server.url) as http:
+        created = http.post("/api/pools", json={"name": "live", "max_workers": 2})
+        assert created.status_code == 201
+        submitted = http.post("/api/pools/live/tasks", json={"task": "pwtest.echo", "args": [5]})
+        assert submitted.status_code == 202
+        location = submitted.headers["location"]
+        wait_until(lambda: http.get(location).json()["state"] == "succeeded", message="done")
+        assert http.get("/api/tasks", params={"pool": "live"}).json()["pagination"]["total"] == 1
+        assert 'poolwatch_pool_max_workers{pool="live"}' in http.get("/metrics").text
+        assert http.put("/api/pools").status_code == 405
+        assert http.get("/missing").json()["error"]["code"] == "not_found"
+
+
+def test_a_waiting_delete_does_not_block_other_requests(
+    manager: PoolManager, live_server, gate
+) -> None:
+    server = live_server(create_app(manager, bind_host="127.0.0.1"))
+    pool = manager.create_pool("slow", max_workers=1)
+    running = pool.submit(get_task_type("pwtest.wait").fn, "live-delete")
+    wait_until(lambda: running.info().state is TaskState.RUNNING, message="task running")
+    results: list[httpx.Response] = []
+    deleter = threading.Thread(
+        target=lambda: results.append(httpx.delete(f"{server.url}/api/pools/slow", timeout=10))
+    )
+    deleter.start()
+    wait_until(lambda: "slow" not in manager, message="removal started")
+    # The DELETE is waiting for the running task; the server still answers at once.
+    with httpx.Client(base_url=server.url, timeout=2) as http:
+        for _ in range(5):
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/api/pools").json() == {"data": []}
+    assert not results
+    gate("live-delete").set()
+    deleter.join(timeout=10)
+    assert results[0].status_code == 200
+    assert results[0].json()["succeeded"] == 1
