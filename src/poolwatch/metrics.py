@@ -204,28 +204,28 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
 
     header("poolwatch_tasks_submitted")
     for s in snaps:
-        w(f'poolwatch_tasks_submitted_total{{pool="{s.name}"}} {s.submitted}\n')
+        w(f'poolwatch_tasks_submitted_total{{pool="{s.name}"}} {s.submitted}.0\n')
     header("poolwatch_tasks_rejected")
     for s in snaps:
         w(
             f'poolwatch_tasks_rejected_total{{pool="{s.name}",reason="queue_full"}} '
-            f"{s.rejected_full}\n"
+            f"{s.rejected_full}.0\n"
             f'poolwatch_tasks_rejected_total{{pool="{s.name}",reason="shutdown"}} '
-            f"{s.rejected_shutdown}\n"
+            f"{s.rejected_shutdown}.0\n"
         )
     header("poolwatch_tasks_completed")
     for s in snaps:
         for label, ok, failed, cancelled, _ in s.labels:
             pre = f'poolwatch_tasks_completed_total{{pool="{s.name}",task="{_escape(label)}",'
             w(
-                f'{pre}outcome="succeeded"}} {ok}\n{pre}outcome="failed"}} {failed}\n'
-                f'{pre}outcome="cancelled"}} {cancelled}\n'
+                f'{pre}outcome="succeeded"}} {ok}.0\n{pre}outcome="failed"}} {failed}.0\n'
+                f'{pre}outcome="cancelled"}} {cancelled}.0\n'
             )
     header("poolwatch_tasks_timeouts")
     for s in snaps:
         w(
-            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="queue"}} {s.timeouts_queue}\n'
-            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="run"}} {s.timeouts_run}\n'
+            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="queue"}} {s.timeouts_queue}.0\n'
+            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="run"}} {s.timeouts_run}.0\n'
         )
     header("poolwatch_task_queue_wait_seconds")
     for s in snaps:
@@ -260,9 +260,10 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
     header("poolwatch_pool_state")
     for s in snaps:
         for state in _POOL_STATES:
-            w(f'poolwatch_pool_state{{pool="{s.name}",state="{state}"}} {int(state == s.state)}\n')
+            on = 1 if state == s.state else 0
+            w(f'poolwatch_pool_state{{pool="{s.name}",state="{state}"}} {on}.0\n')
     header("poolwatch_build_info")
-    w(f'poolwatch_build_info{{version="{__version__}"}} 1\n')
+    w(f'poolwatch_build_info{{version="{__version__}"}} 1.0\n')
     return "".join(out)
 
 
@@ -275,18 +276,18 @@ def _write_histogram(
     if openmetrics and any(exemplars):
         for bound, acc, ex in zip(_LE, cumulative, exemplars, strict=True):
             if ex is None:
-                w(f"{head}{bound}{acc}\n")
+                w(f"{head}{bound}{acc}.0\n")
             else:
                 trace_id, value, ts = ex
-                w(f'{head}{bound}{acc} # {{trace_id="{trace_id:032x}"}} {value!r} {ts:.3f}\n')
+                w(f'{head}{bound}{acc}.0 # {{trace_id="{trace_id:032x}"}} {value!r} {ts:.3f}\n')
     else:
-        w("".join([f"{head}{bound}{acc}\n" for bound, acc in zip(_LE, cumulative, strict=True)]))
-    w(f"{name}_count{{{labels}}} {cumulative[-1]}\n{name}_sum{{{labels}}} {total!r}\n")
+        w("".join([f"{head}{bound}{acc}.0\n" for bound, acc in zip(_LE, cumulative, strict=True)]))
+    w(f"{name}_count{{{labels}}} {cumulative[-1]}.0\n{name}_sum{{{labels}}} {total!r}\n")
 
 
 def _number(v: float) -> str:
     if isinstance(v, int):
-        return str(v)
+        return f"{v}.0"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
     return repr(v)

@@ -6,7 +6,6 @@ import importlib.resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -22,6 +21,7 @@ from poolwatch.http.errors import CatchAllMiddleware, error_response, exception_
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.openapi import openapi_document
 from poolwatch.http.otel import ServerSpanMiddleware
+from poolwatch.metrics import render_metrics
 
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
@@ -106,8 +106,8 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = await run_in_threadpool(encoder, manager.registry)
+        accept = request.headers.get("accept", "")
+        body, content_type = await run_in_threadpool(render_metrics, manager, accept)
         return Response(body, headers={"Content-Type": content_type})
 
     async def openapi(request: Request) -> Response:
