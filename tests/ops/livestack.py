@@ -32,13 +32,13 @@ import pytest
 import support
 from ops import opsfiles
 
+T = TypeVar("T")
+
 #: Patience of every alert in the test copy of the rules (the shipped rules wait minutes).
 TEST_FOR = "1s"
 
-#: Thresholds a test cannot reach in seconds: (alert, shipped text, test text). The
-#: queue-wait alert ships at 60 s; a test waits 1 s instead of a minute.
-T = TypeVar("T")
-
+#: Thresholds a test cannot reach in seconds: (alert, its shipped expression, the text
+#: replaced, its replacement). The queue-wait alert ships at 60 s; the test waits 1 s.
 THRESHOLD_OVERRIDES = (
     ("PoolwatchQueueWaitTooLong", "poolwatch_pool_oldest_queued_seconds > 60", "> 60", "> 1"),
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ class Trouble:
     stack: Stack
     backlog: int = 0
     steps: int = 0
-    errors: list[Any] = field(default_factory=list)
 
     def start(self) -> None:
         s = self.stack
@@ -72,9 +71,9 @@ class Trouble:
         for _ in range(2):  # queued behind the stalled pool's only worker
             self.accepted(s.submit("ops-stalled", "demo.sleep", seconds=0.01))
 
-    def accepted(self, body: Any) -> None:
+    @staticmethod
+    def accepted(body: Any) -> None:
         if not (isinstance(body, dict) and "id" in body):
-            self.errors.append(body)
             raise AssertionError(f"the demo refused a task: {body}")
 
     def step(self) -> None:
@@ -83,7 +82,7 @@ class Trouble:
         self.steps += 1
         for _ in range(4):
             self.accepted(s.submit("ops-failing", "demo.flaky", fail_ratio=1.0, seconds=0))
-        for _ in range(3):  # the first fills the queue of one, the rest are refused
+        for _ in range(3):  # its worker hangs and its queue of one is full: refused
             s.submit("ops-rejecting", "demo.sleep", seconds=0.01)
         self.accepted(s.submit("ops-timeouts", "demo.hang", seconds=5))
         for _ in range(15 if self.backlog < 200 else 0):
