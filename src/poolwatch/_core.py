@@ -21,7 +21,6 @@ import traceback
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from concurrent.futures._base import RUNNING as _FUTURE_RUNNING
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -269,8 +268,9 @@ class PoolCore:
         while True:
             lock.acquire()
             now = monotonic()
+            resolved = False
             if done is not None:
-                self._finish_locked(done, outcome, payload, now)
+                resolved = self._finish_locked(done, outcome, payload, now)
                 w.task = None
             if w.woken:
                 w.woken = False
@@ -315,7 +315,8 @@ class PoolCore:
                 self._maybe_terminated_locked()
             lock.release()
             if done is not None:
-                _resolve(done, outcome, payload)
+                if not resolved:
+                    done._resolve(outcome, payload)
                 done = payload = None
             if leave:
                 if replacement is not None:
@@ -384,11 +385,14 @@ class PoolCore:
         """Run a task the ``caller_runs`` policy started in the submitting thread."""
         outcome, payload, _ = self._execute(fut, threading.current_thread().name)
         with self._lock:
-            self._finish_locked(fut, outcome, payload, monotonic())
+            resolved = self._finish_locked(fut, outcome, payload, monotonic())
             self._maybe_terminated_locked()
-        _resolve(fut, outcome, payload)
+        if not resolved:
+            fut._resolve(outcome, payload)
 
-    def _finish_locked(self, task: TaskFuture, outcome: int, payload: Any, now: float) -> None:
+    def _finish_locked(self, task: TaskFuture, outcome: int, payload: Any, now: float) -> bool:
+        """Record a task's end; resolves its future too when nobody waits on it (returns
+        True), else the caller resolves it once the lock is released."""
         task._tstate = outcome
         task._finished = now
         self._active -= 1
@@ -425,6 +429,7 @@ class PoolCore:
         )
         del self._live[task._seq]
         task._fn = task._args = task._kwargs = task._trace_ctx = None
+        return task._resolve_locked(outcome, payload)
 
     def _cancel_queued_locked(self, task: TaskFuture, now: float) -> None:
         task._tstate = CANCELLED
@@ -438,6 +443,7 @@ class PoolCore:
         )  # fmt: skip
         del self._live[task._seq]
         task._fn = task._args = task._kwargs = task._trace_ctx = None
+        task._resolve_locked(CANCELLED, None)  # else _mark_cancelled() does it after
 
     def _tombstone_locked(self, task: TaskFuture, now: float) -> None:
         """Cancel a queued task in place; the worker that meets it in the deque skips it."""
@@ -533,15 +539,6 @@ class PoolCore:
     def _maybe_terminated_locked(self) -> None:
         if self._closing and self._nworkers == 0 and self._queued == 0 and self._active == 0:
             self._terminated.set()
-
-
-def _resolve(task: TaskFuture, outcome: int, payload: Any) -> None:
-    if outcome == SUCCEEDED:
-        Future.set_result(task, payload)
-    elif outcome == FAILED:
-        Future.set_exception(task, payload)
-    else:
-        task._mark_cancelled()
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import TYPE_CHECKING, Any
 
 from .errors import TaskCancelledError
-from .history import QUEUED
+from .history import FAILED, QUEUED, SUCCEEDED
 
 if TYPE_CHECKING:
     from .accounting import TaskKind
@@ -47,7 +47,37 @@ class TaskFuture(Future[Any]):
     Thread-safe like ``Future``. ``cancel()`` cancels a queued task at once (the pool
     counts it); a running task cannot be cancelled through the future, use
     ``ManagedPool.cancel(task_id)`` to request a cooperative cancel.
+
+    The future's condition (and its waiter and callback lists) are made on first use,
+    under the pool's lock: most futures are never waited on before they finish, and the
+    pool then resolves them under the lock it holds anyway, with no condition at all.
     """
+
+    __slots__ = (
+        "_args",
+        "_cancel_requested",
+        "_cancel_requested_at",
+        "_cond",
+        "_done_callbacks",
+        "_error",
+        "_exception",
+        "_finished",
+        "_fn",
+        "_kind",
+        "_kwargs",
+        "_overdue_at",
+        "_pool",
+        "_result",
+        "_seq",
+        "_started",
+        "_state",
+        "_submitted",
+        "_trace_ctx",
+        "_trace_id",
+        "_tstate",
+        "_waiters",
+        "_worker",
+    )
 
     def __init__(
         self,
@@ -59,7 +89,11 @@ class TaskFuture(Future[Any]):
         kind: TaskKind,
         submitted: float,
     ) -> None:
-        super().__init__()
+        # Future.__init__ is not called: it would make the condition eagerly.
+        self._cond: threading.Condition | None = None
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
         self._pool = pool
         self._seq = seq
         # Dropped (set to None) when the task finishes, so records never keep them alive.
@@ -78,6 +112,18 @@ class TaskFuture(Future[Any]):
         self._trace_ctx: Any = None
         self._trace_id = 0
         self._error: Any = None
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            with self._pool._lock:
+                cond = self._cond
+                if cond is None:
+                    self._waiters: list[Any] = []
+                    self._done_callbacks: list[Any] = []
+                    cond = self._cond = threading.Condition()
+        return cond
 
     @property
     def task_id(self) -> str:
@@ -102,21 +148,54 @@ class TaskFuture(Future[Any]):
         """Cancel the task if it is still queued; ``True`` if it is (now) cancelled."""
         return self._pool._cancel_future(self)
 
+    def done(self) -> bool:
+        if self._state in _DONE:  # final states never change: no lock needed
+            return True
+        return super().done()
+
     def result(self, timeout: float | None = None) -> Any:
         # A finished future never changes again: skip the condition on the common path.
-        if self._state == FINISHED:
-            if self._exception is not None:
-                return super().result(timeout)
+        # _result is always written before _state (under the pool's lock or the condition).
+        if self._state == FINISHED and self._exception is None:
             return self._result
         return super().result(timeout)
 
+    def _resolve_locked(self, outcome: int, payload: Any) -> bool:
+        """Resolve under the pool's lock if nobody waits or listens; False if that must be
+        done after the lock is released (``_resolve``)."""
+        if self._cond is not None:
+            return False
+        if outcome == SUCCEEDED:
+            self._result = payload
+            self._state = FINISHED
+        elif outcome == FAILED:
+            self._exception = payload
+            self._state = FINISHED
+        else:
+            self._state = CANCELLED_AND_NOTIFIED
+        return True
+
+    def _resolve(self, outcome: int, payload: Any) -> None:
+        """Resolve through the condition, notifying waiters and running callbacks."""
+        if outcome == SUCCEEDED:
+            self.set_result(payload)
+        elif outcome == FAILED:
+            self.set_exception(payload)
+        else:
+            self._mark_cancelled()
+
     def _mark_cancelled(self) -> None:
         """Resolve as cancelled from any pending or running state, notifying waiters."""
+        if self._state in _DONE:  # already resolved under the pool's lock
+            return
         with self._condition:
-            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
+            if self._state in _DONE:
                 return
             self._state = CANCELLED_AND_NOTIFIED
             for waiter in self._waiters:
                 waiter.add_cancelled(self)
             self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]
+
+
+_DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})

@@ -161,14 +161,14 @@ class PoolManager:
     # -- tasks -----------------------------------------------------------------------
 
     def _seq_of(self, task_id: str, pool: ManagedPool | None = None) -> int:
-        m = _ID_RE.match(task_id) if isinstance(task_id, str) else None
+        m = _ID_RE.fullmatch(task_id) if isinstance(task_id, str) else None
         if m is None or (pool is not None and int(m.group(1), 16) != pool._uid):
             raise KeyError(task_id)
         return int(m.group(2), 16)
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The record of a task; ``KeyError`` if the id is unknown or evicted from history."""
-        m = _ID_RE.match(task_id) if isinstance(task_id, str) else None
+        m = _ID_RE.fullmatch(task_id) if isinstance(task_id, str) else None
         if m is None:
             raise KeyError(task_id)
         with self._lock:
@@ -191,7 +191,7 @@ class PoolManager:
 
         Unfinished tasks come first (newest submission first), then finished ones (most
         recently finished first). ``pool`` and ``name`` filter by exact name; ``state`` is
-        a ``TaskState`` or its lowercase value. ``KeyError`` for an unknown pool.
+        a ``TaskState`` or its lowercase value; an unknown pool matches no task.
         """
         states = None if state is None else frozenset({STATE_CODES[_task_state(state)]})
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -199,7 +199,10 @@ class PoolManager:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be an integer from 0 to {_MAX_PAGE}, got {limit!r}")
         if pool is not None:
-            found = self.get_pool(pool)
+            with self._lock:
+                found = self._pools.get(pool)
+            if found is None:
+                return TaskPage([], 0)  # a filter that matches nothing, like any other
             items, total = collect_page(found, states=states, name=name, skip=offset, limit=limit)
             return TaskPage([info for _, info in items], total)
         total = 0

@@ -32,7 +32,7 @@ def _is_int(value: Any) -> bool:
 def check_pool_name(name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"pool name must be a string, got {type(name).__name__}")
-    if not POOL_NAME_RE.match(name):
+    if not POOL_NAME_RE.fullmatch(name):
         raise ValueError(
             f"pool name must match {POOL_NAME_RE.pattern} (start with a letter or digit, then "
             f"letters, digits, '_', '.', '-'; at most 64 characters), got {name!r}"

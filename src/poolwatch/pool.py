@@ -191,6 +191,7 @@ class ManagedPool(PoolCore, Executor):
         fut._tstate = CANCELLED
         fut._finished = now
         fut._fn = fut._args = fut._kwargs = fut._trace_ctx = None
+        fut._resolve_locked(CANCELLED, None)
         notify.append(fut)
         return False
 

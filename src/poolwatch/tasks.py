@@ -43,7 +43,7 @@ def task(name: str | None = None, *, run_timeout: float | None = None) -> Callab
     Registering a second, different function under a name already taken raises
     ``ValueError``; re-registering the same function (a module reload) is allowed.
     """
-    if name is not None and (not isinstance(name, str) or not _NAME_RE.match(name)):
+    if name is not None and (not isinstance(name, str) or not _NAME_RE.fullmatch(name)):
         raise ValueError(
             f"task name must match {_NAME_RE.pattern} (letters, digits, '_', '.', ':', '-'; "
             f"at most 128 characters), got {name!r}"
