@@ -67,13 +67,18 @@ def write_test_rules(directory: Path) -> list[Path]:
     return written
 
 
-def prometheus_config(directory: Path, targets: list[str]) -> Path:
-    """deploy/prometheus.yml, made fast and pointed at ``targets`` and the test rules."""
+def prometheus_config(directory: Path, live: Stack) -> Path:
+    """deploy/prometheus.yml, made fast and pointed at the live stack and the test rules.
+
+    The ``poolwatch`` job scrapes the demo and a port nothing listens on (a target
+    that is down); alerts go to the stack's Alertmanager.
+    """
     config = opsfiles.load_yaml(opsfiles.PROMETHEUS_CONFIG)
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config.pop("alerting", None)
+    alertmanager = live.alertmanager_url.removeprefix("http://")
+    config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     job = next(job for job in config["scrape_configs"] if job["job_name"] == "poolwatch")
-    job["static_configs"] = [{"targets": targets}]
+    job["static_configs"] = [{"targets": [live.demo_target, live.dead_target]}]
     config["scrape_configs"] = [job]
     config["rule_files"] = [str(path) for path in write_test_rules(directory)]
     path = directory / "prometheus.yml"
@@ -200,10 +205,13 @@ def poolwatch_command() -> list[str]:
 
 @dataclass
 class Stack:
+    """Addresses of the live processes, and small clients for their APIs."""
+
     demo_url: str
     demo_target: str
     dead_target: str
     prometheus_url: str
+    alertmanager_url: str
     trace_exports: list[str]
     processes: list[Process] = field(default_factory=list)
 
@@ -249,64 +257,84 @@ class Stack:
             if a["state"] == "firing"
         }
 
+    # -- Alertmanager API
+    def notified(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Alerts Alertmanager holds, by (alertname, pool or instance)."""
+        with urllib.request.urlopen(f"{self.alertmanager_url}/api/v2/alerts", timeout=2) as r:
+            alerts = json.loads(r.read())
+        return {
+            (a["labels"]["alertname"], a["labels"].get("pool", a["labels"].get("instance", ""))): a
+            for a in alerts
+        }
+
     def diagnostics(self) -> str:
         return "\n".join(f"--- {p.name} output:\n{p.output()}" for p in self.processes)
 
 
 @contextlib.contextmanager
 def live_stack(directory: Path) -> Iterator[Stack]:
-    """Start the OTLP sink, ``poolwatch demo`` and Prometheus; stop them all on exit."""
+    """Start the OTLP sink, ``poolwatch demo``, Alertmanager and Prometheus; stop them all."""
     prometheus = support.require_tool("prometheus", hint="apt-get install prometheus")
-    demo_port, prom_port, dead_port = support.free_port(), support.free_port(), support.free_port()
+    alertmanager = support.require_tool(
+        "prometheus-alertmanager", hint="apt-get install prometheus-alertmanager"
+    )
+    ports = [support.free_port() for _ in range(4)]
+    live = Stack(
+        demo_url=f"http://127.0.0.1:{ports[0]}",
+        demo_target=f"127.0.0.1:{ports[0]}",
+        dead_target=f"127.0.0.1:{ports[1]}",
+        prometheus_url=f"http://127.0.0.1:{ports[2]}",
+        alertmanager_url=f"http://127.0.0.1:{ports[3]}",
+        trace_exports=[],
+    )
+    tools_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     # The sink outlives the processes, so the demo can flush its spans while it stops.
     with otlp_sink() as (sink_url, exports), contextlib.ExitStack() as stack:
+        live.trace_exports = exports
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POOLWATCH_", "OTEL_"))}
         env.update(
             OTEL_EXPORTER_OTLP_ENDPOINT=sink_url,
             OTEL_SERVICE_NAME="poolwatch-ops-test",
             OTEL_BSP_SCHEDULE_DELAY="200",
         )
-        demo = stack.enter_context(
-            process(
-                "poolwatch demo",
-                [*poolwatch_command(), "demo", "--port", str(demo_port)],
-                directory / "demo.log",
+        commands = {
+            "poolwatch demo": (
+                [*poolwatch_command(), "demo", "--port", str(ports[0])],
                 env,
-            )
-        )
-        live = Stack(
-            demo_url=f"http://127.0.0.1:{demo_port}",
-            demo_target=f"127.0.0.1:{demo_port}",
-            dead_target=f"127.0.0.1:{dead_port}",
-            prometheus_url=f"http://127.0.0.1:{prom_port}",
-            trace_exports=exports,
-            processes=[demo],
-        )
-        config = prometheus_config(directory, [live.demo_target, live.dead_target])
-        live.processes.append(
-            stack.enter_context(
-                process(
-                    "prometheus",
-                    [
-                        prometheus,
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={directory / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                        "--enable-feature=exemplar-storage",
-                        "--log.level=warn",
-                    ],
-                    directory / "prometheus.log",
-                    {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                )
-            )
-        )
-        for proc, url in (
-            (demo, f"{live.demo_url}/readyz"),
-            (live.processes[1], f"{live.prometheus_url}/-/ready"),
-        ):
+                f"{live.demo_url}/readyz",
+            ),
+            "alertmanager": (
+                [
+                    alertmanager,
+                    f"--config.file={opsfiles.ALERTMANAGER_CONFIG}",
+                    f"--storage.path={directory / 'alertmanager'}",
+                    f"--web.listen-address=127.0.0.1:{ports[3]}",
+                    "--cluster.listen-address=",
+                    "--log.level=warn",
+                ],
+                tools_env,
+                f"{live.alertmanager_url}/-/ready",
+            ),
+            "prometheus": (
+                [
+                    prometheus,
+                    f"--config.file={prometheus_config(directory, live)}",
+                    f"--storage.tsdb.path={directory / 'prometheus'}",
+                    f"--web.listen-address=127.0.0.1:{ports[2]}",
+                    "--enable-feature=exemplar-storage",
+                    "--log.level=warn",
+                ],
+                tools_env,
+                f"{live.prometheus_url}/-/ready",
+            ),
+        }
+        for name, (argv, process_env, _) in commands.items():
+            log = directory / f"{name.replace(' ', '-')}.log"
+            live.processes.append(stack.enter_context(process(name, argv, log, process_env)))
+        for proc, (_, _, ready) in zip(live.processes, commands.values(), strict=True):
             support.wait_until(
-                lambda proc=proc, url=url: _up_or_raise(proc, url),
+                lambda proc=proc, url=ready: _up_or_raise(proc, url),
                 timeout=20,
-                message=f"{proc.name} to answer {url} (its output: {proc.log})",
+                message=f"{proc.name} to answer {ready} (its output: {proc.log})",
             )
         yield live

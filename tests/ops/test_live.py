@@ -2,8 +2,9 @@
 
 One stack serves the whole module (see ``livestack.py``). The tests drive pools of
 the demo into each kind of trouble over its HTTP API and wait for the matching
-alerts of ``deploy/rules/poolwatch-alerts.yml`` to fire, then check that every
-dashboard query and recording rule returns data.
+alerts of ``deploy/rules/poolwatch-alerts.yml`` to fire and to reach Alertmanager
+(``deploy/alertmanager.yml``), then check that every dashboard query and recording
+rule returns data.
 
 The test copy of the rules differs from the shipped one only in ``for`` (1 s instead
 of minutes) and in the thresholds listed in ``livestack.THRESHOLD_OVERRIDES`` (the
@@ -14,8 +15,10 @@ so no task stays overdue long enough to be scraped; its unit tests cover it.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ import pytest
 
 import support
 from ops import opsfiles
-from ops.livestack import Stack, live_stack, wait_for
+from ops.livestack import Stack, live_stack, prometheus_config, wait_for
 
 pytestmark = pytest.mark.prometheus
 
@@ -212,24 +215,57 @@ def test_run_time_exemplars_carry_trace_ids(stack: Stack) -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids
 
 
+def test_alertmanager_routes_by_severity_and_inhibits(stack: Stack, trouble: Trouble) -> None:
+    """deploy/alertmanager.yml, live: critical pages, the rest opens tickets, and a
+    stalled pool's saturation alert is silenced by the stall."""
+    wanted = [
+        ("PoolwatchPoolStalled", "ops-stalled"),
+        ("PoolwatchPoolSaturated", "ops-stalled"),
+        ("PoolwatchPoolSaturated", "ops-saturated"),
+        ("PoolwatchTargetDown", stack.dead_target),
+    ]
+    held: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def received() -> bool:
+        nonlocal held
+        trouble.step()
+        held = stack.notified()
+        return all(key in held for key in wanted) and bool(held[wanted[1]]["status"]["inhibitedBy"])
+
+    wait_for(
+        received,
+        timeout=30,
+        describe=lambda: f"Alertmanager holds {sorted(held)}\n{stack.diagnostics()}",
+    )
+    stalled, inhibited, saturated, down = (held[key] for key in wanted)
+    assert [r["name"] for r in stalled["receivers"]] == ["pager"]
+    assert [r["name"] for r in down["receivers"]] == ["pager"]
+    assert [r["name"] for r in saturated["receivers"]] == ["tickets"]
+    assert stalled["status"]["state"] == "active"
+    assert saturated["status"]["state"] == "active", "only the stalled pool is inhibited"
+    assert inhibited["status"]["state"] == "suppressed"
+    assert inhibited["status"]["inhibitedBy"] == [stalled["fingerprint"]]
+
+
 def test_generated_prometheus_config_is_valid(tmp_path: Path) -> None:
     """The config the live stack runs is the shipped one, made fast: promtool accepts it."""
-    import subprocess
-
-    from ops.livestack import prometheus_config
-
     promtool = support.require_tool("promtool", hint="apt-get install prometheus")
-    config = prometheus_config(tmp_path, ["127.0.0.1:1"])
+    live = Stack(
+        demo_url="http://127.0.0.1:1",
+        demo_target="127.0.0.1:1",
+        dead_target="127.0.0.1:2",
+        prometheus_url="http://127.0.0.1:3",
+        alertmanager_url="http://127.0.0.1:4",
+        trace_exports=[],
+    )
+    config = prometheus_config(tmp_path, live)
     done = subprocess.run(
         [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    rules = subprocess.run(
-        [promtool, "check", "rules", *map(str, tmp_path.glob("poolwatch-*.yml"))],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "for: 1s" not in (tmp_path / "poolwatch-alerts.yml").read_text()  # JSON, not YAML
-    assert '"for": "1s"' in (tmp_path / "poolwatch-alerts.yml").read_text()
+    assert "SUCCESS: 2 rule files found" in done.stdout
+    alerts = json.loads((tmp_path / "poolwatch-alerts.yml").read_text(encoding="utf-8"))
+    rules = [rule for group in alerts["groups"] for rule in group["rules"]]
+    assert {rule["for"] for rule in rules} == {"1s"}
+    wait = next(rule for rule in rules if rule["alert"] == "PoolwatchQueueWaitTooLong")
+    assert wait["expr"].strip() == "poolwatch_pool_oldest_queued_seconds > 1"
