@@ -1,4 +1,4 @@
-"""The operations kit against the real thing: ``poolwatch demo`` scraped by a real Prometheus.
+"""The operations kit live: ``poolwatch demo`` under a real Prometheus and Alertmanager.
 
 One stack serves the whole module (see ``livestack.py``). The tests drive pools of
 the demo into each kind of trouble over its HTTP API and wait for the matching
