@@ -8,48 +8,65 @@ browser are shared by the whole session and stopped at its end.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 import support
-from browser.consoletools import CHROMIUM_ARGS, LAPTOP, TOKEN, UI_TIMEOUT_MS, Server, start_server
+from browser.consoletools import CHROMIUM_ARGS, LAPTOP, TOKEN, UI_TIMEOUT_MS, Server, launch_server
 
 
 @pytest.fixture(scope="session")
-def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("poolwatch-servers")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """Every server the browser tests use, started in parallel and stopped at the end.
 
+    - ``demo``: ``poolwatch demo``, demo pools under live load; changes allowed
+      (loopback, no token): what a new user sees first.
+    - ``token``: ``poolwatch serve`` with an API token; changes need it.
+    - ``read_only``: ``poolwatch serve --read-only``.
 
-@pytest.fixture(scope="session")
-def demo_server(server_dir: Path) -> Iterator[Server]:
-    """``poolwatch demo``: demo pools under live load; changes allowed (loopback, no token)."""
-    server = start_server(server_dir, ["demo"])
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def token_server(server_dir: Path) -> Iterator[Server]:
-    """``poolwatch demo`` with an API token: changes need ``Authorization: Bearer``."""
-    server = start_server(server_dir, ["demo"], token=TOKEN)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def read_only_server(server_dir: Path) -> Iterator[Server]:
-    """``poolwatch serve --read-only`` with one configured pool."""
-    config = server_dir / "read-only.toml"
+    The two ``serve`` servers have one configured pool, ``reports``.
+    """
+    tmp = tmp_path_factory.mktemp("poolwatch-servers")
+    config = tmp / "pools.toml"
     config.write_text('[[pools]]\nname = "reports"\nmax_workers = 3\nqueue_capacity = 50\n')
-    server = start_server(server_dir, ["serve", "--read-only", "--config", str(config)])
-    yield server
-    server.stop()
+    ports: set[int] = set()
+    started: dict[str, Server] = {}
+    try:
+        started["demo"] = launch_server(tmp, ["demo"], avoid_ports=ports)
+        started["token"] = launch_server(
+            tmp, ["serve", "--config", str(config)], token=TOKEN, avoid_ports=ports
+        )
+        started["read_only"] = launch_server(
+            tmp, ["serve", "--read-only", "--config", str(config)], avoid_ports=ports
+        )
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_server(servers: dict[str, Server]) -> Server:
+    return servers["demo"]
+
+
+@pytest.fixture(scope="session")
+def token_server(servers: dict[str, Server]) -> Server:
+    return servers["token"]
+
+
+@pytest.fixture(scope="session")
+def read_only_server(servers: dict[str, Server]) -> Server:
+    return servers["read_only"]
 
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
+    # The console polls once a second; allow a loaded CI machine several polls.
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as pw:
         yield pw
 

@@ -47,6 +47,7 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     token: str | None = None
+    args: list[str] = field(default_factory=list)
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +64,24 @@ class Server:
         if response.status_code >= 400:
             pytest.fail(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until the server answers ``/readyz``; fail with its log if it exits first."""
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                command = " ".join(self.args)
+                pytest.fail(
+                    f"poolwatch {command} exited with {self.process.returncode}:\n"
+                    f"{self.log_tail()}",
+                    pytrace=False,
+                )
+            try:
+                return self.call("GET", "readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        support.wait_until(ready, timeout=timeout, interval=0.05, message=f"{self.url} ready")
 
     def stop(self) -> None:
         self.client.close()
@@ -89,14 +108,20 @@ def remove_pool(server: Server, name: str) -> None:
     server.call("DELETE", f"api/pools/{name}", params={"cancel_pending": "true"})
 
 
-def start_server(
-    tmp: Path, args: list[str], *, token: str | None = None, cwd: Path | None = None
+def launch_server(
+    tmp: Path, args: list[str], *, token: str | None = None, avoid_ports: set[int] | None = None
 ) -> Server:
-    """Start ``python -m poolwatch <args> --port N`` and wait until it answers /readyz."""
+    """Start ``python -m poolwatch <args> --port N``; :meth:`Server.wait_ready` waits for it.
+
+    Servers launched together start in parallel; ``avoid_ports`` keeps their ports apart.
+    """
+    avoid = avoid_ports if avoid_ports is not None else set()
     port = support.free_port()
+    while port in avoid:
+        port = support.free_port()
+    avoid.add(port)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "POOLWATCH_"))}
     env["OTEL_SDK_DISABLED"] = "true"
-    env["OTEL_TRACES_EXPORTER"] = "none"
     if token is not None:
         env["POOLWATCH_API_TOKEN"] = token
     log = tmp / f"server-{port}.log"
@@ -106,29 +131,10 @@ def start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=cwd or tmp,
+            cwd=tmp,
             env=env,
         )
-    server = Server(url=f"http://127.0.0.1:{port}/", process=process, log=log, token=token)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            command = " ".join(args)
-            pytest.fail(
-                f"poolwatch {command} exited with {process.returncode}:\n{server.log_tail()}",
-                pytrace=False,
-            )
-        try:
-            return server.call("GET", "readyz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        support.wait_until(ready, timeout=30, interval=0.05, message=f"poolwatch on port {port}")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(url=f"http://127.0.0.1:{port}/", process=process, log=log, token=token, args=args)
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:

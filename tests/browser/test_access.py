@@ -15,38 +15,38 @@ pytestmark = pytest.mark.browser
 def test_token_flow(page: Page, token_server: Server) -> None:
     page.goto(token_server.url)
     expect(page.locator("#mode-note")).to_contain_text("Changes need the API token")
-    cpu = page.get_by_role("article", name="cpu", exact=True)
-    state = cpu.locator('[data-field="state"]')
+    reports = page.get_by_role("article", name="reports", exact=True)
+    state = reports.locator('[data-field="state"]')
     expect(state).to_have_text("Running")
 
     # No token: the server's refusal is shown with what to do about it.
-    cpu.get_by_role("button", name="Pause").click()
-    alert = cpu.get_by_role("alert")
+    reports.get_by_role("button", name="Pause").click()
+    alert = reports.get_by_role("alert")
     expect(alert).to_contain_text("Enter a valid API token")
-    assert token_server.ok("GET", "api/pools/cpu")["state"] == "running"
+    assert token_server.ok("GET", "api/pools/reports")["state"] == "running"
 
     token = page.get_by_label("API token")
     token.fill("not-the-token")
     page.get_by_role("button", name="Save").click()
-    cpu.get_by_role("button", name="Pause").click()
+    reports.get_by_role("button", name="Pause").click()
     expect(alert).to_contain_text("was not accepted")
 
     token.fill(TOKEN)
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#token-state")).to_have_text("Token set for this tab")
     expect(page.locator("#mode-note")).to_be_hidden()
-    cpu.get_by_role("button", name="Pause").click()
+    reports.get_by_role("button", name="Pause").click()
     expect(state).to_have_text("Paused")
     expect(alert).to_be_hidden()
-    assert token_server.ok("GET", "api/pools/cpu")["state"] == "paused"
+    assert token_server.ok("GET", "api/pools/reports")["state"] == "paused"
 
     # The token lives in this tab's sessionStorage and survives a reload.
     assert page.evaluate("sessionStorage.getItem('poolwatch.token')") == TOKEN
     page.reload()
     expect(page.get_by_label("API token")).to_have_value(TOKEN)
-    page.get_by_role("article", name="cpu", exact=True).get_by_role("button", name="Resume").click()
+    reports.get_by_role("button", name="Resume").click()
     expect(state).to_have_text("Running")
-    assert token_server.ok("GET", "api/pools/cpu")["state"] == "running"
+    assert token_server.ok("GET", "api/pools/reports")["state"] == "running"
 
     page.get_by_role("button", name="Clear").click()
     assert page.evaluate("sessionStorage.getItem('poolwatch.token')") is None
