@@ -14,6 +14,7 @@ from poolwatch import PoolManager
 from poolwatch.http import create_app
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
+positive_data_acceptance = schemathesis.checks.positive_data_acceptance
 
 
 def test_api_conforms_to_its_openapi_document(manager: PoolManager, live_server) -> None:
@@ -33,6 +34,8 @@ def test_api_conforms_to_its_openapi_document(manager: PoolManager, live_server)
         )
         @given(operation.as_strategy())
         def run(case: Any) -> None:
-            case.call_and_validate(base_url=server.url)
+            # Schema-valid bodies may still name an unregistered task or arguments that
+            # do not fit its signature: a 422 there is right, so that check is left out.
+            case.call_and_validate(base_url=server.url, excluded_checks=[positive_data_acceptance])
 
         run()
