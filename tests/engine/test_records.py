@@ -1,0 +1,294 @@
+"""Task records: TaskInfo contents, task names, bounded history, released references."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gc
+import threading
+import time
+import traceback
+import weakref
+from typing import Any
+
+import pytest
+
+from poolwatch import TaskInfo, TaskState, task
+from support import wait_until
+
+INFO_FIELDS = {
+    "id",
+    "pool",
+    "name",
+    "state",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "queue_wait",
+    "run_time",
+    "error_type",
+    "error_message",
+    "traceback",
+    "cancel_requested",
+    "worker",
+    "trace_id",
+}
+
+
+def noop() -> None:
+    return None
+
+
+def explode(message: str) -> None:
+    raise LookupError(message)
+
+
+@task("engine-tests.named")
+def named_task(x: int) -> int:
+    return x + 1
+
+
+class Payload:
+    """Something a weak reference can point at."""
+
+    def describe(self) -> str:
+        return "payload"
+
+
+class TestTaskInfo:
+    def test_fields_are_the_contract(self, pool: Any) -> None:
+        fut = pool.submit(noop)
+        fut.result(timeout=10)
+        info = fut.info()
+        assert isinstance(info, TaskInfo)
+        assert {f.name for f in dataclasses.fields(info)} == INFO_FIELDS
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            info.state = TaskState.FAILED
+
+    def test_succeeded(self, pool: Any) -> None:
+        before = time.time()
+        fut = pool.submit(lambda: threading.current_thread().name)
+        worker_name = fut.result(timeout=10)
+        wait_until(lambda: fut.info().state is TaskState.SUCCEEDED)
+        after = time.time()
+        info = fut.info()
+        assert (info.id, info.pool) == (fut.task_id, "p")
+        assert info.submitted_at is not None
+        assert info.started_at is not None
+        assert info.finished_at is not None
+        assert before <= info.submitted_at <= info.started_at <= info.finished_at <= after
+        assert info.queue_wait is not None
+        assert info.run_time is not None
+        assert 0 <= info.queue_wait <= after - before
+        assert 0 <= info.run_time <= after - before
+        assert (info.error_type, info.error_message, info.traceback) == (None, None, None)
+        assert info.cancel_requested is False
+        assert info.worker == worker_name
+        assert info.trace_id is None
+
+    def test_queued_and_running(self, make_pool: Any, blocker: Any) -> None:
+        pool = make_pool(1)
+        b = blocker()
+        running = pool.submit(b)
+        assert b.started.wait(10)
+        queued = pool.submit(noop)
+        q = queued.info()
+        assert q.state is TaskState.QUEUED
+        assert (q.started_at, q.finished_at, q.queue_wait, q.run_time, q.worker) == (
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        r = running.info()
+        assert r.state is TaskState.RUNNING
+        assert r.started_at is not None
+        assert r.finished_at is None
+        assert r.queue_wait is not None
+        assert r.queue_wait >= 0
+        assert r.worker == b.thread_name
+        b.release()
+        queued.result(timeout=10)
+
+    def test_failed(self, pool: Any) -> None:
+        fut = pool.submit(explode, "no such row")
+        assert isinstance(fut.exception(timeout=10), LookupError)
+        wait_until(lambda: fut.info().state is TaskState.FAILED)
+        info = fut.info()
+        assert info.error_type is not None
+        assert info.error_type.endswith("LookupError")
+        assert info.error_message == "no such row"
+        assert info.traceback is not None
+        assert "explode" in info.traceback
+        assert "LookupError" in info.traceback
+        assert "no such row" in info.traceback
+        assert info.finished_at is not None
+        assert info.run_time is not None
+
+    def test_traceback_is_bounded(self, pool: Any) -> None:
+        fut = pool.submit(explode, "x" * 1_000_000)
+        fut.exception(timeout=10)
+        wait_until(lambda: fut.info().state is TaskState.FAILED)
+        info = fut.info()
+        assert info.traceback is not None
+        assert 0 < len(info.traceback) < 100_000
+        assert info.error_message is not None
+        assert len(info.error_message) < 100_000
+
+    def test_deep_traceback_is_bounded(self, pool: Any) -> None:
+        def dive(n: int, step: int) -> None:
+            # Alternating call sites keep the traceback printer from folding the frames.
+            if n == 0:
+                raise RecursionError("bottom")
+            if step:
+                dive(n - 1, 0)
+            else:
+                dive(n - 1, 1)
+
+        fut = pool.submit(dive, 900, 0)
+        error = fut.exception(timeout=10)
+        assert error is not None
+        full = "".join(traceback.format_exception(error))
+        wait_until(lambda: fut.info().state is TaskState.FAILED)
+        tb = fut.info().traceback
+        assert tb is not None
+        assert "RecursionError" in tb
+        assert len(tb) < len(full) / 2, f"{len(tb)} characters kept of a {len(full)} traceback"
+
+    def test_info_is_a_snapshot(self, pool: Any, blocker: Any) -> None:
+        b = blocker()
+        fut = pool.submit(b)
+        assert b.started.wait(10)
+        snapshot = fut.info()
+        b.release()
+        fut.result(timeout=10)
+        assert snapshot.state is TaskState.RUNNING
+        assert snapshot.finished_at is None
+
+
+class TestTaskNames:
+    def test_decorated_task_has_its_name(self, pool: Any) -> None:
+        fut = pool.submit(named_task, 1)
+        assert fut.result(timeout=10) == 2
+        assert fut.info().name == "engine-tests.named"
+
+    def test_default_name_is_module_and_qualname(self, pool: Any) -> None:
+        def local() -> None:
+            return None
+
+        assert pool.submit(noop).info().name == f"{__name__}.noop"
+        assert pool.submit(local).info().name == f"{__name__}.{local.__qualname__}"
+        assert "<locals>" in local.__qualname__
+        method = pool.submit(Payload().describe).info().name
+        assert method == f"{__name__}.Payload.describe"
+
+    def test_partial_is_named_after_its_function(self, pool: Any) -> None:
+        fut = pool.submit(functools.partial(explode, "p"))
+        fut.exception(timeout=10)
+        assert fut.info().name == f"{__name__}.explode"
+
+
+class TestHistory:
+    def test_bounded_with_counters_intact(self, make_pool: Any, manager: Any) -> None:
+        pool = make_pool(1, history_size=5)
+        futures = [pool.submit(noop) for _ in range(9)]
+        futures.append(pool.submit(explode, "e"))
+        futures += [pool.submit(noop) for _ in range(2)]
+        for f in futures:
+            f.exception(timeout=10)
+        s = pool.stats()
+        assert (s.submitted, s.succeeded, s.failed) == (12, 11, 1)
+        page = manager.tasks(pool=pool.name, limit=100)
+        assert page.total == 5
+        assert [t.id for t in page.items] == [f.task_id for f in reversed(futures[-5:])]
+        for f in futures[:7]:
+            with pytest.raises(KeyError):
+                manager.get_task(f.task_id)
+        for f in futures[-5:]:
+            assert manager.get_task(f.task_id).id == f.task_id
+
+    def test_live_tasks_are_never_evicted(self, make_pool: Any, manager: Any, blocker: Any) -> None:
+        pool = make_pool(2, history_size=2)
+        b = blocker()
+        running = pool.submit(b)
+        assert b.started.wait(10)
+        for f in [pool.submit(noop) for _ in range(10)]:
+            f.result(timeout=10)
+        assert manager.get_task(running.task_id).state is TaskState.RUNNING
+        b.release()
+        running.result(timeout=10)
+        assert manager.get_task(running.task_id).state is TaskState.SUCCEEDED
+
+
+class TestReleasedReferences:
+    """A finished task keeps its record but lets go of its function, arguments and result."""
+
+    @staticmethod
+    def _gone(ref: weakref.ref[Any]) -> bool:
+        gc.collect()
+        return ref() is None
+
+    def test_argument_and_result_die(self, pool: Any, manager: Any) -> None:
+        arg = Payload()
+        arg_ref = weakref.ref(arg)
+        result_refs: list[weakref.ref[Payload]] = []
+
+        def work(p: Payload) -> Payload:
+            out = Payload()
+            result_refs.append(weakref.ref(out))
+            return out
+
+        fut = pool.submit(work, arg)
+        assert isinstance(fut.result(timeout=10), Payload)
+        task_id = fut.task_id
+        del arg, fut
+        wait_until(lambda: self._gone(arg_ref), message="argument released")
+        wait_until(lambda: self._gone(result_refs[0]), message="result released")
+        assert manager.get_task(task_id).state is TaskState.SUCCEEDED
+
+    def test_function_dies(self, pool: Any, manager: Any) -> None:
+        class Job:
+            def __call__(self) -> str:
+                return "done"
+
+        job = Job()
+        job_ref = weakref.ref(job)
+        fut = pool.submit(job)
+        assert fut.result(timeout=10) == "done"
+        task_id = fut.task_id
+        del job, fut
+        wait_until(lambda: self._gone(job_ref), message="callable released")
+        assert manager.get_task(task_id).state is TaskState.SUCCEEDED
+
+    def test_failed_task_releases_its_arguments(self, pool: Any, manager: Any) -> None:
+        arg = Payload()
+        arg_ref = weakref.ref(arg)
+
+        def fail_with(p: Payload) -> None:
+            raise ValueError("bad payload")
+
+        fut = pool.submit(fail_with, arg)
+        assert isinstance(fut.exception(timeout=10), ValueError)
+        task_id = fut.task_id
+        del arg, fut
+        wait_until(lambda: self._gone(arg_ref), message="argument of a failed task released")
+        info = manager.get_task(task_id)
+        assert info.state is TaskState.FAILED
+        assert info.error_message == "bad payload"
+
+    def test_cancelled_task_releases_its_arguments(self, make_pool: Any, manager: Any) -> None:
+        pool = make_pool(1)
+        pool.pause()
+        arg = Payload()
+        arg_ref = weakref.ref(arg)
+        fut = pool.submit(noop_with, arg)
+        assert pool.cancel(fut.task_id) == "cancelled"
+        task_id = fut.task_id
+        del arg, fut
+        wait_until(lambda: self._gone(arg_ref), message="argument of a cancelled task released")
+        assert manager.get_task(task_id).state is TaskState.CANCELLED
+
+
+def noop_with(_: object) -> None:
+    return None
