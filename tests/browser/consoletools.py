@@ -109,11 +109,18 @@ def remove_pool(server: Server, name: str) -> None:
 
 
 def launch_server(
-    tmp: Path, args: list[str], *, token: str | None = None, avoid_ports: set[int] | None = None
+    tmp: Path,
+    args: list[str],
+    *,
+    token: str | None = None,
+    avoid_ports: set[int] | None = None,
+    script: str | None = None,
 ) -> Server:
     """Start ``python -m poolwatch <args> --port N``; :meth:`Server.wait_ready` waits for it.
 
-    Servers launched together start in parallel; ``avoid_ports`` keeps their ports apart.
+    With ``script``, run ``python -c <script> N <args>`` instead (the script serves on
+    port N; ``args[0]``, if given, is the path it mounts the app under). Servers launched
+    together start in parallel; ``avoid_ports`` keeps their ports apart.
     """
     avoid = avoid_ports if avoid_ports is not None else set()
     port = support.free_port()
@@ -124,17 +131,18 @@ def launch_server(
     env["OTEL_SDK_DISABLED"] = "true"
     if token is not None:
         env["POOLWATCH_API_TOKEN"] = token
+    if script is None:
+        argv = [sys.executable, "-m", "poolwatch", *args, "--port", str(port)]
+        url = f"http://127.0.0.1:{port}/"
+    else:
+        argv = [sys.executable, "-c", script, str(port), *args]
+        url = f"http://127.0.0.1:{port}/{args[0].strip('/') + '/' if args else ''}"
     log = tmp / f"server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "poolwatch", *args, "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=tmp,
-            env=env,
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp, env=env
         )
-    return Server(url=f"http://127.0.0.1:{port}/", process=process, log=log, token=token, args=args)
+    return Server(url=url, process=process, log=log, token=token, args=args)
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:

@@ -34,15 +34,20 @@ function announce(text) {
   setHidden(byId("status-box"), false);
 }
 
+/** The API's message as it was sent, then a hint of our own as a separate sentence. */
+function withHint(message, hint) {
+  const text = String(message).trim();
+  return /[.!?]$/.test(text) ? `${text} ${hint}` : `${text}. ${hint}`;
+}
+
 /** A message for the user from any error, with what to do about it. */
 function explain(err) {
   if (!(err instanceof ApiError)) return `Something went wrong in the console: ${err?.message ?? err}`;
-  if (err.isAuth) {
-    if (state.info?.read_only) return `${err.message} This server runs read-only.`;
+  if (err.isAuth && !state.info?.read_only && err.code !== "read_only") {
     const hint = getToken()
       ? "The API token in the field at the top was not accepted: enter a valid token and save it."
       : "Enter a valid API token in the field at the top and save it.";
-    return `${err.message} ${hint}`;
+    return withHint(err.message, hint);
   }
   return err.message;
 }

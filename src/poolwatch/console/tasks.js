@@ -107,14 +107,15 @@ export function createTasksView({ root, actions }) {
     filters.name = nameInput.value.trim();
     filtersChanged();
   });
-  form.addEventListener("reset", () => {
+  form.addEventListener("reset", (event) => {
+    // Clear the filters by hand: the form's own reset would also undo "per page" and "live".
+    event.preventDefault();
     clearTimeout(nameTimer);
-    Object.assign(filters, { pool: "", state: "", name: "", page: 1 });
-    // The form's own reset clears the inputs after this handler; keep per-page as chosen.
-    queueMicrotask(() => {
-      perPageSelect.value = String(filters.per_page);
-      filtersChanged();
-    });
+    Object.assign(filters, { pool: "", state: "", name: "" });
+    poolSelect.value = "";
+    stateSelect.value = "";
+    nameInput.value = "";
+    filtersChanged();
   });
   liveToggle.addEventListener("change", () => {
     if (liveToggle.checked) actions.refresh();
