@@ -29,7 +29,7 @@ from .accounting import BUCKETS, OTHER_LABEL, Histogram, LabelStats, PoolSnapsho
 from .errors import TaskCancelledError
 from .future import TaskFuture, _local
 from .history import CANCELLED, FAILED, NAN, QUEUED, RUNNING, SUCCEEDED, ErrorInfo, History
-from .records import PoolState
+from .records import PoolState, PoolStats
 from .tasks import default_name, task_type_of
 
 if TYPE_CHECKING:
@@ -470,20 +470,33 @@ class PoolCore:
                 limits.append(limit)
         return limits
 
+    def _stats_locked(self) -> PoolStats:
+        return PoolStats(
+            name=self._name,
+            state=self._state_locked(),
+            max_workers=self._max_workers,
+            workers=len(self._workers),
+            active=self._active,
+            idle=len(self._idle),
+            queued=self._queued,
+            queue_capacity=self._capacity,
+            rejection_policy=self._policy,
+            queue_timeout=self._queue_timeout,
+            run_timeout=self._run_timeout,
+            submitted=self._submitted,
+            succeeded=self._succeeded,
+            failed=self._failed,
+            cancelled=self._cancelled,
+            rejected=self._rejected_full + self._rejected_shutdown,
+            overdue=self._overdue,
+            oldest_queued_age=self._oldest_age_locked(monotonic()),
+        )
+
     def _metrics_snapshot(self) -> PoolSnapshot:
         """Everything the metrics collector exports, copied under the lock."""
         with self._lock:
             return PoolSnapshot(
-                name=self._name,
-                state=self._state_locked().value,
-                max_workers=self._max_workers,
-                workers=len(self._workers),
-                active=self._active,
-                queued=self._queued,
-                capacity=self._capacity,
-                oldest_queued_age=self._oldest_age_locked(monotonic()),
-                overdue=self._overdue,
-                submitted=self._submitted,
+                stats=self._stats_locked(),
                 rejected_full=self._rejected_full,
                 rejected_shutdown=self._rejected_shutdown,
                 timeouts_queue=self._timeouts_queue,

@@ -8,7 +8,10 @@ them outside it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .records import PoolStats
 
 __all__ = ["BUCKETS", "OTHER_LABEL", "Histogram", "LabelStats", "PoolSnapshot", "TaskKind"]
 
@@ -71,18 +74,9 @@ HistogramSnapshot = tuple[list[int], float, list[tuple[int, float, float] | None
 
 @dataclass(slots=True)  # not frozen: built for every pool on every scrape, keep it cheap
 class PoolSnapshot:
-    """A pool's exported numbers at one instant (see ``ManagedPool._metrics_snapshot``)."""
+    """A pool's exported numbers at one instant (see ``PoolCore._metrics_snapshot``)."""
 
-    name: str
-    state: str
-    max_workers: int
-    workers: int
-    active: int
-    queued: int
-    capacity: int | None
-    oldest_queued_age: float
-    overdue: int
-    submitted: int
+    stats: PoolStats
     rejected_full: int
     rejected_shutdown: int
     timeouts_queue: int

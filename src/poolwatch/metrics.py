@@ -123,8 +123,8 @@ def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
         )
         fams[name] = cls(name, doc, labels=list(labels))
     for s in snaps:
-        p = s.name
-        fams["poolwatch_tasks_submitted"].add_metric([p], s.submitted)
+        p = s.stats.name
+        fams["poolwatch_tasks_submitted"].add_metric([p], s.stats.submitted)
         fams["poolwatch_tasks_rejected"].add_metric([p, "queue_full"], s.rejected_full)
         fams["poolwatch_tasks_rejected"].add_metric([p, "shutdown"], s.rejected_shutdown)
         fams["poolwatch_tasks_timeouts"].add_metric([p, "queue"], s.timeouts_queue)
@@ -137,18 +137,22 @@ def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
         for name, v in _gauges(s):
             fams[name].add_metric([p], v)
         for state in _POOL_STATES:
-            fams["poolwatch_pool_state"].add_metric([p, state], 1 if state == s.state else 0)
+            fams["poolwatch_pool_state"].add_metric(
+                [p, state], 1 if state == s.stats.state.value else 0
+            )
     fams["poolwatch_build_info"].add_metric([__version__], 1)
     return iter(fams.values())
 
 
-def _gauges(s: PoolSnapshot) -> tuple[tuple[str, float], ...]:
+def _gauges(snap: PoolSnapshot) -> tuple[tuple[str, float], ...]:
+    s = snap.stats
+    capacity = math.inf if s.queue_capacity is None else s.queue_capacity
     return (
         ("poolwatch_pool_max_workers", s.max_workers),
         ("poolwatch_pool_workers", s.workers),
         ("poolwatch_pool_active_workers", s.active),
         ("poolwatch_pool_queued_tasks", s.queued),
-        ("poolwatch_pool_queue_capacity", math.inf if s.capacity is None else s.capacity),
+        ("poolwatch_pool_queue_capacity", capacity),
         ("poolwatch_pool_oldest_queued_seconds", s.oldest_queued_age),
         ("poolwatch_pool_overdue_tasks", s.overdue),
     )
@@ -204,33 +208,35 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
 
     header("poolwatch_tasks_submitted")
     for s in snaps:
-        w(f'poolwatch_tasks_submitted_total{{pool="{s.name}"}} {s.submitted}.0\n')
+        w(f'poolwatch_tasks_submitted_total{{pool="{s.stats.name}"}} {s.stats.submitted}.0\n')
     header("poolwatch_tasks_rejected")
     for s in snaps:
         w(
-            f'poolwatch_tasks_rejected_total{{pool="{s.name}",reason="queue_full"}} '
+            f'poolwatch_tasks_rejected_total{{pool="{s.stats.name}",reason="queue_full"}} '
             f"{s.rejected_full}.0\n"
-            f'poolwatch_tasks_rejected_total{{pool="{s.name}",reason="shutdown"}} '
+            f'poolwatch_tasks_rejected_total{{pool="{s.stats.name}",reason="shutdown"}} '
             f"{s.rejected_shutdown}.0\n"
         )
     header("poolwatch_tasks_completed")
     for s in snaps:
         for label, ok, failed, cancelled, _ in s.labels:
-            pre = f'poolwatch_tasks_completed_total{{pool="{s.name}",task="{_escape(label)}",'
+            pre = f'poolwatch_tasks_completed_total{{pool="{s.stats.name}",task="{_escape(label)}",'
             w(
                 f'{pre}outcome="succeeded"}} {ok}.0\n{pre}outcome="failed"}} {failed}.0\n'
                 f'{pre}outcome="cancelled"}} {cancelled}.0\n'
             )
     header("poolwatch_tasks_timeouts")
     for s in snaps:
-        w(
-            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="queue"}} {s.timeouts_queue}.0\n'
-            f'poolwatch_tasks_timeouts_total{{pool="{s.name}",kind="run"}} {s.timeouts_run}.0\n'
-        )
+        pre = f'poolwatch_tasks_timeouts_total{{pool="{s.stats.name}",kind='
+        w(f'{pre}"queue"}} {s.timeouts_queue}.0\n{pre}"run"}} {s.timeouts_run}.0\n')
     header("poolwatch_task_queue_wait_seconds")
     for s in snaps:
         _write_histogram(
-            w, "poolwatch_task_queue_wait_seconds", f'pool="{s.name}"', s.queue_wait, openmetrics
+            w,
+            "poolwatch_task_queue_wait_seconds",
+            f'pool="{s.stats.name}"',
+            s.queue_wait,
+            openmetrics,
         )
     header("poolwatch_task_run_seconds")
     for s in snaps:
@@ -238,7 +244,7 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
             _write_histogram(
                 w,
                 "poolwatch_task_run_seconds",
-                f'pool="{s.name}",task="{_escape(label)}"',
+                f'pool="{s.stats.name}",task="{_escape(label)}"',
                 hist,
                 openmetrics,
             )
@@ -256,12 +262,12 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
     ):
         header(name)
         for s, values in zip(snaps, gauges, strict=True):
-            w(f'{name}{{pool="{s.name}"}} {_number(values[i][1])}\n')
+            w(f'{name}{{pool="{s.stats.name}"}} {_number(values[i][1])}\n')
     header("poolwatch_pool_state")
     for s in snaps:
         for state in _POOL_STATES:
-            on = 1 if state == s.state else 0
-            w(f'poolwatch_pool_state{{pool="{s.name}",state="{state}"}} {on}.0\n')
+            on = 1 if state == s.stats.state.value else 0
+            w(f'poolwatch_pool_state{{pool="{s.stats.name}",state="{state}"}} {on}.0\n')
     header("poolwatch_build_info")
     w(f'poolwatch_build_info{{version="{__version__}"}} 1.0\n')
     return "".join(out)

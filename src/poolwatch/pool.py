@@ -77,13 +77,7 @@ class ManagedPool(PoolCore, Executor):
                 finally:
                     lock.acquire()
                 return fut
-            seq = self._next_seq
-            self._next_seq = seq + 1
-            fut._seq = seq
-            self._queue.append(fut)
-            self._queued += 1
-            self._submitted += 1
-            self._live[seq] = fut
+            self._enqueue_locked(fut)
             if self._waking == 0:
                 wake = self._next_worker_locked()
         finally:
@@ -126,13 +120,7 @@ class ManagedPool(PoolCore, Executor):
                     if self._reject_locked(fut, now, notify):
                         run_here.append(fut)
                     continue
-                seq = self._next_seq
-                self._next_seq = seq + 1
-                fut._seq = seq
-                self._queue.append(fut)
-                self._queued += 1
-                self._submitted += 1
-                self._live[seq] = fut
+                self._enqueue_locked(fut)
                 self._dispatch_locked(wake, spawn, limit=1)
         for w in wake:
             w.wake.release()
@@ -144,6 +132,19 @@ class ManagedPool(PoolCore, Executor):
             self._run_in_caller(fut)
         return futs
 
+    def _track_locked(self, fut: TaskFuture) -> None:
+        """Accept a task: give it an id and a live record, and count it."""
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        fut._seq = seq
+        self._submitted += 1
+        self._live[seq] = fut
+
+    def _enqueue_locked(self, fut: TaskFuture) -> None:
+        self._track_locked(fut)
+        self._queue.append(fut)
+        self._queued += 1
+
     def _full_locked(self) -> bool:
         return self._room_locked() <= 0
 
@@ -154,7 +155,7 @@ class ManagedPool(PoolCore, Executor):
             return 1 << 62
         room = cap - (self._queued - self._waking)
         if not self._paused:
-            room += len(self._idle) + (self._max_workers - self._nworkers)
+            room += len(self._idle) + max(0, self._max_workers - self._nworkers)
         return room
 
     def _reject_locked(self, fut: TaskFuture, now: float, notify: list[TaskFuture]) -> bool:
@@ -168,12 +169,8 @@ class ManagedPool(PoolCore, Executor):
         policy = self._policy
         if policy == "abort":
             raise self._full_error("")
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        fut._seq = seq
         if policy == "caller_runs":
-            self._submitted += 1
-            self._live[seq] = fut
+            self._track_locked(fut)
             worker = self._worker_slot(threading.current_thread().name)
             self._start_locked(fut, worker, now, queued=False)
             return True
@@ -182,12 +179,11 @@ class ManagedPool(PoolCore, Executor):
             if oldest is not None:
                 self._cancel_queued_locked(oldest, now)
                 notify.append(oldest)
-                self._queue.append(fut)
-                self._queued += 1
-                self._submitted += 1
-                self._live[seq] = fut
+                self._enqueue_locked(fut)
                 return False
         # discard (or nothing queued to drop): hand back a cancelled, untracked future
+        fut._seq = self._next_seq  # ids stay unique, though no record is kept
+        self._next_seq += 1
         fut._tstate = CANCELLED
         fut._finished = now
         fut._fn = fut._args = fut._kwargs = fut._trace_ctx = None
@@ -381,26 +377,7 @@ class ManagedPool(PoolCore, Executor):
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's settings, counts and load."""
         with self._lock:
-            return PoolStats(
-                name=self._name,
-                state=self._state_locked(),
-                max_workers=self._max_workers,
-                workers=len(self._workers),
-                active=self._active,
-                idle=len(self._idle),
-                queued=self._queued,
-                queue_capacity=self._capacity,
-                rejection_policy=self._policy,
-                queue_timeout=self._queue_timeout,
-                run_timeout=self._run_timeout,
-                submitted=self._submitted,
-                succeeded=self._succeeded,
-                failed=self._failed,
-                cancelled=self._cancelled,
-                rejected=self._rejected_full + self._rejected_shutdown,
-                overdue=self._overdue,
-                oldest_queued_age=self._oldest_age_locked(monotonic()),
-            )
+            return self._stats_locked()
 
     def _task_id(self, seq: int) -> str:
         return f"{self._uid:x}-{seq:x}"
