@@ -6,8 +6,8 @@ import dataclasses
 import enum
 import inspect
 import math
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from poolwatch.records import PoolStats, TaskInfo
@@ -15,7 +15,6 @@ from poolwatch.tasks import TaskType
 
 __all__ = ["iso_time", "pagination", "pool_json", "task_json", "task_type_json", "totals_json"]
 
-_TIME_FIELDS = frozenset({"submitted_at", "started_at", "finished_at"})
 _TOTAL_FIELDS = (
     "max_workers",
     "workers",
@@ -31,13 +30,27 @@ _TOTAL_FIELDS = (
 )
 
 
+_SECOND_TEXT: dict[int, str] = {}
+
+
 def iso_time(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with a ``Z`` suffix (microsecond precision)."""
+    """Epoch seconds as ISO 8601 UTC with a ``Z`` suffix (microsecond precision).
+
+    Tasks in a page mostly share their seconds, so the formatted second is cached
+    (bounded); this runs three times per task in every task listing.
+    """
     if epoch is None:
         return None
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
+    whole = int(epoch)
+    micros = round((epoch - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    head = _SECOND_TEXT.get(whole)
+    if head is None:
+        if len(_SECOND_TEXT) >= 4096:
+            _SECOND_TEXT.clear()
+        head = _SECOND_TEXT[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{head}.{micros:06d}Z"
 
 
 def _plain(value: Any) -> Any:
@@ -50,7 +63,6 @@ def _plain(value: Any) -> Any:
 
 # Field names computed once: these run for every pool and task in every response.
 _POOL_FIELDS = tuple(f.name for f in dataclasses.fields(PoolStats))
-_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskInfo))
 
 
 def pool_json(stats: PoolStats) -> dict[str, Any]:
@@ -63,11 +75,23 @@ def pool_json(stats: PoolStats) -> dict[str, Any]:
 
 def task_json(info: TaskInfo) -> dict[str, Any]:
     """Every ``TaskInfo`` field under its own name; times as ISO 8601 UTC strings."""
-    out = {name: getattr(info, name) for name in _TASK_FIELDS}
-    out["state"] = info.state.value
-    for name in _TIME_FIELDS:
-        out[name] = iso_time(out[name])
-    return out
+    return {
+        "id": info.id,
+        "pool": info.pool,
+        "name": info.name,
+        "state": info.state.value,
+        "submitted_at": iso_time(info.submitted_at),
+        "started_at": iso_time(info.started_at),
+        "finished_at": iso_time(info.finished_at),
+        "queue_wait": info.queue_wait,
+        "run_time": info.run_time,
+        "error_type": info.error_type,
+        "error_message": info.error_message,
+        "traceback": info.traceback,
+        "cancel_requested": info.cancel_requested,
+        "worker": info.worker,
+        "trace_id": info.trace_id,
+    }
 
 
 def totals_json(all_stats: Iterable[PoolStats]) -> dict[str, Any]:

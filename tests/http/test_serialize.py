@@ -1,0 +1,45 @@
+"""JSON renderings of engine records."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from poolwatch.http.serialize import iso_time, pagination, task_json
+from poolwatch.records import TaskInfo, TaskState
+
+
+@given(st.floats(min_value=0, max_value=4e9))
+def test_iso_time_matches_datetime(epoch: float) -> None:
+    expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")
+    assert iso_time(epoch) == expected.replace("+00:00", "Z")
+
+
+def test_iso_time_none() -> None:
+    assert iso_time(None) is None
+
+
+def test_task_json_has_every_field() -> None:
+    info = TaskInfo(
+        id="t1", pool="p", name="n", state=TaskState.FAILED, submitted_at=0.5,
+        started_at=1.0, finished_at=None, queue_wait=0.5, run_time=None,
+        error_type="ValueError", error_message="x", traceback="tb", cancel_requested=False,
+        worker="w-1", trace_id=None,
+    )  # fmt: skip
+    out = task_json(info)
+    assert list(out) == [f.name for f in dataclasses.fields(TaskInfo)]
+    assert out["state"] == "failed"
+    assert out["submitted_at"] == "1970-01-01T00:00:00.500000Z"
+    assert out["finished_at"] is None
+
+
+def test_pagination_edges() -> None:
+    assert pagination(1, 20, 0) == {
+        "page": 1, "per_page": 20, "total": 0, "total_pages": 0,
+        "has_prev": False, "has_next": False,
+    }  # fmt: skip
+    assert pagination(2, 20, 41)["total_pages"] == 3
+    assert pagination(3, 20, 41)["has_next"] is False
