@@ -51,3 +51,31 @@ def test_a_waiting_delete_does_not_block_other_requests(
     deleter.join(timeout=10)
     assert results[0].status_code == 200
     assert results[0].json()["succeeded"] == 1
+
+
+def test_caller_runs_task_runs_off_the_event_loop(manager: PoolManager, live_server, gate) -> None:
+    server = live_server(create_app(manager, bind_host="127.0.0.1"))
+    pool = manager.create_pool(
+        "cr", max_workers=1, queue_capacity=1, rejection_policy="caller_runs"
+    )
+    wait_fn = get_task_type("pwtest.wait").fn
+    running = pool.submit(wait_fn, "cr-busy")
+    wait_until(lambda: running.info().state is TaskState.RUNNING, message="worker busy")
+    pool.submit(wait_fn, "cr-busy")  # fills the queue
+    results: list[httpx.Response] = []
+    body = {"task": "pwtest.wait", "args": ["cr-caller"]}
+    submitter = threading.Thread(
+        target=lambda: results.append(
+            httpx.post(f"{server.url}/api/pools/cr/tasks", json=body, timeout=10)
+        )
+    )
+    submitter.start()
+    wait_until(lambda: pool.stats().active == 2, message="task runs in the caller")
+    # The submission is running the task in a server thread; the loop still serves.
+    assert httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
+    assert not results
+    gate("cr-caller").set()
+    submitter.join(timeout=10)
+    assert results[0].status_code == 202
+    assert manager.get_task(results[0].json()["id"]).state is TaskState.SUCCEEDED
+    gate("cr-busy").set()

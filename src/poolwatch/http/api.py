@@ -339,8 +339,14 @@ class ControlApi:
         except FieldError as exc:
             raise ApiError(422, "invalid_arguments", exc.message) from None
         try:
-            # In a worker thread: a "caller_runs" pool runs the task in the caller.
-            future = await run_in_threadpool(pool.submit, task_type.fn, *args, **kwargs)
+            if pool.stats().rejection_policy == "caller_runs":
+                # A full queue runs the task in the caller: never on the event loop.
+                future = await run_in_threadpool(pool.submit, task_type.fn, *args, **kwargs)
+            else:
+                # Short and lock-bound; a thread hop would cost fifty times the submit.
+                # Nothing awaits between the check and the submit, so a PATCH of the
+                # policy (handled on this same loop) cannot slip in between.
+                future = pool.submit(task_type.fn, *args, **kwargs)
         except RejectedError as exc:
             raise ApiError(
                 503,
