@@ -72,7 +72,8 @@ class Tracing:
                 "thread.name": thread,
             },
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
+        # On top of the submitter's context, so baggage and other values travel too.
+        token = otel_context.attach(trace.set_span_in_context(span, task._trace_ctx))
         return span, token
 
     def end(

@@ -127,3 +127,16 @@ def test_without_a_provider_nothing_is_traced() -> None:
         fut = manager.create_pool("plain", max_workers=1).submit(traced_task, 1)
         assert fut.result() == 2
         assert fut.info().trace_id is None
+
+
+def test_baggage_of_the_submitter_reaches_the_task(traced: PoolManager) -> None:
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    pool = traced.create_pool("bag", max_workers=1)
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        fut = pool.submit(lambda: baggage.get_baggage("tenant"))
+    finally:
+        otel_context.detach(token)
+    assert fut.result() == "acme"
