@@ -131,10 +131,15 @@ def test_cancel_queued_and_running_tasks(page: Page, demo_server: Server, held_p
     expect(row(page, first).get_by_role("button", name=f"Cancel task {first}")).to_be_hidden()
     assert demo_server.ok("GET", f"api/tasks/{first}")["state"] == "cancelled"
 
-    # A running task can only be asked to stop; the demo tasks honour the request.
+    # Rows are updated in place as their task moves on, not rebuilt.
+    node = row(page, second).element_handle()
     demo_server.ok("PATCH", f"api/pools/{held_pool}", json={"paused": False})
-    long = submit(demo_server, held_pool, "demo.hang", seconds=60)
     expect(row(page, second).locator(".badge")).to_have_text("Succeeded")
+    badge = "(tr) => (tr.isConnected ? tr.querySelector('.badge').textContent : 'detached')"
+    assert node.evaluate(badge) == "Succeeded"
+
+    # A running task can only be asked to stop; the demo tasks honour the request.
+    long = submit(demo_server, held_pool, "demo.hang", seconds=60)
     row(page, long).get_by_role("button", name=f"Task {long}", exact=True).click()
     expect(detail(page, "state")).to_have_text("Running")
     page.get_by_role("button", name="Cancel task", exact=True).click()

@@ -70,7 +70,7 @@ export async function request(path, { method = "GET", body, signal } = {}) {
     if (timeout.aborted) {
       throw new ApiError(0, "timeout", `The server did not answer ${method} ${path} within ${REQUEST_TIMEOUT_MS / 1000} s.`);
     }
-    throw new ApiError(0, "network", "Cannot reach the poolwatch server. Check that it is running; the console retries every second.");
+    throw new ApiError(0, "network", "Cannot reach the poolwatch server; check that it is running.");
   }
 
   const text = await response.text();

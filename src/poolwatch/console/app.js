@@ -293,7 +293,7 @@ async function poll() {
     if (err instanceof ApiError && err.isAuth) {
       setConnection("auth", "Token needed: enter a valid API token");
     } else {
-      setConnection("down", `${err instanceof ApiError ? err.message : String(err)} Retrying…`);
+      setConnection("down", withHint(err instanceof ApiError ? err.message : String(err), "Retrying…"));
     }
   } finally {
     inFlight = false;
