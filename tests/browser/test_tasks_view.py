@@ -114,6 +114,12 @@ def test_failed_task_detail_shows_error_and_traceback(page: Page, demo_server: S
     expect(detail(page, "run_time")).to_have_text(re.compile(r"\d"))
     expect(detail(page, "error")).to_have_text(f"{task['error_type']}: {task['error_message']}")
     expect(detail(page, "traceback")).to_contain_text("Traceback (most recent call last)")
+    # A long traceback scrolls in its own box; the panel keeps its width.
+    fits = """() => {
+      const panel = document.getElementById('task-detail');
+      return panel.scrollWidth <= panel.clientWidth;
+    }"""
+    assert page.evaluate(fits)
     expect(panel.get_by_role("button", name="Cancel task")).to_be_hidden()
 
 

@@ -159,7 +159,7 @@ export function createTasksView({ root, actions }) {
     cells.Actions.append(cancel);
     // A click anywhere on the row opens it too (the id button stays the keyboard path).
     tr.addEventListener("click", (event) => {
-      if (!event.target.closest("button, a, input, select")) select(id, { focus: false });
+      if (!event.target.closest("button, a, input, select")) select(id, { focus: true });
     });
     return { tr, cells, open, badge, time, cancel, task: null };
   }
