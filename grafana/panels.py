@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 
@@ -50,7 +52,7 @@ def query(expr: str, legend: str = "__auto", ref_id: str = "A") -> prometheus.Da
     )
 
 
-def ref_ids(targets: Sequence[prometheus.Dataquery]) -> list[prometheus.Dataquery]:
+def ref_ids(targets: Sequence[prometheus.Dataquery]) -> list[cogbuilder.Builder[Dataquery]]:
     """Give the targets of one panel the ref ids A, B, C, ... in order."""
     return [t.ref_id(chr(ord("A") + i)) for i, t in enumerate(targets)]
 
@@ -179,10 +181,9 @@ def quantiles(buckets: str, legend_prefix: str = "") -> list[prometheus.Dataquer
     ]
 
 
-Variable = dashboard.QueryVariable | dashboard.DatasourceVariable
-
-
-def variables(*, pool_multi: bool, with_task: bool) -> list[Variable]:
+def variables(
+    *, pool_multi: bool, with_task: bool
+) -> list[cogbuilder.Builder[models.VariableModel]]:
     """The template variables: datasource, job, instance, pool (and task)."""
 
     def label_values(name: str, label: str, metric: str, *, multi: bool) -> dashboard.QueryVariable:
@@ -202,7 +203,7 @@ def variables(*, pool_multi: bool, with_task: bool) -> list[Variable]:
             )
         return variable
 
-    result: list[Variable] = [
+    result: list[cogbuilder.Builder[models.VariableModel]] = [
         dashboard.DatasourceVariable("datasource")
         .label("Data source")
         .type("prometheus")

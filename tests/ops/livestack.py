@@ -10,6 +10,7 @@ test copies of the shipped rules in which only ``for`` and the thresholds listed
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
 import json
 import os
@@ -333,7 +334,7 @@ def live_stack(directory: Path) -> Iterator[Stack]:
             live.processes.append(stack.enter_context(process(name, argv, log, process_env)))
         for proc, (_, _, ready) in zip(live.processes, commands.values(), strict=True):
             support.wait_until(
-                lambda proc=proc, url=ready: _up_or_raise(proc, url),
+                functools.partial(_up_or_raise, proc, ready),
                 timeout=20,
                 message=f"{proc.name} to answer {ready} (its output: {proc.log})",
             )

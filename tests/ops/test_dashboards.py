@@ -22,7 +22,7 @@ def all_targets(board: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def variable(board: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [v for v in board["templating"]["list"] if v["name"] == name]
+    found: list[dict[str, Any]] = [v for v in board["templating"]["list"] if v["name"] == name]
     assert found, f"{board['title']} has no ${name} variable"
     return found[0]
 

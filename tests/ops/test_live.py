@@ -15,11 +15,12 @@ so no task stays overdue long enough to be scraped; its unit tests cover it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,15 @@ class Trouble:
         if not (isinstance(body, dict) and "id" in body):
             raise AssertionError(f"the demo refused a task: {body}")
 
+    def feeding(self, check: Callable[[], bool]) -> Callable[[], bool]:
+        """``check``, preceded by a step: keeps the rates up while a test waits on data."""
+
+        def step_then_check() -> bool:
+            self.step()
+            return check()
+
+        return step_then_check
+
     def step(self) -> None:
         """More of the same: failures, rejections, run timeouts and a growing backlog."""
         s = self.stack
@@ -88,9 +98,11 @@ class Trouble:
         for _ in range(3):  # its worker hangs and its queue of one is full: refused
             s.submit("ops-rejecting", "demo.sleep", seconds=0.01)
         self.accepted(s.submit("ops-timeouts", "demo.hang", seconds=5))
-        for _ in range(15 if self.backlog < 200 else 0):
-            self.accepted(s.submit("ops-backlog", "demo.sleep", seconds=0.01))
-            self.backlog += 1
+        # "Growing" needs Prometheus to see the queue rise: start once it holds the empty one.
+        if self.backlog or s.query('poolwatch_pool_queued_tasks{pool="ops-backlog"} == 0'):
+            for _ in range(15 if self.backlog < 200 else 0):
+                self.accepted(s.submit("ops-backlog", "demo.sleep", seconds=0.01))
+                self.backlog += 1
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +189,7 @@ def test_every_dashboard_query_returns_data(stack: Stack, trouble: Trouble) -> N
     for where, expr in queries:
         query = substitute(expr)
         support.wait_until(
-            lambda query=query: trouble.step() or has_data(stack, query),
+            trouble.feeding(functools.partial(has_data, stack, query)),
             timeout=20,
             interval=0.25,
             message=f"data for {where}: {query}",
@@ -187,7 +199,7 @@ def test_every_dashboard_query_returns_data(stack: Stack, trouble: Trouble) -> N
 def test_every_recording_rule_returns_data(stack: Stack, trouble: Trouble) -> None:
     for rule in opsfiles.recording_rules():
         support.wait_until(
-            lambda name=rule["record"]: trouble.step() or has_data(stack, name),
+            trouble.feeding(functools.partial(has_data, stack, rule["record"])),
             timeout=20,
             interval=0.25,
             message=f"data for recording rule {rule['record']}",
