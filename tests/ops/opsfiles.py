@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -56,28 +57,34 @@ _HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse a YAML file.
+    """Parse a YAML file into fresh plain objects (callers may change them).
 
     Uses PyYAML when the test environment has it; otherwise the PyYAML that Debian's
     docker-compose (a required tool of these tests) runs on, through the system Python.
     """
+    text = path.read_text(encoding="utf-8")
+    return json.loads(_yaml_as_json(str(path), text))
+
+
+@functools.lru_cache(maxsize=64)
+def _yaml_as_json(path: str, text: str) -> str:
     try:
         import yaml
     except ImportError:
         pass
     else:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    code = "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)"
+        return json.dumps(yaml.safe_load(text))
+    code = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
     python = "/usr/bin/python3"
     done = subprocess.run(
-        [python, "-c", code, str(path)], capture_output=True, text=True, check=False, timeout=30
+        [python, "-c", code], input=text, capture_output=True, text=True, check=False, timeout=30
     )
     if done.returncode != 0:
         raise RuntimeError(
             f"cannot parse {path} as YAML with {python} (install python3-yaml, which "
             f"docker-compose brings, or PyYAML in the venv): {done.stderr.strip()}"
         )
-    return json.loads(done.stdout)
+    return done.stdout
 
 
 def import_dashboards() -> ModuleType:
