@@ -68,7 +68,8 @@ export async function request(path, { method = "GET", body, signal } = {}) {
   } catch (err) {
     if (signal?.aborted) throw err;
     if (timeout.aborted) {
-      throw new ApiError(0, "timeout", `The server did not answer ${method} ${path} within ${REQUEST_TIMEOUT_MS / 1000} s.`);
+      const seconds = REQUEST_TIMEOUT_MS / 1000;
+      throw new ApiError(0, "timeout", `The server did not answer ${method} ${path} within ${seconds} s.`);
     }
     throw new ApiError(0, "network", "Cannot reach the poolwatch server; check that it is running.");
   }
@@ -84,7 +85,8 @@ export async function request(path, { method = "GET", body, signal } = {}) {
   }
   if (!response.ok) {
     const err = payload && typeof payload === "object" ? payload.error : null;
-    const message = err?.message || `${method} ${path} failed with HTTP ${response.status} ${response.statusText}`.trim();
+    const fallback = `${method} ${path} failed with HTTP ${response.status} ${response.statusText}`;
+    const message = err?.message || fallback.trim();
     throw new ApiError(response.status, err?.code || `http_${response.status}`, message);
   }
   return payload;

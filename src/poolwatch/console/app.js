@@ -98,7 +98,11 @@ function confirmShutdown(name, pool) {
   return new Promise((resolve) => {
     dialog.addEventListener(
       "close",
-      () => resolve({ confirmed: dialog.returnValue === "confirm", cancelPending: byId("confirm-cancel-pending").checked }),
+      () =>
+        resolve({
+          confirmed: dialog.returnValue === "confirm",
+          cancelPending: byId("confirm-cancel-pending").checked,
+        }),
       { once: true },
     );
     dialog.returnValue = "";
@@ -302,7 +306,8 @@ async function poll() {
       poll();
     } else {
       // Back off gently while the server is unreachable, up to five seconds.
-      const interval = failures ? Math.min(5000, POLL_INTERVAL_MS * 2 ** Math.min(failures - 1, 3)) : POLL_INTERVAL_MS;
+      const backoff = POLL_INTERVAL_MS * 2 ** Math.min(failures - 1, 3);
+      const interval = failures ? Math.min(5000, backoff) : POLL_INTERVAL_MS;
       timer = setTimeout(poll, Math.max(50, interval - (performance.now() - started)));
     }
   }

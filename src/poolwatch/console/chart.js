@@ -92,7 +92,8 @@ export function drawSparkline(svg, series, start, now) {
     line += run.map(([t, v], i) => `${i ? "L" : "M"}${x(t)} ${y(v)}`).join("");
     const first = run[0];
     const last = run[run.length - 1];
-    area += `M${x(first[0])} ${VIEW_H}` + run.map(([t, v]) => `L${x(t)} ${y(v)}`).join("") + `L${x(last[0])} ${VIEW_H}Z`;
+    const top = run.map(([t, v]) => `L${x(t)} ${y(v)}`).join("");
+    area += `M${x(first[0])} ${VIEW_H}${top}L${x(last[0])} ${VIEW_H}Z`;
     run = [];
   };
   let prevT = null;

@@ -62,7 +62,12 @@ export function clockTime(value) {
   const ms = toMillis(value);
   if (ms === null) return "—";
   const date = new Date(ms);
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const time = date.toLocaleTimeString([], {
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hour12: false,
+  });
   const today = new Date();
   if (date.toDateString() === today.toDateString()) return time;
   return `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
@@ -76,7 +81,8 @@ export function fullTime(value) {
   const pad = (n, w = 2) => String(n).padStart(w, "0");
   return (
     `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
+    `.${pad(date.getMilliseconds(), 3)}`
   );
 }
 

@@ -113,7 +113,9 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
       return { error: `${key === "max_workers" ? "Max workers" : "Queue capacity"} must be a whole number.` };
     }
     if (key === "max_workers") {
-      if (!WHOLE_NUMBER.test(raw)) return { error: "Max workers must be a whole number of at least 1, e.g. 4." };
+      if (!WHOLE_NUMBER.test(raw)) {
+        return { error: "Max workers must be a whole number of at least 1, e.g. 4." };
+      }
       return { value: Number(raw) };
     }
     if (raw === "") return { value: null };
@@ -154,7 +156,10 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
       showError(card, "");
       delete input.dataset.dirty;
       if (pool && typeof pool === "object" && pool.name === name) updateCard(card, pool, false);
-      const what = key === "max_workers" ? `max workers set to ${parsed.value}` : `queue capacity set to ${parsed.value ?? "unbounded"}`;
+      const what =
+        key === "max_workers"
+          ? `max workers set to ${parsed.value}`
+          : `queue capacity set to ${parsed.value ?? "unbounded"}`;
       actions.announce(`Pool ${name}: ${what}.`);
     });
   }
@@ -169,7 +174,8 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
       showError(card, "");
       if (updated && typeof updated === "object" && updated.name === name) updateCard(card, updated, false);
       else if (card.pool) updateCard(card, { ...card.pool, state: pausing ? "paused" : "running" }, false);
-      actions.announce(`Pool ${name} ${pausing ? "paused: queued tasks wait until it is resumed" : "resumed"}.`);
+      const what = pausing ? "paused: queued tasks wait until it is resumed" : "resumed";
+      actions.announce(`Pool ${name} ${what}.`);
     });
   }
 
@@ -185,7 +191,8 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
         const final = await actions.shutdown(name, choice.cancelPending);
         remove(name);
         const tail = final && typeof final === "object" && "succeeded" in final
-          ? ` Final counts: ${count(final.succeeded)} succeeded, ${count(final.failed)} failed, ${count(final.cancelled)} cancelled.`
+          ? ` Final counts: ${count(final.succeeded)} succeeded, ${count(final.failed)} failed, ` +
+            `${count(final.cancelled)} cancelled.`
           : "";
         actions.announce(`Pool ${name} shut down and removed.${tail}`);
       });
@@ -202,7 +209,8 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     const mutable = isMutable(pool);
     setHidden(card.controls, !canMutate);
     setText(card.pauseButton, pool.state === "paused" ? "Resume" : "Pause");
-    for (const button of [card.pauseButton, card.shutdownButton, ...Object.values(card.forms).map((f) => f.querySelector("button"))]) {
+    const formButtons = Object.values(card.forms).map((f) => f.querySelector("button"));
+    for (const button of [card.pauseButton, card.shutdownButton, ...formButtons]) {
       const disabled = !mutable;
       if (button.disabled !== disabled) button.disabled = disabled;
     }
@@ -228,7 +236,10 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     const { throughput, failureRate } = card.history.rates();
     setText(card.throughput, rate(throughput));
     setText(card.failureRate, percent(failureRate));
-    card.failureRate.dataset.level = failureRate === null ? "" : failureRate >= 0.1 ? "bad" : failureRate > 0 ? "warn" : "";
+    let level = "";
+    if (failureRate >= 0.1) level = "bad";
+    else if (failureRate > 0) level = "warn";
+    card.failureRate.dataset.level = level;
     setText(card.succeeded, count(pool.succeeded));
     setText(card.failed, count(pool.failed));
     setText(card.cancelled, count(pool.cancelled));
@@ -246,7 +257,8 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     setAttr(
       card.charts,
       "aria-label",
-      `${spanText}: queue depth now ${pool.queued}, peak ${queuePeak}; completions ${rate(throughput)}, peak ${rate(donePeak)}.`,
+      `${spanText}: queue depth now ${pool.queued}, peak ${queuePeak}; ` +
+        `completions ${rate(throughput)}, peak ${rate(donePeak)}.`,
     );
 
     syncInput(card.forms.max_workers.elements.value, currentValue(pool, "max_workers"));
@@ -300,7 +312,8 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     setText(
       summary,
       pools.length
-        ? `${pools.length} ${pools.length === 1 ? "pool" : "pools"} · ${count(active)} busy workers · ${count(queued)} queued · ${rate(throughput)}`
+        ? `${pools.length} ${pools.length === 1 ? "pool" : "pools"} · ${count(active)} busy workers · ` +
+          `${count(queued)} queued · ${rate(throughput)}`
         : "",
     );
   }

@@ -147,14 +147,22 @@ export function createTasksView({ root, actions }) {
     cells.Wait.className = "num";
     cells.Run.className = "num";
     cells.Name.classList.add("mono");
-    const open = el("button", { type: "button", className: "link mono", title: id, "aria-label": `Task ${id}` }, shortId(id));
+    const open = el(
+      "button",
+      { type: "button", className: "link mono", title: id, "aria-label": `Task ${id}` },
+      shortId(id),
+    );
     open.addEventListener("click", () => select(id, { focus: true }));
     cells.Task.append(open);
     const badge = el("span", { className: "badge" });
     cells.State.append(badge);
     const time = el("time");
     cells.Submitted.append(time);
-    const cancel = el("button", { type: "button", className: "btn btn-small btn-danger-quiet", "aria-label": `Cancel task ${id}` }, "Cancel");
+    const cancel = el(
+      "button",
+      { type: "button", className: "btn btn-small btn-danger-quiet", "aria-label": `Cancel task ${id}` },
+      "Cancel",
+    );
     cancel.addEventListener("click", () => cancelTask(id));
     cells.Actions.append(cancel);
     // A click anywhere on the row opens it too (the id button stays the keyboard path).
@@ -237,7 +245,12 @@ export function createTasksView({ root, actions }) {
         if (item === "gap") {
           li.append(el("span", { className: "gap", "aria-hidden": "true" }, "…"));
         } else {
-          const attrs = { type: "button", className: "btn page", "data-page": String(item), "aria-label": `Page ${item}` };
+          const attrs = {
+            type: "button",
+            className: "btn page",
+            "data-page": String(item),
+            "aria-label": `Page ${item}`,
+          };
           if (item === p.page) attrs["aria-current"] = "page";
           li.append(el("button", attrs, String(item)));
         }
@@ -252,12 +265,18 @@ export function createTasksView({ root, actions }) {
     if (!force && !liveToggle.checked) return;
     const mine = generation;
     const body = await actions.api.tasks(
-      { pool: filters.pool, state: filters.state, name: filters.name, page: filters.page, per_page: filters.per_page },
+      {
+        pool: filters.pool,
+        state: filters.state,
+        name: filters.name,
+        page: filters.page,
+        per_page: filters.per_page,
+      },
       signal,
     );
     if (mine !== generation) return; // the filters changed while this was in flight
     const items = Array.isArray(body?.data) ? body.data : [];
-    const p = body?.pagination ?? { page: filters.page, per_page: filters.per_page, total: items.length, total_pages: 1 };
+    const p = body?.pagination ?? { total: items.length, total_pages: 1, has_prev: false, has_next: false };
     if (p.total_pages > 0 && filters.page > p.total_pages) {
       // The list shrank under us (history eviction, a filter): show the last page instead.
       filters.page = p.total_pages;
@@ -269,7 +288,8 @@ export function createTasksView({ root, actions }) {
     renderPager({ ...p, page: filters.page });
     setHidden(emptyNote, items.length > 0);
     const totalPages = Math.max(1, p.total_pages || 1);
-    setText(summary, `${count(p.total)} ${p.total === 1 ? "task" : "tasks"} · page ${filters.page} of ${totalPages}`);
+    const noun = p.total === 1 ? "task" : "tasks";
+    setText(summary, `${count(p.total)} ${noun} · page ${filters.page} of ${totalPages}`);
     if (selected && rows.has(selected) && !detail.hidden) {
       const row = rows.get(selected);
       // The list copy may leave out the traceback; keep the richer detail copy.
@@ -318,8 +338,9 @@ export function createTasksView({ root, actions }) {
     selectedTask = task;
     const now = Date.now();
     const f = (name) => detail.querySelector(`[data-field="${name}"]`);
-    const state = f("state");
-    state.replaceChildren(el("span", { className: "badge", "data-state": task.state }, stateLabel(task.state)));
+    const badge = f("state").firstElementChild;
+    setText(badge, stateLabel(task.state));
+    setAttr(badge, "data-state", task.state);
     setText(f("id"), task.id);
     setText(f("name"), task.name);
     setText(f("pool"), task.pool);
@@ -358,7 +379,11 @@ export function createTasksView({ root, actions }) {
         setHidden(detailError, true);
         setHidden(detailCancel, true);
         setHidden(detailMissing, false);
-        setText(detailMissing, `Task ${id} is not in the history any more: finished tasks are kept up to the pool's history size.`);
+        setText(
+          detailMissing,
+          `Task ${id} is not in the history any more: ` +
+            "finished tasks are kept up to the pool's history size.",
+        );
         detailSettled = true;
         return;
       }
