@@ -97,6 +97,10 @@ def _configure_logging() -> None:
     audit = logging.getLogger("poolwatch.audit")
     if audit.handlers:  # configured already (main() called twice in one process)
         return
+    # The formats below use none of these; skipping them makes each record cheaper.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -54,6 +55,15 @@ _DROPPING_POLICIES = frozenset({"discard", "discard_oldest"})
 
 def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not valid JSON; send a finite number or null")
+
+
+def _api_url(request: Request, collection: str, key: str) -> str:
+    """The path of an /api resource, under whatever prefix the app is mounted at.
+
+    Inside the ``/api`` mount Starlette's ``root_path`` ends with ``/api``; building the
+    path from it is much cheaper than ``url_for``, which walks every route.
+    """
+    return f"{request.scope.get('root_path', '')}/{collection}/{quote(key, safe='')}"
 
 
 def _invalid(exc: FieldError) -> ApiError:
@@ -271,7 +281,7 @@ class ControlApi:
             raise ApiError(422, "invalid_field", str(exc)) from None
         except RuntimeError as exc:
             raise ApiError(503, "shutting_down", str(exc), headers=_RETRY_AFTER) from None
-        location = request.url_for("pool", name=name).path
+        location = _api_url(request, "pools", name)
         return JSONResponse(
             pool_json(pool.stats()), status_code=201, headers={"Location": location}
         )
@@ -366,7 +376,7 @@ class ControlApi:
                 "retry later",
                 headers=_RETRY_AFTER,
             )
-        location = request.url_for("task", task_id=future.task_id).path
+        location = _api_url(request, "tasks", future.task_id)
         return JSONResponse(
             {"id": future.task_id, "pool": pool.name, "task": task_type.name},
             status_code=202,
