@@ -155,15 +155,16 @@ def test_cancel_queued_and_running_tasks(page: Page, demo_server: Server, held_p
     assert demo_server.ok("GET", f"api/tasks/{long}")["state"] == "cancelled"
 
 
-def test_keyboard_opens_and_closes_a_task(page: Page, demo_server: Server) -> None:
-    page.goto(f"{demo_server.url}#tasks?pool=cpu&state=succeeded")
-    opener = rows(page).first.locator("td[data-label='Task'] button")
-    expect(opener).to_be_visible()
-    task_id = rows(page).first.get_attribute("data-task-id")
+def test_keyboard_opens_and_closes_a_task(page: Page, demo_server: Server, held_pool: str) -> None:
+    task_id = submit(demo_server, held_pool, "demo.sleep", seconds=0.01)
+    page.goto(f"{demo_server.url}#tasks?pool={held_pool}")
+    opener = row(page, task_id).get_by_role("button", name=f"Task {task_id}", exact=True)
     opener.focus()
     page.keyboard.press("Enter")
     expect(page.locator("#detail-title")).to_be_focused()
-    expect(detail(page, "id")).to_have_text(str(task_id))
+    expect(detail(page, "id")).to_have_text(task_id)
+    expect(detail(page, "state")).to_have_text("Queued")
+    assert f"task={task_id}" in page.evaluate("location.hash")
     page.keyboard.press("Escape")
     expect(page.locator("#task-detail")).to_be_hidden()
-    expect(row(page, str(task_id)).locator("td[data-label='Task'] button")).to_be_focused()
+    expect(opener).to_be_focused()
