@@ -12,6 +12,7 @@
 // - Rates (throughput, failure rate) are derived here from counter deltas between polls,
 //   exactly as Prometheus does, so an event stream would add nothing the counters lack.
 // The loop never overlaps itself: the next poll is scheduled when the previous one ends.
+// A tab in the background polls every five seconds, and catches up when it comes back.
 
 import { ApiError, api, getToken, setToken } from "./api.js";
 import { setHidden, setText } from "./format.js";
@@ -19,6 +20,7 @@ import { createPoolsView } from "./pools.js";
 import { createTasksView } from "./tasks.js";
 
 const POLL_INTERVAL_MS = 1000;
+const HIDDEN_POLL_INTERVAL_MS = 5000; // a tab in the background needs no second-by-second view
 const byId = (id) => document.getElementById(id);
 
 const state = {
@@ -29,9 +31,10 @@ const state = {
 
 // ---- messages ---------------------------------------------------------------------
 
+// The boxes are shown before their text changes, so screen readers announce the change.
 function announce(text) {
-  setText(byId("status-text"), text);
   setHidden(byId("status-box"), false);
+  setText(byId("status-text"), text);
 }
 
 /** The API's message as it was sent, then a hint of our own as a separate sentence. */
@@ -53,8 +56,8 @@ function explain(err) {
 }
 
 function fail(err) {
-  setText(byId("error-text"), explain(err));
   setHidden(byId("error-box"), false);
+  setText(byId("error-text"), explain(err));
 }
 
 for (const button of document.querySelectorAll("[data-close]")) {
@@ -306,12 +309,18 @@ async function poll() {
       poll();
     } else {
       // Back off gently while the server is unreachable, up to five seconds.
+      const base = document.hidden ? HIDDEN_POLL_INTERVAL_MS : POLL_INTERVAL_MS;
       const backoff = POLL_INTERVAL_MS * 2 ** Math.min(failures - 1, 3);
-      const interval = failures ? Math.min(5000, backoff) : POLL_INTERVAL_MS;
+      const interval = failures ? Math.max(base, Math.min(5000, backoff)) : base;
       timer = setTimeout(poll, Math.max(50, interval - (performance.now() - started)));
     }
   }
 }
+
+// Back in front: catch up at once instead of waiting for the slow background poll.
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) refresh({ forceTasks: true });
+});
 
 // ---- boot -------------------------------------------------------------------------------
 
