@@ -15,7 +15,7 @@ const WHOLE_NUMBER = /^\d+$/;
  *                                     confirmShutdown(name, pool), announce(text), explain(err)
  */
 export function createPoolsView({ list, template, empty, summary, actions }) {
-  const cards = new Map(); // pool name -> { root, fields, ..., history, pool }
+  const cards = new Map(); // pool name -> { root, history, pool, and the card's elements }
   let canMutate = true;
 
   function field(root, name) {
@@ -103,8 +103,10 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
   }
 
   function showError(card, message) {
+    // Shown before it is filled, so the alert is announced; emptied before it is hidden.
+    if (message) setHidden(card.error, false);
     setText(card.error, message);
-    setHidden(card.error, !message);
+    if (!message) setHidden(card.error, true);
   }
 
   function parseSetting(key, input) {
@@ -323,5 +325,5 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     for (const card of cards.values()) refreshControls(card);
   }
 
-  return { update, setCanMutate, names: () => [...cards.keys()] };
+  return { update, setCanMutate };
 }
