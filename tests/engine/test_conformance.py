@@ -470,3 +470,50 @@ class TestShutdown:
             raise KeyError("inside")
         with pytest.raises(RuntimeError):
             ex.submit(square, 1)
+
+
+class TestNoLostWakeups:
+    """Waiting on a future just as it completes must never miss the completion."""
+
+    @pytest.mark.parametrize("how", ["result", "wait", "as_completed", "callback"])
+    def test_waiting_races_completion(self, executor_factory: Any, how: str) -> None:
+        ex = executor_factory(2)
+        start = threading.Barrier(3)
+        missed: list[int] = []
+
+        def waiter(n: int) -> None:
+            start.wait()
+            for i in range(300):
+                fut = ex.submit(square, i)
+                if not _waits_for(fut, how, timeout=5):
+                    missed.append(i)
+                    return
+
+        threads = [threading.Thread(target=waiter, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads)
+        assert missed == []
+
+
+def _waits_for(fut: Future[Any], how: str, *, timeout: float) -> bool:
+    """Wait for ``fut`` in one of the stdlib's ways; whether it was seen to complete."""
+    if how == "result":
+        try:
+            fut.result(timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
+    if how == "wait":
+        done, _ = wait([fut], timeout=timeout)
+        return fut in done
+    if how == "as_completed":
+        try:
+            return list(as_completed([fut], timeout=timeout)) == [fut]
+        except TimeoutError:
+            return False
+    called = threading.Event()
+    fut.add_done_callback(lambda f: called.set())
+    return called.wait(timeout)

@@ -316,3 +316,25 @@ class TestShutdownStates:
         assert pool.state is PoolState.TERMINATED
         with pytest.raises(RuntimeError):
             pool.submit(noop)
+
+
+class TestPausedConfiguration:
+    def test_growing_a_paused_pool_starts_nothing(self, make_pool: Any) -> None:
+        pool = make_pool(1)
+        pool.pause()
+        ran = threading.Semaphore(0)
+        futures = [pool.submit(ran.release) for _ in range(3)]
+        pool.configure(max_workers=4)
+        assert pool.stats().active == 0
+        assert not ran.acquire(timeout=0.05), "configure started a task on a paused pool"
+        pool.resume()
+        for f in futures:
+            f.result(timeout=10)
+
+    def test_shutdown_wait_drains_a_paused_pool(self, make_pool: Any) -> None:
+        pool = make_pool(2)
+        pool.pause()
+        futures = [pool.submit(pow, 2, i) for i in range(6)]
+        pool.shutdown(wait=True)
+        assert [f.result(timeout=0) for f in futures] == [2**i for i in range(6)]
+        assert pool.state is PoolState.TERMINATED

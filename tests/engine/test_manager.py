@@ -416,3 +416,27 @@ class TestScale:
         assert all(p.state is PoolState.TERMINATED for p in pools)
         elapsed = time.monotonic() - started
         assert elapsed < 15, f"1,000 pools took {elapsed:.1f}s"
+
+
+def test_tasks_newest_first_across_pools(manager: Any, blocker: Any) -> None:
+    """Live tasks first, newest submission first; then finished ones, latest finish first."""
+    a = manager.create_pool("a", max_workers=1)
+    b = manager.create_pool("b", max_workers=1)
+    futures = [(a if i % 2 else b).submit(noop) for i in range(12)]
+    for f in futures:
+        f.result(timeout=10)
+    blockers = [blocker(), blocker()]
+    running = [a.submit(blockers[0]), b.submit(blockers[1])]
+    for blk in blockers:
+        assert blk.started.wait(10)
+    queued = [a.submit(noop), b.submit(noop), a.submit(noop)]
+
+    items = manager.tasks(limit=100).items
+    live = [f.task_id for f in reversed(running + queued)]
+    assert [t.id for t in items[:5]] == live
+    finished = items[5:]
+    assert {t.id for t in finished} == {f.task_id for f in futures}
+    ends = [t.finished_at for t in finished]
+    assert ends == sorted(ends, reverse=True)  # type: ignore[type-var]
+    for blk in blockers:
+        blk.release()

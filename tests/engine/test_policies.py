@@ -318,3 +318,59 @@ class TestRunTimeout:
             f.result(timeout=10)
         assert not any(f.info().cancel_requested for f in futures)
         assert pool.stats().overdue == 0
+
+
+class TestTimeoutChanges:
+    def test_run_timeout_set_while_a_task_runs(self, make_pool: Any, blocker: Any) -> None:
+        pool = make_pool(1)
+        b = blocker("done")
+        fut = pool.submit(b)
+        assert b.started.wait(10)
+        pool.configure(run_timeout=0.05)
+        wait_until(lambda: fut.info().cancel_requested, message="a new run_timeout applies at once")
+        assert pool.stats().overdue == 1
+        b.release()
+        assert fut.result(timeout=10) == "done"
+
+    def test_queue_timeout_set_while_tasks_wait(self, make_pool: Any, blocker: Any) -> None:
+        pool = make_pool(1)
+        b = blocker()
+        pool.submit(b)
+        assert b.started.wait(10)
+        waiting = pool.submit(noop)
+        pool.configure(queue_timeout=0.05)
+        wait_until(waiting.cancelled, message="a new queue_timeout applies to waiting tasks")
+        b.release()
+
+    def test_queue_timeout_applies_while_paused(self, make_pool: Any) -> None:
+        pool = make_pool(1, queue_timeout=0.05)
+        pool.pause()
+        fut = pool.submit(noop)
+        wait_until(fut.cancelled, message="a paused pool still times out its queue")
+        assert pool.stats().queued == 0
+        assert pool.stats().cancelled == 1
+
+
+class TestSubmitManyOnABoundedQueue:
+    def test_abort_refuses_a_batch_that_does_not_fit_whole(
+        self, make_pool: Any, blocker: Any, invariant: Any
+    ) -> None:
+        pool, b = full_pool(make_pool, blocker, "abort", capacity=3)
+        pool.submit(noop)
+        with pytest.raises(RejectedError):
+            pool.submit_many(noop, [()] * 3)
+        s = pool.stats()
+        assert (s.queued, s.submitted) == (1, 2), "nothing of a refused batch is queued"
+        assert s.rejected >= 1
+        assert len(pool.submit_many(noop, [()] * 2)) == 2
+        b.release()
+        invariant(pool.stats())
+
+    def test_discard_applies_task_by_task(self, make_pool: Any, blocker: Any) -> None:
+        pool, b = full_pool(make_pool, blocker, "discard", capacity=2)
+        futures = pool.submit_many(noop, [()] * 5)
+        assert [f.cancelled() for f in futures] == [False, False, True, True, True]
+        assert pool.stats().rejected == 3
+        b.release()
+        for f in futures[:2]:
+            f.result(timeout=10)
