@@ -1,7 +1,8 @@
 """Headless HTTP load test: the control API against a trivial Starlette endpoint.
 
-    python loadtest/load.py                 # 10 s per endpoint and phase
-    python loadtest/load.py --duration 20 --users 40 --paced-rps 200
+    python loadtest/load.py                 # demo server, 3 x 6 s per endpoint and phase
+    python loadtest/load.py --idle          # the demo pools without the load generator
+    python loadtest/load.py --duration 20 --repeats 5 --users 40 --paced-rps 200
 
 Starts ``poolwatch demo`` (its load generator running, as in real use) and a trivial
 Starlette JSON endpoint served by uvicorn with the same settings, each in its own
@@ -24,6 +25,7 @@ import csv
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -163,12 +165,50 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+IDLE_CONFIG = """tasks = ["poolwatch.demo"]
+[[pools]]
+name = "io"
+max_workers = 16
+[[pools]]
+name = "cpu"
+max_workers = 2
+[[pools]]
+name = "flaky"
+max_workers = 4
+[[pools]]
+name = "bounded"
+max_workers = 2
+queue_capacity = 8
+[[pools]]
+name = "slow"
+max_workers = 2
+run_timeout = 1.0
+"""
+
+
+def _median_row(rows: list[Row]) -> Row:
+    return Row(
+        name=rows[0].name,
+        requests=sum(r.requests for r in rows),
+        failures=sum(r.failures for r in rows),
+        rps=statistics.median(r.rps for r in rows),
+        p50=statistics.median(r.p50 for r in rows),
+        p99=statistics.median(r.p99 for r in rows),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per endpoint and phase")
     parser.add_argument("--users", type=int, default=20, help="users in the capacity phase")
     parser.add_argument(
         "--paced-rps", type=float, default=100, help="offered load in the latency phase"
+    )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="serve the demo pools without the demo's load generator",
     )
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -179,43 +219,52 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     pw_port, trivial_port = _free_port(), _free_port()
     pw_url, trivial_url = f"http://127.0.0.1:{pw_port}", f"http://127.0.0.1:{trivial_port}"
+    if args.idle:
+        config = RESULTS / "idle.toml"
+        config.write_text(IDLE_CONFIG)
+        command = ["serve", "--config", str(config)]
+    else:
+        command = ["demo"]
     logs = (RESULTS / "servers.log").open("wb")
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "poolwatch", "demo", "--port", str(pw_port)],
+    service = subprocess.Popen(
+        [sys.executable, "-m", "poolwatch", *command, "--port", str(pw_port)],
         env=_env(), stdout=logs, stderr=logs,
     )  # fmt: skip
     trivial = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve-trivial", str(trivial_port)],
         env=_env(), stdout=logs, stderr=logs,
     )  # fmt: skip
-    results: list[Result] = []
     paced_users = 10
+    capacity: dict[str, list[Row]] = {name: [] for _, name, _ in SCENARIOS}
+    paced: dict[str, list[Row]] = {name: [] for _, name, _ in SCENARIOS}
     try:
-        _wait_up(f"{pw_url}/readyz", demo)
+        _wait_up(f"{pw_url}/readyz", service)
         _wait_up(f"{trivial_url}/trivial", trivial)
         created = httpx.post(f"{pw_url}/api/pools", json={"name": "bench", "max_workers": 4})
         created.raise_for_status()
-        for tag, name, server in SCENARIOS:
-            host = trivial_url if server == "trivial" else pw_url
-            print(f"{name}: capacity ({args.users} users) ...", flush=True)
-            capacity = _read_stats(_run_locust(tag, host, args.users, args.duration), name)
-            print(f"{name}: latency at {args.paced_rps:g} req/s ...", flush=True)
-            paced = _read_stats(
-                _run_locust(
+        # Repeats interleave the endpoints, so drift in the machine's load hits all alike.
+        for repeat in range(1, args.repeats + 1):
+            for tag, name, server in SCENARIOS:
+                host = trivial_url if server == "trivial" else pw_url
+                print(f"[{repeat}/{args.repeats}] {name} ...", flush=True)
+                prefix = _run_locust(tag, host, args.users, args.duration, label=f"-{repeat}")
+                capacity[name].append(_read_stats(prefix, name))
+                prefix = _run_locust(
                     tag,
                     host,
                     paced_users,
                     args.duration,
                     user_rps=args.paced_rps / paced_users,
-                    label="-paced",
-                ),
-                name,
-            )
-            results.append(Result(capacity, paced))
+                    label=f"-paced-{repeat}",
+                )
+                paced[name].append(_read_stats(prefix, name))
     finally:
-        _stop(demo)
+        _stop(service)
         _stop(trivial)
         logs.close()
+    results = [
+        Result(_median_row(capacity[name]), _median_row(paced[name])) for _, name, _ in SCENARIOS
+    ]
     _report(results, args)
     return 0
 
@@ -223,14 +272,16 @@ def main() -> int:
 def _report(results: list[Result], args: argparse.Namespace) -> None:
     baseline = results[0].capacity.rps
     lines = [
-        f"HTTP load test: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"{args.duration}s per phase. Capacity: {args.users} users back to back. "
-        f"Latency: {args.paced_rps:g} req/s offered.",
+        f"HTTP load test against `poolwatch {'serve' if args.idle else 'demo'}`"
+        f"{' (idle pools)' if args.idle else ' (load generator running)'}: "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, medians of "
+        f"{args.repeats} interleaved {args.duration}s runs. Capacity: {args.users} users "
+        f"back to back. Latency: {args.paced_rps:g} req/s offered.",
         "",
         "| endpoint | capacity req/s | x baseline | p50 ms (paced) | p99 ms (paced) | failures |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    with (RESULTS / "summary.csv").open("w", newline="") as f:
+    with (RESULTS / f"summary{'-idle' if args.idle else ''}.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
             ["endpoint", "capacity_rps", "ratio", "paced_rps", "p50_ms", "p99_ms", "failures"]
@@ -257,9 +308,9 @@ def _report(results: list[Result], args: argparse.Namespace) -> None:
     lines.append("")
     lines.extend(f"- {'PASS' if ok else 'MISS'}: {text}" for text, ok in checks)
     text = "\n".join(lines)
-    (RESULTS / "summary.md").write_text(text + "\n")
+    (RESULTS / f"summary{'-idle' if args.idle else ''}.md").write_text(text + "\n")
     print(text)
-    print(f"\nreports: {RESULTS}/*.html, {RESULTS}/*_stats.csv, {RESULTS}/summary.md")
+    print(f"\nreports: {RESULTS}/*.html, {RESULTS}/*_stats.csv, {RESULTS}/summary*.md")
 
 
 if __name__ == "__main__":

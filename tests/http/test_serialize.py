@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poolwatch.http.serialize import iso_time, pagination, task_json
-from poolwatch.records import TaskInfo, TaskState
+from poolwatch.http.serialize import iso_time, pagination, pool_json, task_json
+from poolwatch.records import PoolState, PoolStats, TaskInfo, TaskState
 
 
 @given(st.floats(min_value=0, max_value=4e9))
@@ -43,3 +43,17 @@ def test_pagination_edges() -> None:
     }  # fmt: skip
     assert pagination(2, 20, 41)["total_pages"] == 3
     assert pagination(3, 20, 41)["has_next"] is False
+
+
+def test_pool_json_has_every_field() -> None:
+    stats = PoolStats(
+        name="p", state=PoolState.PAUSED, max_workers=2, workers=1, active=1, idle=0,
+        queued=3, queue_capacity=None, rejection_policy="abort", queue_timeout=None,
+        run_timeout=1.5, submitted=9, succeeded=4, failed=1, cancelled=0, rejected=2,
+        overdue=0, oldest_queued_age=0.25,
+    )  # fmt: skip
+    out = pool_json(stats)
+    assert list(out) == [f.name for f in dataclasses.fields(PoolStats)]
+    assert out["state"] == "paused"
+    assert out["queue_capacity"] is None
+    assert out["oldest_queued_age"] == 0.25

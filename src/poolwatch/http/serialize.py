@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import inspect
 import math
@@ -61,16 +60,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# Field names computed once: these run for every pool and task in every response.
-_POOL_FIELDS = tuple(f.name for f in dataclasses.fields(PoolStats))
 
 
 def pool_json(stats: PoolStats) -> dict[str, Any]:
     """Every ``PoolStats`` field under its own name."""
-    out = {name: getattr(stats, name) for name in _POOL_FIELDS}
-    out["state"] = stats.state.value
-    out["oldest_queued_age"] = _plain(stats.oldest_queued_age)
-    return out
+    return {
+        "name": stats.name,
+        "state": stats.state.value,
+        "max_workers": stats.max_workers,
+        "workers": stats.workers,
+        "active": stats.active,
+        "idle": stats.idle,
+        "queued": stats.queued,
+        "queue_capacity": stats.queue_capacity,
+        "rejection_policy": stats.rejection_policy,
+        "queue_timeout": stats.queue_timeout,
+        "run_timeout": stats.run_timeout,
+        "submitted": stats.submitted,
+        "succeeded": stats.succeeded,
+        "failed": stats.failed,
+        "cancelled": stats.cancelled,
+        "rejected": stats.rejected,
+        "overdue": stats.overdue,
+        "oldest_queued_age": _plain(stats.oldest_queued_age),
+    }
 
 
 def task_json(info: TaskInfo) -> dict[str, Any]:
