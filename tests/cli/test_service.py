@@ -28,6 +28,13 @@ def nap(seconds: float) -> float:
         ctx.raise_if_cancel_requested()
         time.sleep(0.01)
     return seconds
+
+
+@poolwatch.task("svc.stubborn")
+def stubborn(seconds: float) -> float:
+    """Sleep, ignoring cancel requests."""
+    time.sleep(seconds)
+    return seconds
 '''
 
 CONFIG = """
@@ -92,6 +99,19 @@ def test_serve_runs_tasks_and_drains_on_sigterm(tmp_path: Path, start_service) -
     assert all(a["result"] == "ok" and a["status"] == 202 for a in audit)
     assert all(a["authenticated"] is False for a in audit)
     assert all(q.status_code == 202 for q in queued)
+
+
+def test_tasks_that_ignore_cancel_do_not_hold_the_exit(tmp_path: Path, start_service) -> None:
+    config = _setup(tmp_path)
+    service = start_service("serve", "--config", str(config))
+    service.wait_ready()
+    body = {"task": "svc.stubborn", "args": [120]}
+    task = httpx.post(f"{service.url}/api/pools/work/tasks", json=body).json()["id"]
+    wait_until(lambda: _task_state(service.url, task) == "running", message="stubborn running")
+    service.terminate()
+    assert service.wait_exit(timeout=20) == 0
+    assert "after the 1s grace period" in service.stderr
+    assert "exiting while some tasks still run" in service.stderr
 
 
 def test_sigint_with_idle_pools_exits_0(tmp_path: Path, start_service) -> None:

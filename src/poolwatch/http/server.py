@@ -163,6 +163,7 @@ class Service:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             self.sock.close()
+        self.finished = bool(finished)
         stats = [pool.stats() for pool in sorted(self.manager.pools(), key=lambda p: p.name)]
-        logger.info("%s", summary_line(stats, finished=bool(finished), grace=self.grace_period))
+        logger.info("%s", summary_line(stats, finished=self.finished, grace=self.grace_period))
         return 0
