@@ -212,17 +212,14 @@ def _serve(config: Config, *, demo: bool) -> int:
 
 def _announce(config: Config) -> Callable[[str], None]:
     def announce(base: str) -> None:
-        mode = (
-            "read-only"
-            if config.server.read_only
-            else (
-                "token required for changes"
-                if config.server.token
-                else "changes allowed (loopback)"
-            )
-        )
+        if config.server.read_only:
+            mode = "read-only"
+        elif config.server.token:
+            mode = "changes need the API token"
+        else:
+            mode = "changes allowed from this machine"
         print(
-            f"poolwatch {__version__} is serving ({mode})\n"
+            f"poolwatch {__version__} is serving; {mode}\n"
             f"  console: {base}\n"
             f"  API:     {base}api/pools  (OpenAPI: {base}openapi.json)\n"
             f"  metrics: {base}metrics\n"
