@@ -110,3 +110,10 @@ def test_mounted_under_a_prefix(manager: PoolManager) -> None:
         assert response.status_code == 202
         assert response.headers["location"].startswith("/pw/api/tasks/")
         assert client.get(response.headers["location"]).status_code == 200
+
+
+def test_head_is_answered_like_get(client) -> None:
+    for url in ("/api/pools", "/healthz", "/metrics", "/"):
+        response = client.head(url)
+        assert response.status_code == 200, url
+        assert response.content == b""
