@@ -23,10 +23,12 @@ def require_tool(name: str, *, hint: str = "") -> str:
     Where it is missing the test skips with a reason that says how to get it; under
     ``CI=true`` a missing tool fails the test instead, since CI installs everything.
     """
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    fallback = f"/usr/bin/{name}"  # Debian's place, in case PATH lacks /usr/bin
+    path = shutil.which(name) or (fallback if os.access(fallback, os.X_OK) else None)
     if path:
         return path
-    reason = f"{name} is not installed{'; ' + hint if hint else ''} (scripts/test.sh installs it as root)"
+    detail = f"; {hint}" if hint else ""
+    reason = f"{name} is not installed{detail} (scripts/test.sh installs it as root)"
     if IN_CI:
         pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
     pytest.skip(reason)
@@ -54,5 +56,7 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {message or predicate!r}", pytrace=False)
+            pytest.fail(
+                f"condition not met within {timeout}s: {message or predicate!r}", pytrace=False
+            )
         pause.wait(interval)
