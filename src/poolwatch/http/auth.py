@@ -18,7 +18,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -49,6 +49,11 @@ class AccessPolicy:
     token: str | None = None
     read_only: bool = False
     bind_host: str | None = None
+    loopback: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Decided once: parsing the address on every mutation shows up in profiles.
+        object.__setattr__(self, "loopback", is_loopback(self.bind_host))
 
     @property
     def auth_required(self) -> bool:
@@ -59,7 +64,7 @@ class AccessPolicy:
         """Whether a mutation can succeed at all (given the right token, if one is set)."""
         if self.read_only:
             return False
-        return self.token is not None or is_loopback(self.bind_host)
+        return self.token is not None or self.loopback
 
     def authorize(self, request: Request) -> bool:
         """Allow a mutating request or raise ApiError; returns whether it carried a valid token."""
@@ -91,7 +96,7 @@ class AccessPolicy:
                     headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
                 )
             return True
-        if is_loopback(self.bind_host):
+        if self.loopback:
             return False
         raise ApiError(
             403,
