@@ -60,8 +60,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-
-
 def pool_json(stats: PoolStats) -> dict[str, Any]:
     """Every ``PoolStats`` field under its own name."""
     return {
