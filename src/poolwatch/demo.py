@@ -6,7 +6,8 @@ Pools:
 - ``cpu``: 2 workers; busy loops.
 - ``flaky``: 4 workers; about one task in five fails with a realistic exception.
 - ``bounded``: 2 workers, a queue of 8, policy ``abort``: bursts get rejected.
-- ``slow``: 2 workers, run timeout 1 s: some tasks run past it (overdue, run timeouts).
+- ``slow``: 2 workers, run timeout 1 s: some tasks run past it and take a while to stop
+  (overdue tasks, run timeouts, a queue that grows at the crest of each wave).
 
 The tasks are registered (``demo.sleep``, ``demo.crunch``, ``demo.flaky``,
 ``demo.hang``) so they can be submitted over HTTP too. All of them check
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from poolwatch.config import PoolConfig
-from poolwatch.errors import RejectedError
+from poolwatch.errors import RejectedError, TaskCancelledError
 from poolwatch.future import current_task
 from poolwatch.tasks import task
 
@@ -107,9 +108,18 @@ def flaky(fail_ratio: float = 0.2, seconds: float = 0.05) -> str:
 
 
 @task("demo.hang")
-def hang(seconds: float = 2.0) -> float:
-    """Work that may outlive its run timeout; it stops as soon as it is asked to."""
-    _cooperative_sleep(_seconds("seconds", seconds))
+def hang(seconds: float = 2.0, linger: float = 0.0) -> float:
+    """Work that may outlive its run timeout.
+
+    Once asked to stop it takes ``linger`` more seconds to wind down (closing
+    connections, say) before it stops, so it shows up as overdue meanwhile.
+    """
+    _seconds("linger", linger)
+    try:
+        _cooperative_sleep(_seconds("seconds", seconds))
+    except TaskCancelledError:
+        time.sleep(linger)
+        raise
     return seconds
 
 
@@ -166,7 +176,7 @@ class LoadGenerator:
             ("cpu", 4.0, lambda: (crunch, (rng.randrange(20_000, 200_000),))),
             ("flaky", 10.0, lambda: (flaky, (0.2, rng.uniform(0.01, 0.1)))),
             ("bounded", 5.0, lambda: (sleep, (rng.uniform(0.05, 0.3),))),
-            ("slow", 1.6, lambda: (hang, (rng.uniform(0.3, 1.6),))),
+            ("slow", 1.0, lambda: (hang, (rng.uniform(0.3, 1.6), rng.uniform(0.2, 2.5)))),
         ]
 
     def _run(self) -> None:

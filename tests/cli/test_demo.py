@@ -15,7 +15,7 @@ def test_demo_tasks_are_registered_with_parameters() -> None:
     assert list(get_task_type("demo.sleep").signature.parameters) == ["seconds"]
     assert list(get_task_type("demo.crunch").signature.parameters) == ["n"]
     assert list(get_task_type("demo.flaky").signature.parameters) == ["fail_ratio", "seconds"]
-    assert list(get_task_type("demo.hang").signature.parameters) == ["seconds"]
+    assert list(get_task_type("demo.hang").signature.parameters) == ["seconds", "linger"]
 
 
 def test_demo_tasks_compute_and_check_their_arguments() -> None:
@@ -43,6 +43,19 @@ def test_hang_stops_when_cancel_is_requested() -> None:
         assert pool.cancel(future.task_id) == "requested"
         wait_until(lambda: future.info().state.finished, message="hang stopped")
         assert future.info().state is TaskState.CANCELLED
+
+
+def test_hang_lingers_after_a_cancel_request() -> None:
+    with PoolManager(registry=CollectorRegistry()) as manager:
+        pool = manager.create_pool("h", max_workers=1)
+        future = pool.submit(hang, 60.0, 0.3)
+        wait_until(lambda: future.info().state is TaskState.RUNNING, message="hang running")
+        pool.cancel(future.task_id)
+        wait_until(lambda: future.info().state.finished, message="hang stopped")
+        info = future.info()
+        assert info.state is TaskState.CANCELLED
+        assert info.run_time is not None
+        assert info.run_time >= 0.3
 
 
 def test_crunch_stops_when_cancel_is_requested() -> None:
