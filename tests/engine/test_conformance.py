@@ -6,8 +6,10 @@ for ``managed`` is a place where code written for ``ThreadPoolExecutor`` would b
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+import weakref
 from concurrent.futures import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -104,6 +106,26 @@ class TestSubmit:
             return ex.submit(square, 5).result(timeout=10) + 1
 
         assert ex.submit(outer).result(timeout=10) == 26
+
+
+class TestReferences:
+    def test_arguments_released_while_the_future_is_kept(self, executor_factory: Any) -> None:
+        class Arg:
+            pass
+
+        ex = executor_factory(1)
+        arg = Arg()
+        ref = weakref.ref(arg)
+        fut = ex.submit(id, arg)
+        assert fut.result(timeout=10) == id(arg)
+        del arg
+
+        def gone() -> bool:
+            gc.collect()
+            return ref() is None
+
+        wait_until(gone, message="the executor let go of the task's argument")
+        assert fut.done()
 
 
 class TestMap:

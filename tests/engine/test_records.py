@@ -229,36 +229,36 @@ class TestReleasedReferences:
         gc.collect()
         return ref() is None
 
-    def test_argument_and_result_die(self, pool: Any, manager: Any) -> None:
-        arg = Payload()
-        arg_ref = weakref.ref(arg)
+    def test_argument_and_function_die_while_the_future_is_kept(
+        self, pool: Any, manager: Any
+    ) -> None:
+        class Job:
+            def __call__(self, p: Payload) -> str:
+                return "done"
+
+        job, arg = Job(), Payload()
+        job_ref, arg_ref = weakref.ref(job), weakref.ref(arg)
+        fut = pool.submit(job, arg)
+        assert fut.result(timeout=10) == "done"
+        del job, arg
+        wait_until(lambda: self._gone(arg_ref), message="argument released")
+        wait_until(lambda: self._gone(job_ref), message="callable released")
+        assert fut.result() == "done"
+        assert manager.get_task(fut.task_id).state is TaskState.SUCCEEDED
+
+    def test_result_dies_with_the_future(self, pool: Any, manager: Any) -> None:
         result_refs: list[weakref.ref[Payload]] = []
 
-        def work(p: Payload) -> Payload:
+        def work() -> Payload:
             out = Payload()
             result_refs.append(weakref.ref(out))
             return out
 
-        fut = pool.submit(work, arg)
+        fut = pool.submit(work)
         assert isinstance(fut.result(timeout=10), Payload)
         task_id = fut.task_id
-        del arg, fut
-        wait_until(lambda: self._gone(arg_ref), message="argument released")
+        del fut
         wait_until(lambda: self._gone(result_refs[0]), message="result released")
-        assert manager.get_task(task_id).state is TaskState.SUCCEEDED
-
-    def test_function_dies(self, pool: Any, manager: Any) -> None:
-        class Job:
-            def __call__(self) -> str:
-                return "done"
-
-        job = Job()
-        job_ref = weakref.ref(job)
-        fut = pool.submit(job)
-        assert fut.result(timeout=10) == "done"
-        task_id = fut.task_id
-        del job, fut
-        wait_until(lambda: self._gone(job_ref), message="callable released")
         assert manager.get_task(task_id).state is TaskState.SUCCEEDED
 
     def test_failed_task_releases_its_arguments(self, pool: Any, manager: Any) -> None:
@@ -284,10 +284,10 @@ class TestReleasedReferences:
         arg_ref = weakref.ref(arg)
         fut = pool.submit(noop_with, arg)
         assert pool.cancel(fut.task_id) == "cancelled"
-        task_id = fut.task_id
-        del arg, fut
+        del arg
         wait_until(lambda: self._gone(arg_ref), message="argument of a cancelled task released")
-        assert manager.get_task(task_id).state is TaskState.CANCELLED
+        assert fut.cancelled()
+        assert manager.get_task(fut.task_id).state is TaskState.CANCELLED
 
 
 def noop_with(_: object) -> None:
