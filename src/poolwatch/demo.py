@@ -6,8 +6,9 @@ Pools:
 - ``cpu``: 2 workers; busy loops.
 - ``flaky``: 4 workers; about one task in five fails with a realistic exception.
 - ``bounded``: 2 workers, a queue of 8, policy ``abort``: bursts get rejected.
-- ``slow``: 2 workers, run timeout 1 s: some tasks run past it and take a while to stop
-  (overdue tasks, run timeouts, a queue that grows at the crest of each wave).
+- ``slow``: 2 workers, run timeout 1 s, queue timeout 4 s: some tasks run past their
+  timeout and take a while to stop (overdue tasks, run timeouts), and at the crest of
+  each wave the queue grows until tasks time out waiting (queue timeouts).
 
 The tasks are registered (``demo.sleep``, ``demo.crunch``, ``demo.flaky``,
 ``demo.hang``) so they can be submitted over HTTP too. All of them check
@@ -41,7 +42,7 @@ DEMO_POOLS = (
     PoolConfig(name="cpu", max_workers=2),
     PoolConfig(name="flaky", max_workers=4),
     PoolConfig(name="bounded", max_workers=2, queue_capacity=8, rejection_policy="abort"),
-    PoolConfig(name="slow", max_workers=2, run_timeout=1.0),
+    PoolConfig(name="slow", max_workers=2, run_timeout=1.0, queue_timeout=4.0),
 )
 
 _MAX_SECONDS = 300.0

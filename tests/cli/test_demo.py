@@ -75,6 +75,7 @@ def test_demo_pools_match_their_description() -> None:
     assert (by_name["bounded"].max_workers, by_name["bounded"].queue_capacity) == (2, 8)
     assert by_name["bounded"].rejection_policy == "abort"
     assert (by_name["slow"].max_workers, by_name["slow"].run_timeout) == (2, 1.0)
+    assert by_name["slow"].queue_timeout == 4.0
 
 
 def test_load_generator_feeds_every_pool_and_bursts_get_rejected() -> None:
