@@ -8,6 +8,7 @@ thread blocked on an event nobody will set.
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -77,6 +78,15 @@ def blocker(gates: Gates) -> Callable[..., Blocker]:
         return Blocker(gates.new(), value)
 
     return make
+
+
+@pytest.fixture
+def fast_thread_switching() -> Iterator[None]:
+    """Switch threads every few microseconds instead of every 5 ms, to interleave more."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(previous)
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ from poolwatch import PoolState, RejectedError, TaskCancelledError, TaskState, c
 from support import wait_until
 
 THREADS = 6
-OPS_PER_THREAD = 350
+OPS_PER_THREAD = 500
+
+pytestmark = pytest.mark.usefixtures("fast_thread_switching")
 
 
 @dataclass
@@ -107,7 +109,7 @@ def outcome(fut: Future[Any]) -> TaskState:
     return TaskState.FAILED
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(12))
 def test_storm_then_exact_reconciliation(
     make_pool: Any, manager: Any, gates: Any, invariant: Any, seed: int
 ) -> None:

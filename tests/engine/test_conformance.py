@@ -494,6 +494,7 @@ class TestShutdown:
             ex.submit(square, 1)
 
 
+@pytest.mark.usefixtures("fast_thread_switching")
 class TestNoLostWakeups:
     """Waiting on a future just as it completes must never miss the completion."""
 
