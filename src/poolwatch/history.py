@@ -181,6 +181,9 @@ class History:
         for i in range(end - 1, self.appended - 1 - held, -1):
             yield i % cap
 
+    def seq_at(self, slot: int) -> int:
+        return self._seq[slot]
+
     def state_at(self, slot: int) -> int:
         return self._state[slot]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import logging
 import re
 import threading
@@ -22,7 +23,7 @@ from .metrics import PoolCollector
 from .pool import ManagedPool
 from .records import TaskInfo, TaskPage, TaskState
 from .tracing import Tracing
-from .views import STATE_CODES, SortKey, collect_page
+from .views import STATE_CODES, SortKey, TaskRef, collect_page, resolve_refs, select_page
 
 __all__ = ["PoolManager"]
 
@@ -204,16 +205,26 @@ class PoolManager:
             if found is None:
                 return TaskPage([], 0)  # a filter that matches nothing, like any other
             items, total = collect_page(found, states=states, name=name, skip=offset, limit=limit)
-            return TaskPage([info for _, info in items], total)
+            return TaskPage(items, total)
         total = 0
-        streams: list[list[tuple[SortKey, TaskInfo]]] = []
+        streams: list[list[tuple[SortKey, tuple[ManagedPool, TaskRef]]]] = []
         for p in self.pools():
-            items, count = collect_page(p, states=states, name=name, skip=0, limit=offset + limit)
+            refs, count = select_page(p, states=states, name=name, limit=offset + limit)
             total += count
-            if items:
-                streams.append(items)
+            if refs:
+                streams.append([(key, (p, ref)) for key, ref in refs])
         merged = heapq.merge(*streams, key=lambda item: item[0])
-        page = [info for _, info in _slice(merged, offset, limit)]
+        chosen = [owner_ref for _, owner_ref in itertools.islice(merged, offset, offset + limit)]
+        # Records are built for the page only, one lock acquisition per pool on it.
+        by_pool: dict[ManagedPool, list[TaskRef]] = {}
+        for owner, ref in chosen:
+            by_pool.setdefault(owner, []).append(ref)
+        resolved = {owner: iter(resolve_refs(owner, refs)) for owner, refs in by_pool.items()}
+        page = []
+        for owner, _ in chosen:
+            info = next(resolved[owner], None)
+            if info is not None:
+                page.append(info)
         return TaskPage(page, total)
 
     # -- timeouts ----------------------------------------------------------------------
@@ -301,16 +312,6 @@ def _task_state(state: TaskState | str) -> TaskState:
     except ValueError:
         choices = ", ".join(s.value for s in TaskState)
         raise ValueError(f"state must be one of {choices}, got {state!r}") from None
-
-
-def _slice(items: Any, offset: int, limit: int) -> list[Any]:
-    out = []
-    for i, item in enumerate(items):
-        if i >= offset + limit:
-            break
-        if i >= offset:
-            out.append(item)
-    return out
 
 
 _managers: weakref.WeakSet[PoolManager] = weakref.WeakSet()

@@ -71,6 +71,9 @@ class Tracing:
                 "poolwatch.task.queue_wait_seconds": queue_wait,
                 "thread.name": thread,
             },
+            # poolwatch records the task's outcome itself (see end()).
+            record_exception=False,
+            set_status_on_exception=False,
         )
         # On top of the submitter's context, so baggage and other values travel too.
         token = otel_context.attach(trace.set_span_in_context(span, task._trace_ctx))

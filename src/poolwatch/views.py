@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .history import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, ErrorInfo, HistoryEntry
 from .records import TaskInfo, TaskState
@@ -17,7 +17,16 @@ if TYPE_CHECKING:
     from .future import TaskFuture
     from .pool import ManagedPool
 
-__all__ = ["STATE_CODES", "SortKey", "collect_page", "entry_info", "future_info"]
+__all__ = [
+    "STATE_CODES",
+    "SortKey",
+    "TaskRef",
+    "collect_page",
+    "entry_info",
+    "future_info",
+    "resolve_refs",
+    "select_page",
+]
 
 STATES = (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED,
           TaskState.CANCELLED)  # fmt: skip
@@ -82,66 +91,99 @@ def entry_info(pool: ManagedPool, e: HistoryEntry) -> TaskInfo:
     )  # fmt: skip
 
 
+# A reference to a task chosen for a page, resolved into a TaskInfo afterwards: the live
+# future, or the history slot with the task's sequence number (to notice an eviction).
+TaskRef = Any
+
+
 def collect_page(
     pool: ManagedPool, *, states: frozenset[int] | None, name: str | None, skip: int, limit: int
-) -> tuple[list[tuple[SortKey, TaskInfo]], int]:
+) -> tuple[list[TaskInfo], int]:
     """Tasks of one pool matching the filters, newest first: ``limit`` of them after
-    skipping ``skip``, each with its sort key, and how many match in all."""
+    skipping ``skip``, and how many match in all."""
     with pool._lock:
-        kind: int | None = None
-        if name is not None:
-            k = pool._kinds_by_name.get(name)
-            if k is None:
-                return [], 0
-            kind = k.index
-        live_states = LIVE if states is None else LIVE & states
-        done_states = FINISHED if states is None else FINISHED & states
-        history = pool._history
+        refs, total = _select_locked(pool, states, name, skip, limit)
+        return _resolve_locked(pool, [ref for _, ref in refs]), total
 
-        live: list[TaskFuture] = []
-        live_total = 0
-        if live_states:
-            if kind is None and live_states == LIVE:
-                live_total = len(pool._live)
-                matches: Iterator[TaskFuture] = reversed(pool._live.values())
-            else:
-                matches = (
-                    f
-                    for f in reversed(pool._live.values())
-                    if f._tstate in live_states and (kind is None or f._kind.index == kind)
-                )
-                live_total = -1  # counted below
-            if live_total >= 0:
-                live = list(itertools.islice(matches, skip, skip + limit))
-            else:
-                everything = list(matches)
-                live_total = len(everything)
-                live = everything[skip : skip + limit]
-        done_total = 0
-        if done_states:
-            done_total = history.count(
-                kinds=None if kind is None else [kind], states=sorted(done_states)
+
+def select_page(
+    pool: ManagedPool, *, states: frozenset[int] | None, name: str | None, limit: int
+) -> tuple[list[tuple[SortKey, TaskRef]], int]:
+    """The first ``limit`` matching tasks of one pool as sort keys and references (cheap:
+    no record is built), and how many match in all. ``resolve_refs`` makes the records."""
+    with pool._lock:
+        return _select_locked(pool, states, name, 0, limit)
+
+
+def resolve_refs(pool: ManagedPool, refs: list[TaskRef]) -> list[TaskInfo]:
+    """The records of tasks chosen by ``select_page`` (one evicted since is left out)."""
+    with pool._lock:
+        return _resolve_locked(pool, refs)
+
+
+def _resolve_locked(pool: ManagedPool, refs: list[TaskRef]) -> list[TaskInfo]:
+    history = pool._history
+    infos = []
+    for ref in refs:
+        if isinstance(ref, tuple):
+            slot, seq = ref
+            if history.seq_at(slot) != seq:
+                continue  # evicted between selecting and resolving
+            infos.append(entry_info(pool, history.entry(slot)))
+        else:
+            infos.append(future_info(pool, ref))
+    return infos
+
+
+def _select_locked(
+    pool: ManagedPool, states: frozenset[int] | None, name: str | None, skip: int, limit: int
+) -> tuple[list[tuple[SortKey, TaskRef]], int]:
+    kind: int | None = None
+    if name is not None:
+        k = pool._kinds_by_name.get(name)
+        if k is None:
+            return [], 0
+        kind = k.index
+    live_states = LIVE if states is None else LIVE & states
+    done_states = FINISHED if states is None else FINISHED & states
+    history = pool._history
+
+    live: list[TaskFuture] = []
+    live_total = 0
+    if live_states:
+        if kind is None and live_states == LIVE:
+            live_total = len(pool._live)
+            live = list(itertools.islice(reversed(pool._live.values()), skip, skip + limit))
+        else:
+            everything = [
+                f
+                for f in reversed(pool._live.values())
+                if f._tstate in live_states and (kind is None or f._kind.index == kind)
+            ]
+            live_total = len(everything)
+            live = everything[skip : skip + limit]
+    done_total = 0
+    if done_states:
+        done_total = history.count(
+            kinds=None if kind is None else [kind], states=sorted(done_states)
+        )
+    refs: list[tuple[SortKey, TaskRef]] = [((0, -f._submitted), f) for f in live]
+    want = limit - len(refs)
+    if want > 0 and done_total:
+        hskip = max(0, skip - live_total)
+        if kind is None and done_states == FINISHED:
+            slots: Iterator[int] = history.newest_slots_from(hskip)
+        else:
+            slots = itertools.islice(
+                (
+                    s
+                    for s in history.newest_slots()
+                    if history.state_at(s) in done_states
+                    and (kind is None or history.kind_at(s) == kind)
+                ),
+                hskip,
+                None,
             )
-        items: list[tuple[SortKey, TaskInfo]] = [
-            ((0, -f._submitted), future_info(pool, f)) for f in live
-        ]
-        want = limit - len(items)
-        if want > 0 and done_total:
-            hskip = max(0, skip - live_total)
-            if kind is None and done_states == FINISHED:
-                slots: Iterator[int] = history.newest_slots_from(hskip)
-            else:
-                slots = itertools.islice(
-                    (
-                        s
-                        for s in history.newest_slots()
-                        if history.state_at(s) in done_states
-                        and (kind is None or history.kind_at(s) == kind)
-                    ),
-                    hskip,
-                    None,
-                )
-            for slot in itertools.islice(slots, want):
-                entry = history.entry(slot)
-                items.append(((1, -entry.finished), entry_info(pool, entry)))
-        return items, live_total + done_total
+        for slot in itertools.islice(slots, want):
+            refs.append(((1, -history.finished_at(slot)), (slot, history.seq_at(slot))))
+    return refs, live_total + done_total

@@ -197,24 +197,31 @@ def test_removed_pool_vanishes_and_returns_clean(
 
 
 def test_timeouts_are_counted(manager: PoolManager, registry: CollectorRegistry) -> None:
-    pool = manager.create_pool("slow", max_workers=1, run_timeout=0.05, queue_timeout=0.05)
+    pool = manager.create_pool("slow", max_workers=1, run_timeout=0.05)
     stop = threading.Event()
     seen_request = threading.Event()
+    started = threading.Event()
+    release = threading.Event()
 
     def overstay() -> None:
         task = current_task()
         assert task is not None
+        started.set()
         while not task.cancel_requested:
             stop.wait(0.005)
         seen_request.set()
+        release.wait(5)  # hold the only worker until the queued task has timed out
         task.raise_if_cancel_requested()
 
     running = pool.submit(overstay)
+    assert started.wait(5)
+    pool.configure(queue_timeout=0.05)  # only now: the running task must not time out queued
     starved = pool.submit(ok, 1)  # waits behind it past queue_timeout
     assert seen_request.wait(5)
+    wait_until(starved.done, message="queue timeout cancels the starved task")
+    release.set()
     with pytest.raises(CancelledError):
         running.result(5)
-    wait_until(starved.done, message="queue timeout cancels the starved task")
     assert starved.cancelled()
     assert value(registry, "poolwatch_tasks_timeouts_total", pool="slow", kind="run") == 1
     assert value(registry, "poolwatch_tasks_timeouts_total", pool="slow", kind="queue") == 1
