@@ -25,6 +25,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
@@ -266,12 +268,47 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
             provider.shutdown()
         return cost
 
-    med = median_of(args.repeats, {"off": lambda: submit_cost(False),
-                                   "on": lambda: submit_cost(True)})  # fmt: skip
+    def sdk_span_cost() -> float:
+        """The OpenTelemetry SDK alone: one span with poolwatch's five attributes, made
+        current and ended (BatchSpanProcessor, no-op exporter): the floor under traced tasks."""
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
+        tracer = provider.get_tracer("bench")
+        parent = otel_context.get_current()
+        start = time.perf_counter()
+        for i in range(n):
+            span = tracer.start_span(
+                "bench.task",
+                context=parent,
+                attributes={
+                    "poolwatch.pool.name": "bench",
+                    "poolwatch.task.name": "bench.task",
+                    "poolwatch.task.id": f"1-{i:x}",
+                    "poolwatch.task.queue_wait_seconds": 0.0001,
+                    "thread.name": "poolwatch-bench-1",
+                },
+            )
+            token = otel_context.attach(trace.set_span_in_context(span, parent))
+            otel_context.detach(token)
+            span.end()
+        cost = (time.perf_counter() - start) / n * 1e6
+        provider.shutdown()
+        return cost
+
+    med = median_of(
+        args.repeats,
+        {
+            "off": lambda: submit_cost(False),
+            "on": lambda: submit_cost(True),
+            "sdk": sdk_span_cost,
+        },
+    )
     return [
         row("submit() cost per task, tracing off", med["off"], "us", None, None),
         row("submit() cost per task, tracing on (context capture)", med["on"], "us", None, None),
-    ]
+        row("OpenTelemetry SDK alone: one span, 5 attributes, attach", med["sdk"], "us", None,
+            None),
+    ]  # fmt: skip
 
 
 BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
