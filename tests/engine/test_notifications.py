@@ -141,3 +141,36 @@ def test_as_completed_sees_engine_cancellations(
     b.release()
     t.join(10)
     assert seen == [queued, running]
+
+
+@pytest.mark.usefixtures("fast_thread_switching")
+def test_waiting_on_many_futures_while_they_finish_and_get_cancelled(make_pool: Any) -> None:
+    """``wait()`` on several pending futures locks each in turn; nothing may deadlock or
+    miss an ending while workers finish tasks and other threads cancel them."""
+    pool = make_pool(3)
+    start = threading.Barrier(4)
+    problems: list[str] = []
+
+    def waiter(n: int) -> None:
+        start.wait()
+        for _ in range(150):
+            batch = [pool.submit(pow, n, 2) for _ in range(4)]
+            batch[n % 4].cancel()
+            _, not_done = wait(batch, timeout=10)
+            if not_done:
+                problems.append(f"waiter {n}: {len(not_done)} futures never ended")
+                return
+            for fut in as_completed(batch, timeout=10):
+                if not fut.cancelled() and fut.result() != n * n:
+                    problems.append(f"waiter {n}: wrong result {fut.result()}")
+
+    threads = [threading.Thread(target=waiter, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a waiter is stuck"
+    assert problems == []
+    s = pool.stats()
+    assert s.submitted == 4 * 150 * 4
+    assert s.succeeded + s.cancelled == s.submitted
