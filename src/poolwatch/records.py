@@ -65,8 +65,14 @@ class PoolStats:
     """A consistent snapshot of one pool, taken under its lock.
 
     At any instant ``submitted == succeeded + failed + cancelled + queued + active``.
-    ``queue_capacity`` is ``None`` for an unbounded queue. ``rejected`` counts tasks that
-    were refused and so are not part of ``submitted``.
+    ``workers`` counts live (or starting) worker threads, ``active`` the tasks running
+    (including one a submitting thread runs under ``caller_runs``), ``idle`` the workers
+    parked waiting for work; a worker just woken for a task is neither idle nor active
+    until it starts it. ``queue_capacity`` is ``None`` for an unbounded queue.
+    ``rejected`` counts every rejection; a task refused by ``abort``, ``discard`` or
+    shutdown is not part of ``submitted``, while one run by ``caller_runs`` is (it runs),
+    and under ``discard_oldest`` the new task is submitted and the oldest one cancelled.
+    ``oldest_queued_age`` is in seconds, 0 when nothing is queued.
     """
 
     name: str
