@@ -42,12 +42,17 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.005, message: str = ""
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.005,
+    message: str | Callable[[], str] = "",
 ) -> T:
     """Poll ``predicate`` until it returns something truthy, and return that.
 
-    Fails the test with ``message`` when ``timeout`` seconds pass first. The short
-    pauses between polls wait on a private event, never as synchronisation.
+    Fails the test with ``message`` (or, when it is a callable, what it returns at that
+    moment) when ``timeout`` seconds pass first. The short pauses between polls wait on
+    a private event, never as synchronisation.
     """
     deadline = time.monotonic() + timeout
     pause = threading.Event()
@@ -56,7 +61,8 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
+            said = message() if callable(message) else message
             pytest.fail(
-                f"condition not met within {timeout}s: {message or predicate!r}", pytrace=False
+                f"condition not met within {timeout}s: {said or predicate!r}", pytrace=False
             )
         pause.wait(interval)

@@ -134,7 +134,7 @@ def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
             for outcome, count in zip(_OUTCOMES, outcomes, strict=True):
                 fams["poolwatch_tasks_completed"].add_metric([p, label, outcome], count)
             _add_histogram(fams["poolwatch_task_run_seconds"], [p, label], hist)
-        for name, v in _gauges(s):
+        for name, v in zip(_GAUGES, _gauges(s), strict=True):
             fams[name].add_metric([p], v)
         for state in _POOL_STATES:
             fams["poolwatch_pool_state"].add_metric(
@@ -144,17 +144,29 @@ def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
     return iter(fams.values())
 
 
-def _gauges(snap: PoolSnapshot) -> tuple[tuple[str, float], ...]:
+_GAUGES = (
+    "poolwatch_pool_max_workers",
+    "poolwatch_pool_workers",
+    "poolwatch_pool_active_workers",
+    "poolwatch_pool_queued_tasks",
+    "poolwatch_pool_queue_capacity",
+    "poolwatch_pool_oldest_queued_seconds",
+    "poolwatch_pool_overdue_tasks",
+)
+
+
+def _gauges(snap: PoolSnapshot) -> tuple[float, ...]:
+    """The values of the ``_GAUGES`` families for one pool, in that order."""
     s = snap.stats
     capacity = math.inf if s.queue_capacity is None else s.queue_capacity
     return (
-        ("poolwatch_pool_max_workers", s.max_workers),
-        ("poolwatch_pool_workers", s.workers),
-        ("poolwatch_pool_active_workers", s.active),
-        ("poolwatch_pool_queued_tasks", s.queued),
-        ("poolwatch_pool_queue_capacity", capacity),
-        ("poolwatch_pool_oldest_queued_seconds", s.oldest_queued_age),
-        ("poolwatch_pool_overdue_tasks", s.overdue),
+        s.max_workers,
+        s.workers,
+        s.active,
+        s.queued,
+        capacity,
+        s.oldest_queued_age,
+        s.overdue,
     )
 
 
@@ -249,20 +261,10 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
                 openmetrics,
             )
     gauges = [_gauges(s) for s in snaps]
-    for i, name in enumerate(
-        (
-            "poolwatch_pool_max_workers",
-            "poolwatch_pool_workers",
-            "poolwatch_pool_active_workers",
-            "poolwatch_pool_queued_tasks",
-            "poolwatch_pool_queue_capacity",
-            "poolwatch_pool_oldest_queued_seconds",
-            "poolwatch_pool_overdue_tasks",
-        )
-    ):
+    for i, name in enumerate(_GAUGES):
         header(name)
         for s, values in zip(snaps, gauges, strict=True):
-            w(f'{name}{{pool="{s.stats.name}"}} {_number(values[i][1])}\n')
+            w(f'{name}{{pool="{s.stats.name}"}} {_number(values[i])}\n')
     header("poolwatch_pool_state")
     for s in snaps:
         for state in _POOL_STATES:

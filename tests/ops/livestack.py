@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,8 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import pytest
 
 import support
 from ops import opsfiles
@@ -178,16 +175,8 @@ def wait_for(
     describe: Callable[[], str],
     interval: float = 0.25,
 ) -> T:
-    """Like ``support.wait_until``, but the failure message is built when it fails."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout}s: {describe()}", pytrace=False)
-        pause.wait(interval)
+    """``support.wait_until`` with a failure message built when it fails."""
+    return support.wait_until(predicate, timeout=timeout, interval=interval, message=describe)
 
 
 def _up_or_raise(proc: Process, url: str) -> bool:

@@ -21,6 +21,7 @@ from poolwatch.http.schemas import (
     TASK_STATES,
     TASK_SUBMIT,
 )
+from poolwatch.http.serialize import TOTAL_FIELDS
 from poolwatch.records import PoolState, PoolStats, TaskInfo
 
 __all__ = ["openapi_document"]
@@ -155,23 +156,7 @@ def _list_of(name: str) -> dict[str, Any]:
 
 def _components() -> dict[str, Any]:
     int_prop = {"type": "integer"}
-    totals = dict.fromkeys(
-        (
-            "pools",
-            "max_workers",
-            "workers",
-            "active",
-            "idle",
-            "queued",
-            "submitted",
-            "succeeded",
-            "failed",
-            "cancelled",
-            "rejected",
-            "overdue",
-        ),
-        int_prop,
-    )
+    totals = dict.fromkeys(("pools", *TOTAL_FIELDS), int_prop)
     return {
         "schemas": {
             "Error": {

@@ -12,9 +12,17 @@ from typing import Any
 from poolwatch.records import PoolStats, TaskInfo
 from poolwatch.tasks import TaskType
 
-__all__ = ["iso_time", "pagination", "pool_json", "task_json", "task_type_json", "totals_json"]
+__all__ = [
+    "TOTAL_FIELDS",
+    "iso_time",
+    "pagination",
+    "pool_json",
+    "task_json",
+    "task_type_json",
+    "totals_json",
+]
 
-_TOTAL_FIELDS = (
+TOTAL_FIELDS = (
     "max_workers",
     "workers",
     "active",
@@ -107,13 +115,13 @@ def task_json(info: TaskInfo) -> dict[str, Any]:
 
 def totals_json(all_stats: Iterable[PoolStats]) -> dict[str, Any]:
     """Sums across pools, plus how many pools there are in each state."""
-    totals: dict[str, Any] = dict.fromkeys(_TOTAL_FIELDS, 0)
+    totals: dict[str, Any] = dict.fromkeys(TOTAL_FIELDS, 0)
     states: dict[str, int] = {}
     count = 0
     oldest = 0.0
     for stats in all_stats:
         count += 1
-        for name in _TOTAL_FIELDS:
+        for name in TOTAL_FIELDS:
             totals[name] += getattr(stats, name)
         states[stats.state.value] = states.get(stats.state.value, 0) + 1
         oldest = max(oldest, stats.oldest_queued_age)
