@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import re
 import threading
 import time
 import weakref
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
@@ -207,14 +206,14 @@ class PoolManager:
             items, total = collect_page(found, states=states, name=name, skip=offset, limit=limit)
             return TaskPage(items, total)
         total = 0
-        streams: list[list[tuple[SortKey, tuple[ManagedPool, TaskRef]]]] = []
+        candidates: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
         for p in self.pools():
             refs, count = select_page(p, states=states, name=name, limit=offset + limit)
             total += count
-            if refs:
-                streams.append([(key, (p, ref)) for key, ref in refs])
-        merged = heapq.merge(*streams, key=lambda item: item[0])
-        chosen = [owner_ref for _, owner_ref in itertools.islice(merged, offset, offset + limit)]
+            candidates.extend([(key, (p, ref)) for key, ref in refs])
+        # Each pool's run is already in order: the sort merges the runs (in C).
+        candidates.sort(key=itemgetter(0))
+        chosen = [owner_ref for _, owner_ref in candidates[offset : offset + limit]]
         # Records are built for the page only, one lock acquisition per pool on it.
         by_pool: dict[ManagedPool, list[TaskRef]] = {}
         for owner, ref in chosen:
