@@ -8,9 +8,8 @@ rule returns data.
 
 The test copy of the rules differs from the shipped one only in ``for`` (1 s instead
 of minutes) and in the thresholds listed in ``livestack.THRESHOLD_OVERRIDES`` (the
-queue-wait alert fires at 1 s instead of 60 s). ``PoolwatchTasksOverdue`` is not
-induced here: every demo task honours the cancel request that a run timeout sends,
-so no task stays overdue long enough to be scraped; its unit tests cover it.
+queue-wait alert fires at 1 s instead of 60 s). Overdue tasks come from
+``demo.hang`` with ``linger``: asked to stop by its run timeout, it takes a minute more.
 """
 
 from __future__ import annotations
@@ -69,9 +68,12 @@ class Trouble:
         s.create_pool(name="ops-failing", max_workers=4)
         s.create_pool(name="ops-rejecting", max_workers=1, queue_capacity=1)
         s.create_pool(name="ops-timeouts", max_workers=2, run_timeout=0.1)
+        s.create_pool(name="ops-overdue", max_workers=1, run_timeout=0.1)
         # Long tasks that hold their workers for the whole test.
         for pool in ("ops-saturated", "ops-saturated", "ops-stalled", "ops-rejecting"):
             self.accepted(s.submit(pool, "demo.hang", seconds=120))
+        # Past its run timeout within 0.1 s, then slow to stop: overdue for a minute.
+        self.accepted(s.submit("ops-overdue", "demo.hang", seconds=120, linger=60))
         for _ in range(2):  # queued behind the stalled pool's only worker
             self.accepted(s.submit("ops-stalled", "demo.sleep", seconds=0.01))
 
@@ -129,6 +131,7 @@ def expected_alerts(stack: Stack) -> set[tuple[str, str]]:
         ("PoolwatchHighFailureRatio", "ops-failing"),
         ("PoolwatchTasksRejected", "ops-rejecting"),
         ("PoolwatchTaskTimeouts", "ops-timeouts"),
+        ("PoolwatchTasksOverdue", "ops-overdue"),
     }
 
 
