@@ -13,6 +13,7 @@ import math
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ErrorInfo", "History", "HistoryEntry"]
 
@@ -142,20 +143,24 @@ class History:
         if error is not None:
             self._errors[slot] = error
 
-    def entry(self, slot: int) -> HistoryEntry:
+    def row(self, slot: int) -> tuple[Any, ...]:
+        """The fields of ``HistoryEntry`` for a slot, as a plain tuple (cheaper to build)."""
         started = self._started[slot]
-        return HistoryEntry(
-            seq=self._seq[slot],
-            kind=self._kind[slot],
-            state=self._state[slot],
-            worker=self._worker[slot],
-            submitted=self._submitted[slot],
-            started=None if math.isnan(started) else started,
-            finished=self._finished[slot],
-            trace_id=(self._trace[2 * slot] << 64) | self._trace[2 * slot + 1],
-            cancel_requested=bool(self._flags[slot]),
-            error=self._errors.get(slot),
+        return (
+            self._seq[slot],
+            self._kind[slot],
+            self._state[slot],
+            self._worker[slot],
+            self._submitted[slot],
+            None if math.isnan(started) else started,
+            self._finished[slot],
+            (self._trace[2 * slot] << 64) | self._trace[2 * slot + 1],
+            bool(self._flags[slot]),
+            self._errors.get(slot),
         )
+
+    def entry(self, slot: int) -> HistoryEntry:
+        return HistoryEntry(*self.row(slot))
 
     def find(self, seq: int) -> HistoryEntry | None:
         """The entry of task ``seq``, or ``None`` if it was never here or was evicted."""
@@ -173,13 +178,17 @@ class History:
         for i in range(end - 1, end - 1 - held, -1):
             yield i % cap
 
-    def newest_slots_from(self, skip: int) -> Iterator[int]:
-        """Like ``newest_slots`` but starting ``skip`` entries in, in O(1)."""
-        held = len(self)
-        end = self.appended - skip
+    def newest(self, skip: int, limit: int) -> list[tuple[float, int, int]]:
+        """(finish time, slot, seq) of up to ``limit`` entries, newest first, after ``skip``."""
         cap = self.capacity
-        for i in range(end - 1, self.appended - 1 - held, -1):
-            yield i % cap
+        start = self.appended - 1 - skip
+        stop = max(self.appended - 1 - len(self), start - limit)
+        finished, seqs = self._finished, self._seq
+        out = []
+        for i in range(start, stop, -1):
+            slot = i % cap
+            out.append((finished[slot], slot, seqs[slot]))
+        return out
 
     def seq_at(self, slot: int) -> int:
         return self._seq[slot]

@@ -7,7 +7,6 @@ except counting a filter on live tasks (O(queued + running)).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .history import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, ErrorInfo, HistoryEntry
@@ -129,7 +128,7 @@ def _resolve_locked(pool: ManagedPool, refs: list[TaskRef]) -> list[TaskInfo]:
             slot, seq = ref
             if history.seq_at(slot) != seq:
                 continue  # evicted between selecting and resolving
-            infos.append(entry_info(pool, history.entry(slot)))
+            infos.append(_info(pool, *history.row(slot)))
         else:
             infos.append(future_info(pool, ref))
     return infos
@@ -172,7 +171,7 @@ def _select_locked(
     if want > 0 and done_total:
         hskip = max(0, skip - live_total)
         if kind is None and done_states == FINISHED:
-            slots: Iterator[int] = history.newest_slots_from(hskip)
+            refs.extend(((1, -fin), (slot, seq)) for fin, slot, seq in history.newest(hskip, want))
         else:
             slots = itertools.islice(
                 (
@@ -182,8 +181,7 @@ def _select_locked(
                     and (kind is None or history.kind_at(s) == kind)
                 ),
                 hskip,
-                None,
+                hskip + want,
             )
-        for slot in itertools.islice(slots, want):
-            refs.append(((1, -history.finished_at(slot)), (slot, history.seq_at(slot))))
+            refs.extend(((1, -history.finished_at(s)), (s, history.seq_at(s))) for s in slots)
     return refs, live_total + done_total
