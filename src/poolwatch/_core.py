@@ -120,7 +120,7 @@ class PoolCore:
         self._overdue = 0
         self._queue_wait = Histogram()
         # task kinds: by code object (fast path) and by name
-        self._kinds: dict[Any, TaskKind] = {}
+        self._kinds: dict[Any, tuple[Any, TaskKind]] = {}  # code -> (qualname, kind)
         self._kinds_by_name: dict[str, TaskKind] = {}
         self._kind_list: list[TaskKind] = []
         self._labels: dict[str, LabelStats] = {}
@@ -144,9 +144,11 @@ class PoolCore:
     def _kind_for(self, fn: Callable[..., Any]) -> TaskKind:
         code = getattr(fn, "__code__", None)
         if code is not None:
-            kind = self._kinds.get(code)
-            if kind is not None and kind.qualname is getattr(fn, "__qualname__", None):
-                return kind
+            cached = self._kinds.get(code)
+            # A different function sharing the code (a decorator's wrapper) has another
+            # __qualname__ object: compare identities, it costs nothing.
+            if cached is not None and cached[0] is getattr(fn, "__qualname__", None):
+                return cached[1]
         return self._new_kind(fn, code)
 
     def _new_kind(self, fn: Callable[..., Any], code: Any) -> TaskKind:
@@ -175,10 +177,7 @@ class PoolCore:
                 kind.run_timeout = tt.run_timeout
                 self._has_kind_timeouts = True
             if code is not None and len(self._kinds) < _MAX_KINDS:
-                qualname = getattr(fn, "__qualname__", None)
-                cached = TaskKind(kind.index, kind.name, kind.stats, kind.run_timeout, qualname)
-                self._kinds[code] = cached
-                kind = cached
+                self._kinds[code] = (getattr(fn, "__qualname__", None), kind)
         if kind.run_timeout is not None:
             self._manager._watch(self)
         return kind
@@ -225,21 +224,16 @@ class PoolCore:
         else:
             self._start_worker(w)
 
-    def _dispatch_locked(self, wake: list[_Worker], spawn: list[_Worker], limit: int) -> None:
-        """Wake or start up to ``limit`` workers for queued tasks nobody is coming for."""
-        if self._paused:
-            return
-        while limit > 0 and self._queued > self._waking:
-            if self._idle:
-                w = self._idle.pop()
-                w.woken = True
-                self._waking += 1
-                wake.append(w)
-            elif self._nworkers < self._max_workers:
-                spawn.append(self._reserve_worker_locked())
-            else:
-                return
-            limit -= 1
+    def _dispatch_locked(self, limit: int) -> list[_Worker]:
+        """Choose up to ``limit`` workers for queued tasks nobody is coming for; the caller
+        wakes them (``_wake``) once the lock is released."""
+        chosen: list[_Worker] = []
+        while len(chosen) < limit and self._queued > self._waking:
+            w = self._next_worker_locked()
+            if w is None:
+                break
+            chosen.append(w)
+        return chosen
 
     def _start_worker(self, w: _Worker) -> None:
         w.started = True
@@ -296,8 +290,6 @@ class PoolCore:
                 if task is not None:
                     self._start_locked(task, w.index, now)
                     w.task = task
-                    if self._queued > self._waking == 0:
-                        chain = self._next_worker_locked()
                 elif self._closing:
                     self._nworkers -= 1
                     leave = True
@@ -305,25 +297,23 @@ class PoolCore:
                     park = True
             if park:
                 self._idle.append(w)
-            replacement: _Worker | None = None
             if leave:
                 self._workers.discard(w)
                 if fatal:
-                    self._nworkers -= 1
-                    if not self._paused and self._queued > self._waking:
-                        replacement = self._reserve_worker_locked()
+                    self._nworkers -= 1  # replaced below if work is waiting
                 self._maybe_terminated_locked()
+            if not park and self._queued > self._waking == 0:
+                # More work behind this task (or a worker leaving): send the next worker.
+                chain = self._next_worker_locked()
             lock.release()
             if done is not None:
                 if not resolved:
                     done._resolve(outcome, payload)
                 done = payload = None
-            if leave:
-                if replacement is not None:
-                    self._start_worker(replacement)
-                return
             if chain is not None:
                 self._wake(chain)
+            if leave:
+                return
             if park:
                 w.wake.acquire()
                 continue

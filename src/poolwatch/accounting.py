@@ -8,7 +8,7 @@ them outside it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .records import PoolStats
@@ -64,9 +64,6 @@ class TaskKind:
     name: str
     stats: LabelStats
     run_timeout: float | None
-    # The callable's ``__qualname__`` object when looked up by code object: a different
-    # function sharing the code (a decorator's wrapper) has another qualname object.
-    qualname: Any = None
 
 
 HistogramSnapshot = tuple[list[int], float, list[tuple[int, float, float] | None]]

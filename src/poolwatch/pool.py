@@ -102,8 +102,6 @@ class ManagedPool(PoolCore, Executor):
         if ctx is not None:
             for f in futs:
                 f._trace_ctx = ctx
-        wake: list[_Worker] = []
-        spawn: list[_Worker] = []
         run_here: list[TaskFuture] = []
         notify: list[TaskFuture] = []
         with self._lock:
@@ -121,11 +119,10 @@ class ManagedPool(PoolCore, Executor):
                         run_here.append(fut)
                     continue
                 self._enqueue_locked(fut)
-                self._dispatch_locked(wake, spawn, limit=1)
-        for w in wake:
-            w.wake.release()
-        for w in spawn:
-            self._start_worker(w)
+            # A batch wakes as many workers as it needs at once, not one after another.
+            woken = self._dispatch_locked(limit=len(futs))
+        for w in woken:
+            self._wake(w)
         for fut in notify:
             fut._mark_cancelled()
         for fut in run_here:
@@ -271,8 +268,7 @@ class ManagedPool(PoolCore, Executor):
             changes["queue_timeout"] = options.check_timeout("queue_timeout", queue_timeout)
         if run_timeout is not _UNSET:
             changes["run_timeout"] = options.check_timeout("run_timeout", run_timeout)
-        wake: list[_Worker] = []
-        spawn: list[_Worker] = []
+        woken: list[_Worker] = []
         with self._lock:
             if "queue_capacity" in changes:
                 self._capacity = changes["queue_capacity"]
@@ -288,12 +284,10 @@ class ManagedPool(PoolCore, Executor):
                     w = self._idle.pop()
                     w.retire = True
                     self._nworkers -= 1
-                    wake.append(w)
-                self._dispatch_locked(wake, spawn, limit=self._max_workers)
-        for w in wake:
-            w.wake.release()
-        for w in spawn:
-            self._start_worker(w)
+                    woken.append(w)
+                woken += self._dispatch_locked(limit=self._max_workers)
+        for w in woken:
+            self._wake(w)
         if self._has_timeouts():
             self._manager._watch(self)
 
@@ -305,18 +299,11 @@ class ManagedPool(PoolCore, Executor):
 
     def resume(self) -> None:
         """Start queued tasks again after ``pause()``."""
-        self._unpause()
-
-    def _unpause(self) -> None:
-        wake: list[_Worker] = []
-        spawn: list[_Worker] = []
         with self._lock:
             self._paused = False
-            self._dispatch_locked(wake, spawn, limit=self._max_workers)
-        for w in wake:
-            w.wake.release()
-        for w in spawn:
-            self._start_worker(w)
+            woken = self._dispatch_locked(limit=self._max_workers)
+        for w in woken:
+            self._wake(w)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks, run (or with ``cancel_futures``, cancel) queued ones, and stop.
@@ -336,19 +323,17 @@ class ManagedPool(PoolCore, Executor):
                 while (task := self._pop_oldest_locked()) is not None:
                     self._cancel_queued_locked(task, now)
                     cancelled.append(task)
-            idle, self._idle = self._idle, []
-            for w in idle:
+            # Every idle worker comes to drain the queue or to leave.
+            woken, self._idle = self._idle, []
+            for w in woken:
                 w.woken = True
                 self._waking += 1
-            spawn: list[_Worker] = []
-            self._dispatch_locked(idle, spawn, limit=self._max_workers)
+            woken += self._dispatch_locked(limit=self._max_workers)
             self._maybe_terminated_locked()
         for task in cancelled:
             task._mark_cancelled()
-        for w in idle:
-            w.wake.release()
-        for w in spawn:
-            self._start_worker(w)
+        for w in woken:
+            self._wake(w)
         if not wait:
             return self._terminated.is_set()
         return self._join(deadline)
