@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ErrorInfo", "History", "HistoryEntry"]
+__all__ = ["ErrorInfo", "History"]
 
 NAN = math.nan
 
@@ -31,22 +31,6 @@ class ErrorInfo:
     type: str
     message: str
     traceback: str
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One finished task read back from the history (monotonic times)."""
-
-    seq: int
-    kind: int
-    state: int
-    worker: int
-    submitted: float
-    started: float | None
-    finished: float
-    trace_id: int
-    cancel_requested: bool
-    error: ErrorInfo | None
 
 
 class History:
@@ -144,7 +128,8 @@ class History:
             self._errors[slot] = error
 
     def row(self, slot: int) -> tuple[Any, ...]:
-        """The fields of ``HistoryEntry`` for a slot, as a plain tuple (cheaper to build)."""
+        """A slot's fields: seq, kind, state, worker, submitted, started (or None),
+        finished, trace id (0 for none), cancel requested, error (or None)."""
         started = self._started[slot]
         return (
             self._seq[slot],
@@ -159,16 +144,12 @@ class History:
             self._errors.get(slot),
         )
 
-    def entry(self, slot: int) -> HistoryEntry:
-        return HistoryEntry(*self.row(slot))
-
-    def find(self, seq: int) -> HistoryEntry | None:
-        """The entry of task ``seq``, or ``None`` if it was never here or was evicted."""
+    def find(self, seq: int) -> int | None:
+        """The slot of task ``seq``, or ``None`` if it was never here or was evicted."""
         try:
-            slot = self._seq.index(seq)  # a scan in C: about 1 ms per million entries
+            return self._seq.index(seq)  # a scan in C: about 1 ms per million entries
         except ValueError:
             return None
-        return self.entry(slot)
 
     def newest_slots(self) -> Iterator[int]:
         """Slots from the most recently finished task to the oldest one held."""

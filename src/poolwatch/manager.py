@@ -160,20 +160,20 @@ class PoolManager:
 
     # -- tasks -----------------------------------------------------------------------
 
-    def _seq_of(self, task_id: str, pool: ManagedPool | None = None) -> int:
-        m = _ID_RE.fullmatch(task_id) if isinstance(task_id, str) else None
-        if m is None or (pool is not None and int(m.group(1), 16) != pool._uid):
-            raise KeyError(task_id)
-        return int(m.group(2), 16)
-
-    def get_task(self, task_id: str) -> TaskInfo:
-        """The record of a task; ``KeyError`` if the id is unknown or evicted from history."""
+    @staticmethod
+    def _parse_id(task_id: str) -> tuple[int, int]:
+        """(pool number, sequence number) of a task id; ``KeyError`` if it is not one."""
         m = _ID_RE.fullmatch(task_id) if isinstance(task_id, str) else None
         if m is None:
             raise KeyError(task_id)
+        return int(m.group(1), 16), int(m.group(2), 16)
+
+    def get_task(self, task_id: str) -> TaskInfo:
+        """The record of a task; ``KeyError`` if the id is unknown or evicted from history."""
+        uid, seq = self._parse_id(task_id)
         with self._lock:
-            pool = self._by_uid.get(int(m.group(1), 16))
-        info = None if pool is None else pool._task_info(int(m.group(2), 16))
+            pool = self._by_uid.get(uid)
+        info = None if pool is None else pool._task_info(seq)
         if info is None:
             raise KeyError(task_id)
         return info

@@ -19,7 +19,7 @@ from .future import TaskFuture
 from .history import CANCELLED, QUEUED
 from .records import PoolState, PoolStats, TaskInfo
 from .tracing import capture_context
-from .views import entry_info, future_info
+from .views import future_info, slot_info
 
 __all__ = ["ManagedPool"]
 
@@ -222,7 +222,9 @@ class ManagedPool(PoolCore, Executor):
         running: a cooperative cancel was requested, see ``current_task()``) or
         ``"finished"`` (too late). ``KeyError`` if the id is not one of this pool's tasks.
         """
-        seq = self._manager._seq_of(task_id, self)
+        uid, seq = self._manager._parse_id(task_id)
+        if uid != self._uid:
+            raise KeyError(task_id)
         with self._lock:
             task = self._live.get(seq)
             if task is None:
@@ -377,5 +379,5 @@ class ManagedPool(PoolCore, Executor):
             fut = self._live.get(seq)
             if fut is not None:
                 return future_info(self, fut)
-            entry = self._history.find(seq)
-            return None if entry is None else entry_info(self, entry)
+            slot = self._history.find(seq)
+            return None if slot is None else slot_info(self, slot)

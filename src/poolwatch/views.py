@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from .history import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, ErrorInfo, HistoryEntry
+from .history import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, ErrorInfo
 from .records import TaskInfo, TaskState
 
 if TYPE_CHECKING:
@@ -21,10 +21,10 @@ __all__ = [
     "SortKey",
     "TaskRef",
     "collect_page",
-    "entry_info",
     "future_info",
     "resolve_refs",
     "select_page",
+    "slot_info",
 ]
 
 STATES = (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED,
@@ -82,12 +82,9 @@ def future_info(pool: ManagedPool, f: TaskFuture) -> TaskInfo:
     )  # fmt: skip
 
 
-def entry_info(pool: ManagedPool, e: HistoryEntry) -> TaskInfo:
-    """The record of a finished task from the history (call under the pool's lock)."""
-    return _info(
-        pool, e.seq, e.kind, e.state, e.worker, e.submitted, e.started, e.finished,
-        e.trace_id, e.cancel_requested, e.error,
-    )  # fmt: skip
+def slot_info(pool: ManagedPool, slot: int) -> TaskInfo:
+    """The record of a finished task from its history slot (call under the pool's lock)."""
+    return _info(pool, *pool._history.row(slot))
 
 
 # A reference to a task chosen for a page, resolved into a TaskInfo afterwards: the live
@@ -128,7 +125,7 @@ def _resolve_locked(pool: ManagedPool, refs: list[TaskRef]) -> list[TaskInfo]:
             slot, seq = ref
             if history.seq_at(slot) != seq:
                 continue  # evicted between selecting and resolving
-            infos.append(_info(pool, *history.row(slot)))
+            infos.append(slot_info(pool, slot))
         else:
             infos.append(future_info(pool, ref))
     return infos
