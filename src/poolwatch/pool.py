@@ -58,31 +58,25 @@ class ManagedPool(PoolCore, Executor):
         fut = TaskFuture(self, 0, fn, args, kwargs, kind, now)
         if self._tracing.tracer(now) is not None:
             fut._trace_ctx = capture_context()
-        lock = self._lock
         wake: _Worker | None = None
-        lock.acquire()
-        try:
+        notify: list[TaskFuture] | None = None  # made only when the queue is full
+        with self._lock:
             if self._closing:
                 self._rejected_shutdown += 1
                 raise self._shutdown_error()
             if self._capacity is not None and self._full_locked():
-                notify: list[TaskFuture] = []
+                notify = []
                 run_here = self._reject_locked(fut, now, notify)
-                lock.release()
-                try:
-                    for f in notify:
-                        f._mark_cancelled()
-                    if run_here:
-                        self._run_in_caller(fut)
-                finally:
-                    lock.acquire()
-                return fut
-            self._enqueue_locked(fut)
-            if self._waking == 0:
-                wake = self._next_worker_locked()
-        finally:
-            lock.release()
-        if wake is not None:
+            else:
+                self._enqueue_locked(fut)
+                if self._waking == 0:
+                    wake = self._next_worker_locked()
+        if notify is not None:
+            for f in notify:
+                f._mark_cancelled()
+            if run_here:
+                self._run_in_caller(fut)
+        elif wake is not None:
             self._wake(wake)
         return fut
 
