@@ -22,7 +22,17 @@ from .metrics import PoolCollector
 from .pool import ManagedPool
 from .records import TaskInfo, TaskPage, TaskState
 from .tracing import Tracing
-from .views import STATE_CODES, SortKey, TaskRef, collect_page, resolve_refs, select_page
+from .views import (
+    STATE_CODES,
+    Builder,
+    R,
+    SortKey,
+    TaskRef,
+    collect_page,
+    resolve_refs,
+    select_page,
+    task_info,
+)
 
 __all__ = ["PoolManager"]
 
@@ -170,13 +180,17 @@ class PoolManager:
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The record of a task; ``KeyError`` if the id is unknown or evicted from history."""
+        return self._task_record(task_id, task_info)
+
+    def _task_record(self, task_id: str, build: Builder[R]) -> R:
+        """``get_task`` with the record made by ``build`` (see ``views.Builder``)."""
         uid, seq = self._parse_id(task_id)
         with self._lock:
             pool = self._by_uid.get(uid)
-        info = None if pool is None else pool._task_info(seq)
-        if info is None:
+        record = None if pool is None else pool._task_record(seq, build)
+        if record is None:
             raise KeyError(task_id)
-        return info
+        return record
 
     def tasks(
         self,
@@ -193,6 +207,22 @@ class PoolManager:
         recently finished first). ``pool`` and ``name`` filter by exact name; ``state`` is
         a ``TaskState`` or its lowercase value; an unknown pool matches no task.
         """
+        items, total = self._task_page(
+            pool=pool, state=state, name=name, offset=offset, limit=limit, build=task_info
+        )
+        return TaskPage(items, total)
+
+    def _task_page(
+        self,
+        *,
+        pool: str | None,
+        state: TaskState | str | None,
+        name: str | None,
+        offset: int,
+        limit: int,
+        build: Builder[R],
+    ) -> tuple[list[R], int]:
+        """``tasks`` with the records made by ``build`` (see ``views.Builder``)."""
         states = None if state is None else frozenset({STATE_CODES[_task_state(state)]})
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
@@ -202,9 +232,10 @@ class PoolManager:
             with self._lock:
                 found = self._pools.get(pool)
             if found is None:
-                return TaskPage([], 0)  # a filter that matches nothing, like any other
-            items, total = collect_page(found, states=states, name=name, skip=offset, limit=limit)
-            return TaskPage(items, total)
+                return [], 0  # a filter that matches nothing, like any other
+            return collect_page(
+                found, states=states, name=name, skip=offset, limit=limit, build=build
+            )
         total = 0
         candidates: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
         for p in self.pools():
@@ -218,13 +249,15 @@ class PoolManager:
         by_pool: dict[ManagedPool, list[TaskRef]] = {}
         for owner, ref in chosen:
             by_pool.setdefault(owner, []).append(ref)
-        resolved = {owner: iter(resolve_refs(owner, refs)) for owner, refs in by_pool.items()}
+        resolved = {
+            owner: iter(resolve_refs(owner, refs, build)) for owner, refs in by_pool.items()
+        }
         page = []
         for owner, _ in chosen:
-            info = next(resolved[owner], None)
-            if info is not None:
-                page.append(info)
-        return TaskPage(page, total)
+            record = next(resolved[owner], None)
+            if record is not None:
+                page.append(record)
+        return page, total
 
     # -- timeouts ----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from .future import TaskFuture
 from .history import CANCELLED, QUEUED
 from .records import PoolState, PoolStats, TaskInfo
 from .tracing import capture_context
-from .views import future_info, slot_info
+from .views import Builder, R, future_record, slot_record, task_info
 
 __all__ = ["ManagedPool"]
 
@@ -41,6 +41,11 @@ class ManagedPool(PoolCore, Executor):
     def state(self) -> PoolState:
         with self._lock:
             return self._state_locked()
+
+    @property
+    def rejection_policy(self) -> str:
+        """What a full queue does now (``configure`` changes it): a cheap read."""
+        return self._policy
 
     def __repr__(self) -> str:
         return f"<ManagedPool {self._name!r} max_workers={self._max_workers}>"
@@ -365,13 +370,13 @@ class ManagedPool(PoolCore, Executor):
 
     def _info_of(self, fut: TaskFuture) -> TaskInfo:
         with self._lock:
-            return future_info(self, fut)
+            return future_record(self, fut, task_info)
 
-    def _task_info(self, seq: int) -> TaskInfo | None:
+    def _task_record(self, seq: int, build: Builder[R]) -> R | None:
         """The record of task ``seq`` of this pool, or ``None`` if unknown or evicted."""
         with self._lock:
             fut = self._live.get(seq)
             if fut is not None:
-                return future_info(self, fut)
+                return future_record(self, fut, build)
             slot = self._history.find(seq)
-            return None if slot is None else slot_info(self, slot)
+            return None if slot is None else slot_record(self, slot, build)

@@ -8,8 +8,17 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from poolwatch.http.serialize import iso_time, pagination, pool_json, task_json
+from poolwatch.history import ErrorInfo
+from poolwatch.http.serialize import (
+    dumps,
+    iso_time,
+    pagination,
+    pool_json,
+    task_json,
+    task_json_text,
+)
 from poolwatch.records import PoolState, PoolStats, TaskInfo, TaskState
+from poolwatch.views import task_info
 
 
 @given(st.floats(min_value=0, max_value=4e9))
@@ -34,6 +43,40 @@ def test_task_json_has_every_field() -> None:
     assert out["state"] == "failed"
     assert out["submitted_at"] == "1970-01-01T00:00:00.500000Z"
     assert out["finished_at"] is None
+
+
+_times = st.floats(min_value=0, max_value=4e9)
+_maybe_time = st.none() | _times
+_durations = st.none() | st.floats(min_value=0, max_value=1e6) | st.sampled_from([1e-7, 0.0])
+_names = st.text(min_size=1, max_size=12)  # any text: quotes, controls, non-ASCII
+_errors = st.none() | st.builds(ErrorInfo, _names, st.text(max_size=40), st.text(max_size=80))
+
+
+@given(
+    task_id=st.from_regex(r"[0-9a-f]{1,12}-[0-9a-f]{1,16}", fullmatch=True),
+    pool=_names,
+    name=_names,
+    state=st.sampled_from(TaskState),
+    times=st.tuples(_times, _maybe_time, _maybe_time, _durations, _durations),
+    error=_errors,
+    cancel_requested=st.booleans(),
+    worker=st.none() | _names,
+    trace_id=st.sampled_from([0, 1, 2**128 - 1]) | st.integers(0, 2**128 - 1),
+)
+def test_task_json_text_is_the_json_of_task_json(
+    task_id: str,
+    pool: str,
+    name: str,
+    state: TaskState,
+    times: tuple[float, float | None, float | None, float | None, float | None],
+    error: ErrorInfo | None,
+    cancel_requested: bool,
+    worker: str | None,
+    trace_id: int,
+) -> None:
+    fields = (task_id, pool, name, state, *times, error, cancel_requested, worker, trace_id)
+    expected = dumps(task_json(task_info(*fields)))
+    assert task_json_text(*fields) == expected
 
 
 def test_pagination_edges() -> None:

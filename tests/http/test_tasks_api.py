@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from poolwatch import PoolManager
+from poolwatch.http.serialize import dumps, pagination, task_json
 from poolwatch.records import TaskInfo, TaskState
 from poolwatch.tasks import get_task_type
 from support import wait_until
@@ -277,3 +278,40 @@ def test_stats_totals_across_pools(client, manager: PoolManager) -> None:
     assert stats["submitted"] == 3
     assert stats["succeeded"] == 3
     assert stats["pool_states"] == {"running": 2}
+
+
+def test_task_json_is_the_rendering_of_task_records(client, manager: PoolManager, gate) -> None:
+    # Task pages and single tasks are written as JSON straight from the engine's fields;
+    # they must be exactly what rendering the public TaskInfo records gives.
+    manager.create_pool("x", max_workers=1)
+    manager.create_pool("y", max_workers=2)
+    x = manager.get_pool("x")
+    _submit_many(manager, "y", 3)
+    failing = client.post(
+        "/api/pools/y/tasks", json={"task": "pwtest.fail", "args": ['naïve "quoted" ✓\n']}
+    ).json()["id"]
+    wait_until(lambda: _finished(manager, failing), message="failed task finished")
+    wait = get_task_type("pwtest.wait").fn
+    running = x.submit(wait, "render")
+    queued = x.submit(wait, "render")
+    cancelled = x.submit(wait, "render")
+    assert x.cancel(cancelled.task_id) == "cancelled"
+    wait_until(lambda: manager.get_task(running.task_id).state is TaskState.RUNNING,
+               message="running")  # fmt: skip
+    for params in ({}, {"pool": "y"}, {"state": "failed"}, {"per_page": 2, "page": 2}):
+        response = client.get("/api/tasks", params=params)
+        assert response.headers["content-type"] == "application/json"
+        query = {"pool": params.get("pool"), "state": params.get("state")}
+        per_page, page = params.get("per_page", 20), params.get("page", 1)
+        records = manager.tasks(**query, offset=(page - 1) * per_page, limit=per_page)
+        expected = {
+            "data": [task_json(info) for info in records.items],
+            "pagination": pagination(page, per_page, records.total),
+        }
+        assert response.text == dumps(expected), params
+    states = {t["state"] for t in client.get("/api/tasks").json()["data"]}
+    assert states == {"queued", "running", "succeeded", "failed", "cancelled"}
+    for task_id in (failing, running.task_id, queued.task_id, cancelled.task_id):
+        response = client.get(f"/api/tasks/{task_id}")
+        assert response.text == dumps(task_json(manager.get_task(task_id)))
+    gate("render").set()

@@ -33,9 +33,10 @@ from poolwatch.http.schemas import (
     parse_task_query,
 )
 from poolwatch.http.serialize import (
+    dumps,
     pagination,
     pool_json,
-    task_json,
+    task_json_text,
     task_type_json,
     totals_json,
 )
@@ -64,6 +65,19 @@ def _api_url(request: Request, collection: str, key: str) -> str:
     path from it is much cheaper than ``url_for``, which walks every route.
     """
     return f"{request.scope.get('root_path', '')}/{collection}/{quote(key, safe='')}"
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"request body is larger than {limit} bytes; send a smaller JSON object",
+    )
+
+
+def _json_text(text: str) -> Response:
+    """A 200 response of JSON text already written (as ``JSONResponse`` would send it)."""
+    return Response(text.encode("utf-8"), media_type="application/json")
 
 
 def _invalid(exc: FieldError) -> ApiError:
@@ -174,11 +188,6 @@ class ControlApi:
     async def _read_json(self, request: Request) -> Any:
         """The decoded body: 413 past the size limit (declared or streamed), 400 if not JSON."""
         limit = self.max_body_bytes
-        too_large = ApiError(
-            413,
-            "payload_too_large",
-            f"request body is larger than {limit} bytes; send a smaller JSON object",
-        )
         declared = request.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -186,12 +195,12 @@ class ControlApi:
                     400, "bad_request", f"Content-Length {show(declared)} is not a number"
                 )
             if int(declared) > limit:
-                raise too_large
+                raise _too_large(limit)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                raise too_large
+                raise _too_large(limit)
         if not body.strip():
             raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
         try:
@@ -349,7 +358,7 @@ class ControlApi:
         except FieldError as exc:
             raise ApiError(422, "invalid_arguments", exc.message) from None
         try:
-            if pool.stats().rejection_policy == "caller_runs":
+            if pool.rejection_policy == "caller_runs":
                 # A full queue runs the task in the caller: never on the event loop.
                 future = await run_in_threadpool(pool.submit, task_type.fn, *args, **kwargs)
             else:
@@ -366,7 +375,7 @@ class ControlApi:
             ) from None
         except RuntimeError as exc:
             raise ApiError(503, "shutdown", str(exc), headers=_RETRY_AFTER) from None
-        if future.cancelled() and pool.stats().rejection_policy in _DROPPING_POLICIES:
+        if pool.rejection_policy in _DROPPING_POLICIES and future.cancelled():
             # A full queue under "discard" (or "discard_oldest" with nothing older to
             # drop) hands back a future that is already cancelled: the task never ran.
             raise ApiError(
@@ -388,23 +397,17 @@ class ControlApi:
             query = parse_task_query(request.query_params)
         except FieldError as exc:
             raise _invalid(exc) from None
-        try:
-            page = self.manager.tasks(
-                pool=query.pool,
-                state=query.state,
-                name=query.name,
-                offset=query.offset,
-                limit=query.per_page,
-            )
-            items, total = page.items, page.total
-        except KeyError:  # a pool that does not exist has no tasks
-            items, total = [], 0
-        return JSONResponse(
-            {
-                "data": [task_json(info) for info in items],
-                "pagination": pagination(query.page, query.per_page, total),
-            }
+        # Records are written as JSON text straight from the engine's fields.
+        items, total = self.manager._task_page(
+            pool=query.pool,
+            state=query.state,
+            name=query.name,
+            offset=query.offset,
+            limit=query.per_page,
+            build=task_json_text,
         )
+        page = dumps(pagination(query.page, query.per_page, total))
+        return _json_text(f'{{"data":[{",".join(items)}],"pagination":{page}}}')
 
     def _task_not_found(self, task_id: str) -> ApiError:
         return ApiError(
@@ -416,7 +419,7 @@ class ControlApi:
     async def get_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         try:
-            return JSONResponse(task_json(self.manager.get_task(task_id)))
+            return _json_text(self.manager._task_record(task_id, task_json_text))
         except KeyError:
             raise self._task_not_found(task_id) from None
 

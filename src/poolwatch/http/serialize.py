@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import enum
 import inspect
+import json
 import math
 import time
 from collections.abc import Iterable
+from json.encoder import encode_basestring
 from typing import Any
 
-from poolwatch.records import PoolStats, TaskInfo
+from poolwatch.history import ErrorInfo
+from poolwatch.records import PoolStats, TaskInfo, TaskState
 from poolwatch.tasks import TaskType
 
 __all__ = [
     "TOTAL_FIELDS",
+    "dumps",
     "iso_time",
     "pagination",
     "pool_json",
     "task_json",
+    "task_json_text",
     "task_type_json",
     "totals_json",
 ]
@@ -38,16 +43,18 @@ TOTAL_FIELDS = (
 
 
 _SECOND_TEXT: dict[int, str] = {}
+_DIGITS = [f"{n:03d}" for n in range(1000)]
 
 
 def iso_time(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with a ``Z`` suffix (microsecond precision).
+    """Epoch seconds as ISO 8601 UTC with a ``Z`` suffix (microsecond precision)."""
+    return None if epoch is None else _iso_time(epoch)
 
-    Tasks in a page mostly share their seconds, so the formatted second is cached
-    (bounded); this runs three times per task in every task listing.
-    """
-    if epoch is None:
-        return None
+
+def _iso_time(epoch: float) -> str:
+    # Three times per task in every task listing: the formatted second is cached
+    # (bounded; tasks in a page mostly share their seconds) and the microseconds are
+    # two table lookups. Rounds like ``datetime.fromtimestamp``.
     whole = int(epoch)
     micros = round((epoch - whole) * 1_000_000)
     if micros == 1_000_000:
@@ -56,8 +63,8 @@ def iso_time(epoch: float | None) -> str | None:
     if head is None:
         if len(_SECOND_TEXT) >= 4096:
             _SECOND_TEXT.clear()
-        head = _SECOND_TEXT[whole] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{head}.{micros:06d}Z"
+        head = _SECOND_TEXT[whole] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+    return f"{head}{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}Z"
 
 
 def _plain(value: Any) -> Any:
@@ -111,6 +118,68 @@ def task_json(info: TaskInfo) -> dict[str, Any]:
         "worker": info.worker,
         "trace_id": info.trace_id,
     }
+
+
+_NO_ERROR = '"error_type":null,"error_message":null,"traceback":null'
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
+
+
+def _number(value: float | None) -> str:
+    return "null" if value is None else repr(value)
+
+
+def task_json_text(
+    task_id: str,
+    pool: str,
+    name: str,
+    state: TaskState,
+    submitted_at: float,
+    started_at: float | None,
+    finished_at: float | None,
+    queue_wait: float | None,
+    run_time: float | None,
+    error: ErrorInfo | None,
+    cancel_requested: bool,
+    worker: str | None,
+    trace_id: int,
+) -> str:
+    """``dumps(task_json(info))``, written straight from a task's fields.
+
+    A record builder (``poolwatch.views.Builder``): task pages are the API's heaviest
+    read, and skipping the ``TaskInfo`` and the dict makes them several times cheaper.
+    The output is the same text, character for character.
+    """
+    if error is None:
+        error_text = _NO_ERROR
+    else:
+        error_text = (
+            f'"error_type":{encode_basestring(error.type)},'
+            f'"error_message":{encode_basestring(error.message)},'
+            f'"traceback":{encode_basestring(error.traceback)}'
+        )
+    started = "null" if started_at is None else f'"{_iso_time(started_at)}"'
+    finished = "null" if finished_at is None else f'"{_iso_time(finished_at)}"'
+    trace = f'"{trace_id:032x}"' if trace_id else "null"
+    return (
+        f'{{"id":{encode_basestring(task_id)},"pool":{encode_basestring(pool)},'
+        f'"name":{encode_basestring(name)},"state":"{state._value_}",'
+        f'"submitted_at":"{_iso_time(submitted_at)}","started_at":{started},'
+        f'"finished_at":{finished},"queue_wait":{_number(queue_wait)},'
+        f'"run_time":{_number(run_time)},{error_text},'
+        f'"cancel_requested":{"true" if cancel_requested else "false"},'
+        f'"worker":{_text(worker)},"trace_id":{trace}}}'
+    )
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """JSON text exactly as Starlette's ``JSONResponse`` renders it."""
+    return _ENCODER.encode(value)
 
 
 def totals_json(all_stats: Iterable[PoolStats]) -> dict[str, Any]:
