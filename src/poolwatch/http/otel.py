@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerSpanMiddleware", "build_tracer_provider", "otlp_endpoint_configured"]
 
+_OFF_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
 
 class ServerSpanMiddleware:
     """One SERVER span per HTTP request, named ``METHOD /route/{template}``.
@@ -42,11 +44,19 @@ class ServerSpanMiddleware:
         route_templates: Mapping[Any, str] | None = None,
     ) -> None:
         self.app = app
+        self.provider = tracer_provider
         self.tracer = trace.get_tracer("poolwatch.http", tracer_provider=tracer_provider)
         self.route_templates = dict(route_templates or {})
 
+    def _tracing_off(self) -> bool:
+        """No provider that records: the given one is a no-op, or none was given and no
+        SDK provider is installed globally (yet: it is looked up on every request)."""
+        provider = self.provider if self.provider is not None else trace.get_tracer_provider()
+        return isinstance(provider, _OFF_PROVIDERS)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self._tracing_off():
+            # Without tracing a span would record nothing, and tasks record no parent.
             await self.app(scope, receive, send)
             return
         method = scope["method"]
