@@ -11,8 +11,14 @@ time, in two phases:
 
 - capacity: ``--users`` users sending back to back; requests/s is the figure, compared
   with the trivial endpoint's (latency here is mostly queueing, by Little's law);
-- latency: an offered load of ``--paced-rps`` requests/s (well under capacity); p50
-  and p99 here are the service time a client sees.
+- latency: an offered load of ``--paced-rps`` requests/s (well under capacity) as
+  Poisson arrivals; p50 and p99 here are the service time a client sees.
+
+There are two baselines. ``GET /trivial`` runs in a process of its own, with nothing
+else in it. ``GET /healthz`` is poolwatch's own trivial JSON endpoint: it shares the
+process, and so the CPU and the GIL, with the demo's pools (a CPU-bound pool among
+them). The first shows the API's cost plus the cost of running the pools beside it;
+the second the API's cost alone. Both ratios are reported.
 
 Locust's CSV and HTML reports, and ``summary.csv``/``summary.md``, go to
 ``loadtest/results/`` (git-ignored).
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -41,6 +48,7 @@ SRC = HERE.parent / "src"
 #: (locust tag, request name in the stats, server) in the order reported.
 SCENARIOS = [
     ("trivial", "GET /trivial (baseline)", "trivial"),
+    ("healthz", "GET /healthz (same process)", "poolwatch"),
     ("list_pools", "GET /api/pools", "poolwatch"),
     ("list_tasks", "GET /api/tasks", "poolwatch"),
     ("submit", "POST /api/pools/{name}/tasks", "poolwatch"),
@@ -130,8 +138,31 @@ def _read_stats(prefix: Path, name: str) -> Row:
     raise SystemExit(f"no stats for {name!r} in {prefix}_stats.csv")
 
 
+def _cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """CPUs for the servers and for locust: apart, so the client cannot take the servers'
+    CPU time (nor they its) and latency measures the server, not the scheduler."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2 or shutil.which("taskset") is None:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _pinned(cpus: set[int] | None, command: list[str]) -> list[str]:
+    """``command`` run on ``cpus`` only (with util-linux's ``taskset``)."""
+    if cpus is None:
+        return command
+    return ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus))), *command]
+
+
 def _run_locust(
-    tag: str, host: str, users: int, duration: int, *, user_rps: float = 0, label: str = ""
+    tag: str,
+    host: str,
+    users: int,
+    duration: int,
+    *,
+    user_rps: float = 0,
+    label: str = "",
+    cpus: set[int] | None = None,
 ) -> Path:
     prefix = RESULTS / f"{tag}{label}"
     command = [
@@ -144,6 +175,7 @@ def _run_locust(
         "-T", tag,
         "--csv", str(prefix),
         "--html", f"{prefix}.html",
+        "--reset-stats",  # leave out each user's first request, which connects
         "--loglevel", "WARNING",
         "--exit-code-on-error", "0",
     ]  # fmt: skip
@@ -151,7 +183,7 @@ def _run_locust(
     if user_rps:
         env["LOADTEST_USER_RPS"] = str(user_rps)
     with (RESULTS / "locust.log").open("ab") as log:
-        subprocess.run(command, check=True, env=env, stdout=log, stderr=log)
+        subprocess.run(_pinned(cpus, command), check=True, env=env, stdout=log, stderr=log)
     return prefix
 
 
@@ -210,12 +242,33 @@ def main() -> int:
         action="store_true",
         help="serve the demo pools without the demo's load generator",
     )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the servers and locust share every CPU (default: servers on the first "
+        "CPU, locust on the others)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="TAGS",
+        help="comma-separated scenarios to run, of: " + ", ".join(t for t, _, _ in SCENARIOS),
+    )
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_trivial:
         serve_trivial(args.serve_trivial)
         return 0
 
+    scenarios = SCENARIOS
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {t for t, _, _ in SCENARIOS}
+        if unknown:
+            parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))} in --only")
+        if not {"trivial", "healthz"} <= wanted:
+            parser.error("--only must keep the baselines: trivial,healthz")
+        scenarios = [s for s in SCENARIOS if s[0] in wanted]
+    server_cpus, client_cpus = _cpu_split(not args.no_pin)
     RESULTS.mkdir(parents=True, exist_ok=True)
     pw_port, trivial_port = _free_port(), _free_port()
     pw_url, trivial_url = f"http://127.0.0.1:{pw_port}", f"http://127.0.0.1:{trivial_port}"
@@ -227,16 +280,17 @@ def main() -> int:
         command = ["demo"]
     logs = (RESULTS / "servers.log").open("wb")
     service = subprocess.Popen(
-        [sys.executable, "-m", "poolwatch", *command, "--port", str(pw_port)],
+        _pinned(server_cpus, [sys.executable, "-m", "poolwatch", *command, "--port", str(pw_port)]),
         env=_env(), stdout=logs, stderr=logs,
     )  # fmt: skip
     trivial = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve-trivial", str(trivial_port)],
+        _pinned(server_cpus, [sys.executable, str(Path(__file__).resolve()), "--serve-trivial",
+                              str(trivial_port)]),
         env=_env(), stdout=logs, stderr=logs,
     )  # fmt: skip
     paced_users = 10
-    capacity: dict[str, list[Row]] = {name: [] for _, name, _ in SCENARIOS}
-    paced: dict[str, list[Row]] = {name: [] for _, name, _ in SCENARIOS}
+    capacity: dict[str, list[Row]] = {name: [] for _, name, _ in scenarios}
+    paced: dict[str, list[Row]] = {name: [] for _, name, _ in scenarios}
     try:
         _wait_up(f"{pw_url}/readyz", service)
         _wait_up(f"{trivial_url}/trivial", trivial)
@@ -244,10 +298,12 @@ def main() -> int:
         created.raise_for_status()
         # Repeats interleave the endpoints, so drift in the machine's load hits all alike.
         for repeat in range(1, args.repeats + 1):
-            for tag, name, server in SCENARIOS:
+            for tag, name, server in scenarios:
                 host = trivial_url if server == "trivial" else pw_url
                 print(f"[{repeat}/{args.repeats}] {name} ...", flush=True)
-                prefix = _run_locust(tag, host, args.users, args.duration, label=f"-{repeat}")
+                prefix = _run_locust(
+                    tag, host, args.users, args.duration, label=f"-{repeat}", cpus=client_cpus
+                )
                 capacity[name].append(_read_stats(prefix, name))
                 prefix = _run_locust(
                     tag,
@@ -256,6 +312,7 @@ def main() -> int:
                     args.duration,
                     user_rps=args.paced_rps / paced_users,
                     label=f"-paced-{repeat}",
+                    cpus=client_cpus,
                 )
                 paced[name].append(_read_stats(prefix, name))
     finally:
@@ -263,7 +320,7 @@ def main() -> int:
         _stop(trivial)
         logs.close()
     results = [
-        Result(_median_row(capacity[name]), _median_row(paced[name])) for _, name, _ in SCENARIOS
+        Result(_median_row(capacity[name]), _median_row(paced[name])) for _, name, _ in scenarios
     ]
     _report(results, args)
     return 0
@@ -271,38 +328,43 @@ def main() -> int:
 
 def _report(results: list[Result], args: argparse.Namespace) -> None:
     baseline = results[0].capacity.rps
+    same_process = results[1].capacity.rps
     lines = [
         f"HTTP load test against `poolwatch {'serve' if args.idle else 'demo'}`"
         f"{' (idle pools)' if args.idle else ' (load generator running)'}: "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, medians of "
         f"{args.repeats} interleaved {args.duration}s runs. Capacity: {args.users} users "
-        f"back to back. Latency: {args.paced_rps:g} req/s offered.",
+        f"back to back. Latency: {args.paced_rps:g} req/s offered (Poisson arrivals).",
         "",
-        "| endpoint | capacity req/s | x baseline | p50 ms (paced) | p99 ms (paced) | failures |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| endpoint | capacity req/s | x trivial | x healthz | p50 ms (paced) "
+        "| p99 ms (paced) | failures |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     with (RESULTS / f"summary{'-idle' if args.idle else ''}.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["endpoint", "capacity_rps", "ratio", "paced_rps", "p50_ms", "p99_ms", "failures"]
-        )
+            ["endpoint", "capacity_rps", "ratio_trivial", "ratio_healthz", "paced_rps",
+             "p50_ms", "p99_ms", "failures"]
+        )  # fmt: skip
         for r in results:
             ratio = r.capacity.rps / baseline if baseline else 0.0
+            ratio_same = r.capacity.rps / same_process if same_process else 0.0
             failures = r.capacity.failures + r.paced.failures
             writer.writerow(
-                [r.capacity.name, f"{r.capacity.rps:.1f}", f"{ratio:.2f}",
+                [r.capacity.name, f"{r.capacity.rps:.1f}", f"{ratio:.2f}", f"{ratio_same:.2f}",
                  f"{r.paced.rps:.1f}", r.paced.p50, r.paced.p99, failures]
             )  # fmt: skip
             lines.append(
-                f"| {r.capacity.name} | {r.capacity.rps:.0f} | {ratio:.2f} | {r.paced.p50:g} "
-                f"| {r.paced.p99:g} | {failures} |"
+                f"| {r.capacity.name} | {r.capacity.rps:.0f} | {ratio:.2f} | {ratio_same:.2f} "
+                f"| {r.paced.p50:g} | {r.paced.p99:g} | {failures} |"
             )
     checks = []
-    for r in results[1:]:
+    for r in results[2:]:
         name = r.capacity.name
         if name == "GET /metrics":
             continue
-        checks.append((f"{name} capacity >= 0.5x baseline", r.capacity.rps >= 0.5 * baseline))
+        for label, base in (("trivial", baseline), ("healthz", same_process)):
+            checks.append((f"{name} capacity >= 0.5x {label}", r.capacity.rps >= 0.5 * base))
         if name in READS:
             checks.append((f"{name} p99 <= 10 ms", r.paced.p99 <= 10))
     lines.append("")

@@ -7,9 +7,14 @@ Tags (one endpoint each, so each run measures one thing):
 - ``submit``: ``POST /api/pools/bench/tasks`` (the ``bench`` pool is created by load.py)
 - ``metrics``: ``GET /metrics``
 - ``trivial``: ``GET /trivial``, the baseline: a bare Starlette JSON endpoint
+- ``healthz``: ``GET /healthz``, a JSON endpoint as trivial, served by poolwatch's own
+  process (under the same pool load as the API), behind its middleware
 
-``LOADTEST_USER_RPS`` paces each user to that many requests per second (for latency
-at a known load); unset, users send back to back (for capacity).
+``LOADTEST_USER_RPS`` paces each user to that many requests per second on average, with
+exponentially distributed waits (for latency at a known load): arrivals then form a
+Poisson process, as independent clients do. Fixed-interval pacing would fire every
+user's request in the same instant after a common start, and measure the queue of that
+burst rather than the server. Unset, users send back to back (for capacity).
 
 Used on its own: ``locust -f loadtest/locustfile.py -H http://127.0.0.1:8000 -T list_pools``.
 """
@@ -17,17 +22,27 @@ Used on its own: ``locust -f loadtest/locustfile.py -H http://127.0.0.1:8000 -T 
 from __future__ import annotations
 
 import os
+import random
 
-from locust import FastHttpUser, constant, constant_throughput, tag, task
+from locust import FastHttpUser, constant, tag, task
 
 SUBMIT_BODY = {"task": "demo.sleep", "args": [0]}
 USER_RPS = float(os.environ.get("LOADTEST_USER_RPS", "0") or 0)
 
 
+def poisson_arrivals(rps: float) -> object:
+    """A locust ``wait_time``: exponential waits with mean ``1 / rps`` seconds."""
+
+    def wait_time(user: FastHttpUser) -> float:
+        return random.expovariate(rps)
+
+    return wait_time
+
+
 class PoolwatchUser(FastHttpUser):
     """One request type per run (selected by tag), paced or back to back."""
 
-    wait_time = constant_throughput(USER_RPS) if USER_RPS > 0 else constant(0)
+    wait_time = poisson_arrivals(USER_RPS) if USER_RPS > 0 else constant(0)
 
     @tag("list_pools")
     @task
@@ -50,6 +65,11 @@ class PoolwatchUser(FastHttpUser):
     @task
     def metrics(self) -> None:
         self.client.get("/metrics", name="GET /metrics")
+
+    @tag("healthz")
+    @task
+    def healthz(self) -> None:
+        self.client.get("/healthz", name="GET /healthz (same process)")
 
     @tag("trivial")
     @task
