@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -75,3 +76,24 @@ def test_error_statuses_are_recorded(traced, exporter: InMemorySpanExporter) -> 
     (server,) = exporter.get_finished_spans()
     assert server.attributes["http.response.status_code"] == 404
     assert server.name == "GET /api/pools/{name}"
+
+
+def test_global_provider_installed_later_is_used(
+    exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a provider the middleware passes requests through; one installed
+    # globally after the app was made is used from the next request on.
+    manager = PoolManager(registry=CollectorRegistry())
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with TestClient(create_app(manager, bind_host="127.0.0.1")) as client:
+            assert client.get("/healthz").status_code == 200
+            assert exporter.get_finished_spans() == ()
+            monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+            assert client.get("/api/pools").status_code == 200
+        spans = exporter.get_finished_spans()
+        assert [(s.name, s.kind) for s in spans] == [("GET /api/pools", SpanKind.SERVER)]
+    finally:
+        manager.shutdown(wait=True)
+        provider.shutdown()
