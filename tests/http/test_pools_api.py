@@ -85,6 +85,24 @@ def test_create_pool_rejects_bad_fields_naming_them(client, assert_error) -> Non
         assert_error(client.post("/api/pools", json=body), 422, None, *words)
 
 
+def test_unpaired_surrogate_in_a_body_is_echoed_escaped(
+    client, manager: PoolManager, assert_error
+) -> None:
+    # "\ud800" is valid JSON syntax but not encodable text: errors that quote it must
+    # still be JSON (with the escape), never a 500.
+    manager.create_pool("p", max_workers=1)
+    headers = {"content-type": "application/json"}
+    cases = [
+        ("/api/pools", b'{"name": "x", "max_workers": "\\ud800"}', "max_workers"),
+        ("/api/pools", b'{"name": "x", "max_workers": 1, "\\udfff": 1}', "unknown field"),
+        ("/api/pools/p/tasks", b'{"task": "\\ud800"}', "is not registered"),
+    ]
+    for url, body, words in cases:
+        response = client.post(url, content=body, headers=headers)
+        message = assert_error(response, 422, None, words)
+        assert "\ud800" in message or "\udfff" in message
+
+
 def test_body_must_be_an_object(client, assert_error) -> None:
     assert_error(client.post("/api/pools", json=[1, 2]), 422, "invalid_field", "must be an object")
 

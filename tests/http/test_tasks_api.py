@@ -315,3 +315,23 @@ def test_task_json_is_the_rendering_of_task_records(client, manager: PoolManager
         response = client.get(f"/api/tasks/{task_id}")
         assert response.text == dumps(task_json(manager.get_task(task_id)))
     gate("render").set()
+
+
+def test_unpaired_surrogates_are_escaped_not_a_500(client, manager: PoolManager) -> None:
+    # A task's exception message can hold an unpaired surrogate, which UTF-8 cannot
+    # encode; listings and the task itself must still answer, with the escape.
+    manager.create_pool("s", max_workers=1)
+    response = client.post(
+        "/api/pools/s/tasks",
+        content=b'{"task": "pwtest.fail", "args": ["bad \\ud800 text"]}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 202, response.text
+    task_id = response.json()["id"]
+    wait_until(lambda: _finished(manager, task_id), message="failed task finished")
+    assert manager.get_task(task_id).error_message == "bad \ud800 text"
+    for url in ("/api/tasks", f"/api/tasks/{task_id}"):
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        assert b"bad \\ud800 text" in response.content
+    assert client.get("/api/tasks").json()["data"][0]["error_message"] == "bad \ud800 text"

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from poolwatch.errors import PoolExistsError, RejectedError
@@ -33,12 +33,14 @@ from poolwatch.http.schemas import (
     parse_task_query,
 )
 from poolwatch.http.serialize import (
+    JSONResponse,
     dumps,
     pagination,
     pool_json,
     task_json_text,
     task_type_json,
     totals_json,
+    utf8,
 )
 from poolwatch.tasks import get_task_type, registered_tasks
 
@@ -77,7 +79,7 @@ def _too_large(limit: int) -> ApiError:
 
 def _json_text(text: str) -> Response:
     """A 200 response of JSON text already written (as ``JSONResponse`` would send it)."""
-    return Response(text.encode("utf-8"), media_type="application/json")
+    return Response(utf8(text), media_type="application/json")
 
 
 def _invalid(exc: FieldError) -> ApiError:

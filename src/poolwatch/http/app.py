@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -21,6 +21,7 @@ from poolwatch.http.errors import CatchAllMiddleware, error_response, exception_
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.openapi import openapi_document
 from poolwatch.http.otel import ServerSpanMiddleware
+from poolwatch.http.serialize import JSONResponse
 from poolwatch.metrics import render_metrics
 
 if TYPE_CHECKING:

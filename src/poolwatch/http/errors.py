@@ -13,8 +13,10 @@ from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from poolwatch.http.serialize import JSONResponse
 
 __all__ = ["ApiError", "CatchAllMiddleware", "error_response", "exception_handlers"]
 

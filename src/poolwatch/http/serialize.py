@@ -11,12 +11,15 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring
 from typing import Any
 
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+
 from poolwatch.history import ErrorInfo
 from poolwatch.records import PoolStats, TaskInfo, TaskState
 from poolwatch.tasks import TaskType
 
 __all__ = [
     "TOTAL_FIELDS",
+    "JSONResponse",
     "dumps",
     "iso_time",
     "pagination",
@@ -25,6 +28,7 @@ __all__ = [
     "task_json_text",
     "task_type_json",
     "totals_json",
+    "utf8",
 ]
 
 TOTAL_FIELDS = (
@@ -180,6 +184,27 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 def dumps(value: Any) -> str:
     """JSON text exactly as Starlette's ``JSONResponse`` renders it."""
     return _ENCODER.encode(value)
+
+
+def utf8(text: str) -> bytes:
+    """JSON text as UTF-8 bytes.
+
+    Python strings may hold unpaired surrogates (a request's ``"\\ud800"`` escape, a
+    task's exception message), which UTF-8 cannot encode. They only ever stand inside
+    JSON strings here, so each is written as its ``\\uXXXX`` escape instead: the
+    response stays valid JSON and decodes to the same string.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """Starlette's ``JSONResponse``, but never failing on an unpaired surrogate."""
+
+    def render(self, content: Any) -> bytes:
+        return utf8(dumps(content))
 
 
 def totals_json(all_stats: Iterable[PoolStats]) -> dict[str, Any]:
