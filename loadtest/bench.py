@@ -213,6 +213,19 @@ def bench_pools(args: argparse.Namespace) -> list[dict[str, Any]]:
         target = "<= 100" if count == 1000 else None
         rows.append(row(f"/metrics render, {count} pools", statistics.median(samples), "ms",
                         None, target))  # fmt: skip
+    for count in (10, 100, 1000):
+        with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+            for i in range(count):
+                p = manager.create_pool(f"p{i}", max_workers=1)
+                p.submit_many(add_one, [(j,) for j in range(30)])[-1].result()
+            samples = []
+            for _ in range(7):
+                start = time.perf_counter()
+                page = manager.tasks(limit=20)
+                samples.append((time.perf_counter() - start) * 1000)
+            assert len(page.items) == 20
+        rows.append(row(f"tasks() first page across {count} pools, 30 tasks each",
+                        statistics.median(samples), "ms", None, None))  # fmt: skip
     return rows
 
 

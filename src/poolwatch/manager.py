@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
 import re
 import threading
@@ -25,12 +27,13 @@ from .tracing import Tracing
 from .views import (
     STATE_CODES,
     Builder,
+    FinishedCursor,
     R,
     SortKey,
     TaskRef,
     collect_page,
     resolve_refs,
-    select_page,
+    select_parts,
     task_info,
 )
 
@@ -236,15 +239,26 @@ class PoolManager:
             return collect_page(
                 found, states=states, name=name, skip=offset, limit=limit, build=build
             )
+        # Unfinished tasks come first: each pool gives up to a page's worth, merged by
+        # sorting (in C). Finished ones are merged from per-pool cursors that read the
+        # history lazily, so a page costs O(pools + page), not O(pools x page).
+        need = offset + limit
         total = 0
-        candidates: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+        live: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+        cursors: list[FinishedCursor] = []
         for p in self.pools():
-            refs, count = select_page(p, states=states, name=name, limit=offset + limit)
+            refs, count, cursor = select_parts(p, states=states, name=name, limit=need)
             total += count
-            candidates.extend([(key, (p, ref)) for key, ref in refs])
-        # Each pool's run is already in order: the sort merges the runs (in C).
-        candidates.sort(key=itemgetter(0))
-        chosen = [owner_ref for _, owner_ref in candidates[offset : offset + limit]]
+            live.extend([(key, (p, ref)) for key, ref in refs])
+            if cursor is not None:
+                cursors.append(cursor)
+        live.sort(key=itemgetter(0))
+        chosen = [owner_ref for _, owner_ref in live[offset:need]]
+        if len(chosen) < limit and cursors:
+            skip = max(0, offset - len(live))
+            finished = heapq.merge(*cursors, key=itemgetter(0))
+            page_rest = itertools.islice(finished, skip, skip + limit - len(chosen))
+            chosen.extend(owner_ref for _, owner_ref in page_rest)
         # Records are built for the page only, one lock acquisition per pool on it.
         by_pool: dict[ManagedPool, list[TaskRef]] = {}
         for owner, ref in chosen:

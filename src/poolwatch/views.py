@@ -23,12 +23,13 @@ if TYPE_CHECKING:
 __all__ = [
     "STATE_CODES",
     "Builder",
+    "FinishedCursor",
     "SortKey",
     "TaskRef",
     "collect_page",
     "future_record",
     "resolve_refs",
-    "select_page",
+    "select_parts",
     "slot_record",
     "task_info",
 ]
@@ -160,13 +161,80 @@ def collect_page(
         return _resolve_locked(pool, [ref for _, ref in refs], build), total
 
 
-def select_page(
+def select_parts(
     pool: ManagedPool, *, states: frozenset[int] | None, name: str | None, limit: int
-) -> tuple[list[tuple[SortKey, TaskRef]], int]:
-    """The first ``limit`` matching tasks of one pool as sort keys and references (cheap:
-    no record is built), and how many match in all. ``resolve_refs`` makes the records."""
+) -> tuple[list[tuple[SortKey, TaskRef]], int, FinishedCursor | None]:
+    """One pool's part of a page across pools: its first ``limit`` matching unfinished
+    tasks as sort keys and references (no record is built), how many tasks match in all,
+    and a cursor over its matching finished tasks (``None`` if there are none).
+    ``resolve_refs`` makes the records of the chosen references."""
     with pool._lock:
-        return _select_locked(pool, states, name, 0, limit)
+        kind = _kind_filter(pool, name)
+        if kind == _NO_KIND:
+            return [], 0, None
+        live, live_total = _live_locked(pool, states, kind, 0, limit)
+        done_states = FINISHED if states is None else FINISHED & states
+        done_total = _done_count_locked(pool, done_states, kind)
+        cursor = None
+        if done_total:
+            cursor = FinishedCursor(pool, done_states, kind)
+        return [((0, -f._submitted), f) for f in live], live_total + done_total, cursor
+
+
+class FinishedCursor:
+    """A pool's finished tasks matching a filter, newest first, as ``(sort key, (pool,
+    reference))``: the pool's part in merging finished tasks across pools.
+
+    It starts at the newest task finished when it was made and reads the history under
+    the pool's lock in batches that double from one entry, so a merge over many pools
+    reads about as many entries as it takes. Tasks that finish later are not included;
+    one evicted from the history meanwhile ends the cursor.
+    """
+
+    __slots__ = ("_batch", "_buffer", "_done", "_index", "_kind", "_pool", "_states")
+
+    def __init__(self, pool: ManagedPool, states: frozenset[int], kind: int | None) -> None:
+        self._pool = pool
+        self._states = None if states == FINISHED else states
+        self._kind = kind
+        self._index = pool._history.appended - 1  # the newest entry, as an absolute index
+        self._buffer: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+        self._batch = 1
+        self._done = False
+
+    def __iter__(self) -> FinishedCursor:
+        return self
+
+    def __next__(self) -> tuple[SortKey, tuple[ManagedPool, TaskRef]]:
+        if not self._buffer:
+            if self._done:
+                raise StopIteration
+            self._refill()
+            if not self._buffer:
+                raise StopIteration
+        return self._buffer.pop()
+
+    def _refill(self) -> None:
+        pool, states, kind = self._pool, self._states, self._kind
+        out: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+        with pool._lock:
+            history = pool._history
+            oldest = history.appended - len(history)
+            cap = history.capacity
+            i = self._index
+            while i >= oldest and len(out) < self._batch:
+                slot = i % cap
+                i -= 1
+                if (states is None or history.state_at(slot) in states) and (
+                    kind is None or history.kind_at(slot) == kind
+                ):
+                    key = (1, -history.finished_at(slot))
+                    out.append((key, (pool, (slot, history.seq_at(slot)))))
+            self._index = i
+            self._done = i < oldest
+        self._batch = min(self._batch * 2, 256)
+        out.reverse()  # popped from the end: newest first
+        self._buffer = out
 
 
 def resolve_refs(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> list[R]:
@@ -189,38 +257,52 @@ def _resolve_locked(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -
     return records
 
 
+_NO_KIND = -1  # a task name this pool has never run: nothing matches
+
+
+def _kind_filter(pool: ManagedPool, name: str | None) -> int | None:
+    if name is None:
+        return None
+    k = pool._kinds_by_name.get(name)
+    return _NO_KIND if k is None else k.index
+
+
+def _live_locked(
+    pool: ManagedPool, states: frozenset[int] | None, kind: int | None, skip: int, limit: int
+) -> tuple[list[TaskFuture], int]:
+    """Matching unfinished tasks, newest submission first: ``limit`` after ``skip``, and
+    how many match."""
+    live_states = LIVE if states is None else LIVE & states
+    if not live_states:
+        return [], 0
+    if kind is None and live_states == LIVE:
+        return list(itertools.islice(reversed(pool._live.values()), skip, skip + limit)), len(
+            pool._live
+        )
+    everything = [
+        f
+        for f in reversed(pool._live.values())
+        if f._tstate in live_states and (kind is None or f._kind.index == kind)
+    ]
+    return everything[skip : skip + limit], len(everything)
+
+
+def _done_count_locked(pool: ManagedPool, done_states: frozenset[int], kind: int | None) -> int:
+    if not done_states:
+        return 0
+    return pool._history.count(kinds=None if kind is None else [kind], states=sorted(done_states))
+
+
 def _select_locked(
     pool: ManagedPool, states: frozenset[int] | None, name: str | None, skip: int, limit: int
 ) -> tuple[list[tuple[SortKey, TaskRef]], int]:
-    kind: int | None = None
-    if name is not None:
-        k = pool._kinds_by_name.get(name)
-        if k is None:
-            return [], 0
-        kind = k.index
-    live_states = LIVE if states is None else LIVE & states
+    kind = _kind_filter(pool, name)
+    if kind == _NO_KIND:
+        return [], 0
     done_states = FINISHED if states is None else FINISHED & states
     history = pool._history
-
-    live: list[TaskFuture] = []
-    live_total = 0
-    if live_states:
-        if kind is None and live_states == LIVE:
-            live_total = len(pool._live)
-            live = list(itertools.islice(reversed(pool._live.values()), skip, skip + limit))
-        else:
-            everything = [
-                f
-                for f in reversed(pool._live.values())
-                if f._tstate in live_states and (kind is None or f._kind.index == kind)
-            ]
-            live_total = len(everything)
-            live = everything[skip : skip + limit]
-    done_total = 0
-    if done_states:
-        done_total = history.count(
-            kinds=None if kind is None else [kind], states=sorted(done_states)
-        )
+    live, live_total = _live_locked(pool, states, kind, skip, limit)
+    done_total = _done_count_locked(pool, done_states, kind)
     refs: list[tuple[SortKey, TaskRef]] = [((0, -f._submitted), f) for f in live]
     want = limit - len(refs)
     if want > 0 and done_total:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -440,3 +441,85 @@ def test_tasks_newest_first_across_pools(manager: Any, blocker: Any) -> None:
     assert ends == sorted(ends, reverse=True)  # type: ignore[type-var]
     for blk in blockers:
         blk.release()
+
+
+def _non_increasing(values: list[Any]) -> bool:
+    # Wall times are monotonic times plus one offset: equal within float rounding.
+    return all(a >= b - 1e-6 for a, b in itertools.pairwise(values))
+
+
+def test_pages_across_pools_merge_each_pools_own_order(manager: Any, blocker: Any) -> None:
+    """Across pools, pages are each pool's own listing merged: every task once, live ones
+    first, newest first, and consistent however they are paged."""
+    pools = [
+        manager.create_pool(f"m{i}", max_workers=1, history_size=size)
+        for i, size in enumerate([5, 40, 1000, 1000, 3])
+    ]
+    futures = [pools[(i * 7) % 5].submit(fail if i % 3 == 0 else noop) for i in range(150)]
+    for f in futures:
+        f.exception(timeout=10)
+    blockers = [blocker(), blocker()]
+    running = [pools[2].submit(blockers[0]), pools[1].submit(blockers[1])]
+    for blk in blockers:
+        assert blk.started.wait(10)
+    # Live tasks in two pools (held behind the blockers), interleaved in time.
+    queued = [pools[i].submit(noop) for i in (2, 1, 2, 2, 1)]
+    assert pools[2].cancel(queued[0].task_id) == "cancelled"
+    noop_name = f"{noop.__module__}.{noop.__qualname__}"
+    filters: list[dict[str, Any]] = [
+        {}, {"state": "failed"}, {"state": "succeeded"}, {"state": "cancelled"},
+        {"state": "queued"}, {"state": "running"}, {"name": noop_name},
+        {"name": noop_name, "state": "succeeded"}, {"name": "no.such.task"},
+    ]  # fmt: skip
+    for query in filters:
+        full = manager.tasks(limit=10_000, **query)
+        assert full.total == len(full.items), query
+        assert len({t.id for t in full.items}) == len(full.items), query
+        for size in (1, 3, 7, 50):
+            pages = [
+                manager.tasks(offset=o, limit=size, **query)
+                for o in range(0, full.total + size, size)
+            ]
+            assert [t.id for p in pages for t in p.items] == [t.id for t in full.items], query
+            assert {p.total for p in pages} == {full.total}, query
+        for pool in pools:
+            own = manager.tasks(pool=pool.name, limit=10_000, **query).items
+            mine = [t.id for t in full.items if t.pool == pool.name]
+            assert mine == [t.id for t in own], (query, pool.name)
+        live = [t for t in full.items if not t.state.finished]
+        assert full.items[: len(live)] == live, query
+        assert _non_increasing([t.submitted_at for t in live]), query
+        assert _non_increasing([t.finished_at for t in full.items[len(live) :]]), query
+    everything = manager.tasks(limit=10_000).items
+    assert [t.id for t in everything[:6]] == [f.task_id for f in reversed(running + queued[1:])]
+    for blk in blockers:
+        blk.release()
+
+
+def test_pages_across_pools_while_tasks_finish_and_leave_history(manager: Any) -> None:
+    """Paging while workers finish tasks and small histories evict them: no error, no
+    task twice in a page, and never more items than the page or the total allows."""
+    pools = [manager.create_pool(f"h{i}", max_workers=2, history_size=4) for i in range(4)]
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            for pool in pools:
+                pool.submit_many(noop, [()] * 20)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        pages = 0
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline or pages < 500:
+            for offset, limit in ((0, 5), (3, 7), (10, 50)):
+                page = manager.tasks(offset=offset, limit=limit)
+                ids = [t.id for t in page.items]
+                assert len(ids) == len(set(ids))
+                assert len(ids) <= limit
+                pages += 1
+    finally:
+        stop.set()
+        feeder.join()
+    assert pages >= 500
