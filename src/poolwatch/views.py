@@ -238,7 +238,7 @@ class FinishedCursor:
 
 
 def resolve_refs(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> list[R]:
-    """The records of tasks chosen by ``select_page`` (one evicted since is left out)."""
+    """The records of tasks chosen by ``select_parts`` (one evicted since is left out)."""
     with pool._lock:
         return _resolve_locked(pool, refs, build)
 
