@@ -18,9 +18,17 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .future import TaskFuture
 
-__all__ = ["Tracing"]
+__all__ = ["Tracing", "records_spans"]
 
 _OFF_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def records_spans(provider: trace.TracerProvider) -> bool:
+    """Whether ``provider`` records spans: not the API's no-op or proxy (the global one
+    before an SDK provider is installed)."""
+    return not isinstance(provider, _OFF_PROVIDERS)
+
+
 _RECHECK_SECONDS = 1.0
 
 
@@ -34,7 +42,7 @@ class Tracing:
         self._tracer: trace.Tracer | None = None
         self._next_check = 0.0
         self.wall_offset = wall_offset
-        if provider is not None and not isinstance(provider, _OFF_PROVIDERS):
+        if provider is not None and records_spans(provider):
             self._tracer = provider.get_tracer("poolwatch", __version__)
 
     @property
@@ -53,7 +61,7 @@ class Tracing:
         if self._explicit is not None:
             return None  # an explicit no-op provider: tracing stays off
         provider = trace.get_tracer_provider()
-        if isinstance(provider, _OFF_PROVIDERS):
+        if not records_spans(provider):
             return None
         self._tracer = provider.get_tracer("poolwatch", __version__)
         return self._tracer

@@ -20,13 +20,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poolwatch._version import __version__
+from poolwatch.tracing import records_spans
 
 if TYPE_CHECKING:
     from poolwatch.config import TracingConfig
 
 __all__ = ["ServerSpanMiddleware", "build_tracer_provider", "otlp_endpoint_configured"]
-
-_OFF_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
 class ServerSpanMiddleware:
@@ -52,7 +51,7 @@ class ServerSpanMiddleware:
         """No provider that records: the given one is a no-op, or none was given and no
         SDK provider is installed globally (yet: it is looked up on every request)."""
         provider = self.provider if self.provider is not None else trace.get_tracer_provider()
-        return isinstance(provider, _OFF_PROVIDERS)
+        return not records_spans(provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._tracing_off():
