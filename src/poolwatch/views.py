@@ -108,7 +108,7 @@ def _record(
 ) -> R:
     off = pool._wall_offset
     return build(
-        f"{pool._uid:x}-{seq:x}",  # pool._task_id(seq), without the call
+        pool._task_id(seq),
         pool._name,
         pool._kind_list[kind].name,
         STATES[state],
