@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,26 +149,6 @@ class History:
             return self._seq.index(seq)  # a scan in C: about 1 ms per million entries
         except ValueError:
             return None
-
-    def newest_slots(self) -> Iterator[int]:
-        """Slots from the most recently finished task to the oldest one held."""
-        held = len(self)
-        end = self.appended
-        cap = self.capacity
-        for i in range(end - 1, end - 1 - held, -1):
-            yield i % cap
-
-    def newest(self, skip: int, limit: int) -> list[tuple[float, int, int]]:
-        """(finish time, slot, seq) of up to ``limit`` entries, newest first, after ``skip``."""
-        cap = self.capacity
-        start = self.appended - 1 - skip
-        stop = max(self.appended - 1 - len(self), start - limit)
-        finished, seqs = self._finished, self._seq
-        out = []
-        for i in range(start, stop, -1):
-            slot = i % cap
-            out.append((finished[slot], slot, seqs[slot]))
-        return out
 
     def seq_at(self, slot: int) -> int:
         return self._seq[slot]

@@ -31,7 +31,6 @@ from .views import (
     R,
     SortKey,
     TaskRef,
-    collect_page,
     resolve_refs,
     select_parts,
     task_info,
@@ -236,18 +235,24 @@ class PoolManager:
                 found = self._pools.get(pool)
             if found is None:
                 return [], 0  # a filter that matches nothing, like any other
-            return collect_page(
-                found, states=states, name=name, skip=offset, limit=limit, build=build
-            )
+            # One pool skips inside its own parts (by index, without a filter).
+            owners, skip = [found], offset
+        else:
+            owners, skip = self.pools(), 0
         # Unfinished tasks come first: each pool gives up to a page's worth, merged by
         # sorting (in C). Finished ones are merged from per-pool cursors that read the
         # history lazily, so a page costs O(pools + page), not O(pools x page).
+        offset -= skip
         need = offset + limit
         total = 0
         live: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
         cursors: list[FinishedCursor] = []
-        for p in self.pools():
-            refs, count, cursor = select_parts(p, states=states, name=name, limit=need)
+        # A lone cursor reads the page at once; many start small and read what the merge takes.
+        batch = max(1, need) if len(owners) == 1 else 1
+        for p in owners:
+            refs, count, cursor = select_parts(
+                p, states=states, name=name, skip=skip, limit=need, batch=batch
+            )
             total += count
             live.extend([(key, (p, ref)) for key, ref in refs])
             if cursor is not None:
@@ -255,9 +260,9 @@ class PoolManager:
         live.sort(key=itemgetter(0))
         chosen = [owner_ref for _, owner_ref in live[offset:need]]
         if len(chosen) < limit and cursors:
-            skip = max(0, offset - len(live))
+            rest = max(0, offset - len(live))
             finished = heapq.merge(*cursors, key=itemgetter(0))
-            page_rest = itertools.islice(finished, skip, skip + limit - len(chosen))
+            page_rest = itertools.islice(finished, rest, rest + limit - len(chosen))
             chosen.extend(owner_ref for _, owner_ref in page_rest)
         # Records are built for the page only, one lock acquisition per pool on it.
         by_pool: dict[ManagedPool, list[TaskRef]] = {}

@@ -2,9 +2,11 @@
 
 A record is built by a *builder*: :func:`task_info` makes the public ``TaskInfo``, and
 other builders (the HTTP API's JSON writer) make their own form straight from the same
-fields, without an intermediate object. Everything here runs under the pool's lock and
-costs O(page + offset), never O(history), except counting a filter on live tasks
-(O(queued + running)).
+fields, without an intermediate object. Pages are chosen from each pool's parts (its
+unfinished tasks, then a cursor over its finished ones) before any record is built.
+Reads take the pool's lock and cost O(page + offset), never O(history), except counting
+a filter on live tasks (O(queued + running)); without a filter, skipping finished tasks
+of one pool is O(1).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ __all__ = [
     "FinishedCursor",
     "SortKey",
     "TaskRef",
-    "collect_page",
     "future_record",
     "resolve_refs",
     "select_parts",
@@ -145,61 +146,68 @@ def slot_record(pool: ManagedPool, slot: int, build: Builder[R]) -> R:
 TaskRef = Any
 
 
-def collect_page(
+def select_parts(
     pool: ManagedPool,
     *,
     states: frozenset[int] | None,
     name: str | None,
     skip: int,
     limit: int,
-    build: Builder[R],
-) -> tuple[list[R], int]:
-    """Tasks of one pool matching the filters, newest first: ``limit`` of them after
-    skipping ``skip``, and how many match in all."""
-    with pool._lock:
-        refs, total = _select_locked(pool, states, name, skip, limit)
-        return _resolve_locked(pool, [ref for _, ref in refs], build), total
-
-
-def select_parts(
-    pool: ManagedPool, *, states: frozenset[int] | None, name: str | None, limit: int
+    batch: int,
 ) -> tuple[list[tuple[SortKey, TaskRef]], int, FinishedCursor | None]:
-    """One pool's part of a page across pools: its first ``limit`` matching unfinished
-    tasks as sort keys and references (no record is built), how many tasks match in all,
-    and a cursor over its matching finished tasks (``None`` if there are none).
-    ``resolve_refs`` makes the records of the chosen references."""
+    """One pool's part of a page: its matching unfinished tasks (``limit`` after skipping
+    ``skip``) as sort keys and references (no record is built), how many tasks match in
+    all, and a cursor over its matching finished tasks that skips what is left of
+    ``skip`` (``None`` if there are none), reading ``batch`` entries at first.
+    ``resolve_refs`` makes the records."""
     with pool._lock:
         kind = _kind_filter(pool, name)
         if kind == _NO_KIND:
             return [], 0, None
-        live, live_total = _live_locked(pool, states, kind, 0, limit)
+        live, live_total = _live_locked(pool, states, kind, skip, limit)
         done_states = FINISHED if states is None else FINISHED & states
         done_total = _done_count_locked(pool, done_states, kind)
         cursor = None
         if done_total:
-            cursor = FinishedCursor(pool, done_states, kind)
+            cursor = FinishedCursor(
+                pool, done_states, kind, skip=max(0, skip - live_total), batch=batch
+            )
         return [((0, -f._submitted), f) for f in live], live_total + done_total, cursor
 
 
 class FinishedCursor:
     """A pool's finished tasks matching a filter, newest first, as ``(sort key, (pool,
-    reference))``: the pool's part in merging finished tasks across pools.
+    reference))``: a page's finished tasks from one pool, or one pool's part in merging
+    them across pools.
 
-    It starts at the newest task finished when it was made and reads the history under
-    the pool's lock in batches that double from one entry, so a merge over many pools
-    reads about as many entries as it takes. Tasks that finish later are not included;
-    one evicted from the history meanwhile ends the cursor.
+    It starts at the newest task finished when it was made (after skipping ``skip``
+    matches: at once without a filter) and reads the history under the pool's lock in
+    batches that start at ``batch`` entries and double, so a merge over many pools reads
+    about as many entries as it takes. Tasks that finish later are not included; one
+    evicted from the history meanwhile ends the cursor.
     """
 
-    __slots__ = ("_batch", "_buffer", "_done", "_index", "_kind", "_pool", "_states")
+    __slots__ = ("_batch", "_buffer", "_done", "_index", "_kind", "_pool", "_skip", "_states")
 
-    def __init__(self, pool: ManagedPool, states: frozenset[int], kind: int | None) -> None:
+    def __init__(
+        self,
+        pool: ManagedPool,
+        states: frozenset[int],
+        kind: int | None,
+        *,
+        skip: int = 0,
+        batch: int = 1,
+    ) -> None:
         self._pool = pool
         self._states = None if states == FINISHED else states
         self._kind = kind
         self._index = pool._history.appended - 1  # the newest entry, as an absolute index
+        self._skip = skip
+        if self._states is None and kind is None:  # every entry matches: skip by index
+            self._index -= skip
+            self._skip = 0
         self._buffer: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
-        self._batch = 1
+        self._batch = batch
         self._done = False
 
     def __iter__(self) -> FinishedCursor:
@@ -228,6 +236,9 @@ class FinishedCursor:
                 if (states is None or history.state_at(slot) in states) and (
                     kind is None or history.kind_at(slot) == kind
                 ):
+                    if self._skip:
+                        self._skip -= 1
+                        continue
                     key = (1, -history.finished_at(slot))
                     out.append((key, (pool, (slot, history.seq_at(slot)))))
             self._index = i
@@ -291,34 +302,3 @@ def _done_count_locked(pool: ManagedPool, done_states: frozenset[int], kind: int
     if not done_states:
         return 0
     return pool._history.count(kinds=None if kind is None else [kind], states=sorted(done_states))
-
-
-def _select_locked(
-    pool: ManagedPool, states: frozenset[int] | None, name: str | None, skip: int, limit: int
-) -> tuple[list[tuple[SortKey, TaskRef]], int]:
-    kind = _kind_filter(pool, name)
-    if kind == _NO_KIND:
-        return [], 0
-    done_states = FINISHED if states is None else FINISHED & states
-    history = pool._history
-    live, live_total = _live_locked(pool, states, kind, skip, limit)
-    done_total = _done_count_locked(pool, done_states, kind)
-    refs: list[tuple[SortKey, TaskRef]] = [((0, -f._submitted), f) for f in live]
-    want = limit - len(refs)
-    if want > 0 and done_total:
-        hskip = max(0, skip - live_total)
-        if kind is None and done_states == FINISHED:
-            refs.extend(((1, -fin), (slot, seq)) for fin, slot, seq in history.newest(hskip, want))
-        else:
-            slots = itertools.islice(
-                (
-                    s
-                    for s in history.newest_slots()
-                    if history.state_at(s) in done_states
-                    and (kind is None or history.kind_at(s) == kind)
-                ),
-                hskip,
-                hskip + want,
-            )
-            refs.extend(((1, -history.finished_at(s)), (s, history.seq_at(s))) for s in slots)
-    return refs, live_total + done_total
