@@ -247,12 +247,8 @@ class PoolManager:
         total = 0
         live: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
         cursors: list[FinishedCursor] = []
-        # A lone cursor reads the page at once; many start small and read what the merge takes.
-        batch = max(1, need) if len(owners) == 1 else 1
         for p in owners:
-            refs, count, cursor = select_parts(
-                p, states=states, name=name, skip=skip, limit=need, batch=batch
-            )
+            refs, count, cursor = select_parts(p, states=states, name=name, skip=skip, limit=need)
             total += count
             live.extend([(key, (p, ref)) for key, ref in refs])
             if cursor is not None:
@@ -261,9 +257,15 @@ class PoolManager:
         chosen = [owner_ref for _, owner_ref in live[offset:need]]
         if len(chosen) < limit and cursors:
             rest = max(0, offset - len(live))
-            finished = heapq.merge(*cursors, key=itemgetter(0))
-            page_rest = itertools.islice(finished, rest, rest + limit - len(chosen))
-            chosen.extend(owner_ref for _, owner_ref in page_rest)
+            want = rest + limit - len(chosen)
+            if len(cursors) == 1:  # nothing to merge: read the page at once
+                finished = cursors[0].take(want)[rest:]
+            else:  # each cursor starts with its share of the page, then reads more
+                for cursor in cursors:
+                    cursor.batch = max(1, want // len(cursors))
+                merged = heapq.merge(*cursors, key=itemgetter(0))
+                finished = list(itertools.islice(merged, rest, want))
+            chosen.extend([owner_ref for _, owner_ref in finished])
         # Records are built for the page only, one lock acquisition per pool on it.
         by_pool: dict[ManagedPool, list[TaskRef]] = {}
         for owner, ref in chosen:

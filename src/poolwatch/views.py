@@ -93,52 +93,53 @@ def task_info(
     )
 
 
-def _record(
-    build: Builder[R],
-    pool: ManagedPool,
-    seq: int,
-    kind: int,
-    state: int,
-    worker: int,
-    submitted: float,
-    started: float | None,
-    finished: float | None,
-    trace_id: int,
-    cancel_requested: bool,
-    error: ErrorInfo | None,
-) -> R:
-    off = pool._wall_offset
-    return build(
-        pool._task_id(seq),
-        pool._name,
-        pool._kind_list[kind].name,
-        STATES[state],
-        submitted + off,
-        None if started is None else started + off,
-        None if finished is None else finished + off,
-        None if started is None else started - submitted,
-        None if started is None or finished is None else finished - started,
-        error,
-        cancel_requested,
-        pool._worker_names[worker] if worker >= 0 else None,
-        trace_id,
-    )
+#: A task's stored fields, as ``History.row`` gives them: seq, kind, state, worker,
+#: submitted, started (or None), finished (or None), trace id (0 for none), cancel
+#: requested, error (or None). Times are the pool's monotonic clock.
+Row = tuple[int, int, int, int, float, float | None, float | None, int, bool, ErrorInfo | None]
+
+
+def _future_row(f: TaskFuture) -> Row:
+    state = f._tstate
+    started = f._started if (state != QUEUED and f._worker >= 0) else None
+    finished = f._finished if state in FINISHED else None
+    return (f._seq, f._kind.index, state, f._worker, f._submitted, started, finished,
+            f._trace_id, f._cancel_requested, f._error)  # fmt: skip
+
+
+def _records(build: Builder[R], pool: ManagedPool, rows: list[Row]) -> list[R]:
+    """The records of ``rows`` of ``pool``, made by ``build`` (call under the pool's lock)."""
+    off, task_id, pool_name = pool._wall_offset, pool._task_id, pool._name
+    kinds, worker_names = pool._kind_list, pool._worker_names
+    return [
+        build(
+            task_id(seq),
+            pool_name,
+            kinds[kind].name,
+            STATES[state],
+            submitted + off,
+            None if started is None else started + off,
+            None if finished is None else finished + off,
+            None if started is None else started - submitted,
+            None if started is None or finished is None else finished - started,
+            error,
+            cancel_requested,
+            worker_names[worker] if worker >= 0 else None,
+            trace_id,
+        )
+        for (seq, kind, state, worker, submitted, started, finished, trace_id,
+             cancel_requested, error) in rows
+    ]  # fmt: skip
 
 
 def future_record(pool: ManagedPool, f: TaskFuture, build: Builder[R]) -> R:
     """The record of a task from its future (call under the pool's lock)."""
-    state = f._tstate
-    started = f._started if (state != QUEUED and f._worker >= 0) else None
-    return _record(
-        build, pool, f._seq, f._kind.index, state, f._worker, f._submitted, started,
-        f._finished if state in FINISHED else None, f._trace_id, f._cancel_requested,
-        f._error,
-    )  # fmt: skip
+    return _records(build, pool, [_future_row(f)])[0]
 
 
 def slot_record(pool: ManagedPool, slot: int, build: Builder[R]) -> R:
     """The record of a finished task from its history slot (call under the pool's lock)."""
-    return _record(build, pool, *pool._history.row(slot))
+    return _records(build, pool, [pool._history.row(slot)])[0]
 
 
 # A reference to a task chosen for a page, resolved into a record afterwards: the live
@@ -153,13 +154,11 @@ def select_parts(
     name: str | None,
     skip: int,
     limit: int,
-    batch: int,
 ) -> tuple[list[tuple[SortKey, TaskRef]], int, FinishedCursor | None]:
     """One pool's part of a page: its matching unfinished tasks (``limit`` after skipping
     ``skip``) as sort keys and references (no record is built), how many tasks match in
     all, and a cursor over its matching finished tasks that skips what is left of
-    ``skip`` (``None`` if there are none), reading ``batch`` entries at first.
-    ``resolve_refs`` makes the records."""
+    ``skip`` (``None`` if there are none). ``resolve_refs`` makes the records."""
     with pool._lock:
         kind = _kind_filter(pool, name)
         if kind == _NO_KIND:
@@ -169,9 +168,7 @@ def select_parts(
         done_total = _done_count_locked(pool, done_states, kind)
         cursor = None
         if done_total:
-            cursor = FinishedCursor(
-                pool, done_states, kind, skip=max(0, skip - live_total), batch=batch
-            )
+            cursor = FinishedCursor(pool, done_states, kind, skip=max(0, skip - live_total))
         return [((0, -f._submitted), f) for f in live], live_total + done_total, cursor
 
 
@@ -181,22 +178,17 @@ class FinishedCursor:
     them across pools.
 
     It starts at the newest task finished when it was made (after skipping ``skip``
-    matches: at once without a filter) and reads the history under the pool's lock in
-    batches that start at ``batch`` entries and double, so a merge over many pools reads
-    about as many entries as it takes. Tasks that finish later are not included; one
-    evicted from the history meanwhile ends the cursor.
+    matches: at once without a filter). ``take(n)`` reads ``n`` at once; iterating reads
+    the history under the pool's lock in batches that start at ``batch`` entries and
+    double, so a merge over many pools reads about as many entries as it takes. Tasks
+    that finish later are not included; one evicted from the history meanwhile ends the
+    cursor.
     """
 
-    __slots__ = ("_batch", "_buffer", "_done", "_index", "_kind", "_pool", "_skip", "_states")
+    __slots__ = ("_buffer", "_done", "_index", "_kind", "_pool", "_skip", "_states", "batch")
 
     def __init__(
-        self,
-        pool: ManagedPool,
-        states: frozenset[int],
-        kind: int | None,
-        *,
-        skip: int = 0,
-        batch: int = 1,
+        self, pool: ManagedPool, states: frozenset[int], kind: int | None, *, skip: int = 0
     ) -> None:
         self._pool = pool
         self._states = None if states == FINISHED else states
@@ -206,46 +198,59 @@ class FinishedCursor:
         if self._states is None and kind is None:  # every entry matches: skip by index
             self._index -= skip
             self._skip = 0
-        self._buffer: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
-        self._batch = batch
+        self._buffer: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []  # oldest first
         self._done = False
+        self.batch = 1
 
     def __iter__(self) -> FinishedCursor:
         return self
 
     def __next__(self) -> tuple[SortKey, tuple[ManagedPool, TaskRef]]:
         if not self._buffer:
-            if self._done:
-                raise StopIteration
-            self._refill()
+            self._buffer = self._read(self.batch)
+            self._buffer.reverse()  # popped from the end: newest first
+            self.batch = min(self.batch * 2, 256)
             if not self._buffer:
                 raise StopIteration
         return self._buffer.pop()
 
-    def _refill(self) -> None:
-        pool, states, kind = self._pool, self._states, self._kind
+    def take(self, n: int) -> list[tuple[SortKey, tuple[ManagedPool, TaskRef]]]:
+        """The next ``n`` entries (fewer at the end), newest first."""
+        held = self._buffer[::-1][:n]
+        del self._buffer[len(self._buffer) - len(held) :]
+        return held + self._read(n - len(held))
+
+    def _read(self, n: int) -> list[tuple[SortKey, tuple[ManagedPool, TaskRef]]]:
         out: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+        if self._done or n <= 0:
+            return out
+        pool, states, kind = self._pool, self._states, self._kind
         with pool._lock:
             history = pool._history
             oldest = history.appended - len(history)
             cap = history.capacity
+            seqs, finished = history._seq, history._finished
             i = self._index
-            while i >= oldest and len(out) < self._batch:
-                slot = i % cap
-                i -= 1
-                if (states is None or history.state_at(slot) in states) and (
-                    kind is None or history.kind_at(slot) == kind
-                ):
-                    if self._skip:
-                        self._skip -= 1
-                        continue
-                    key = (1, -history.finished_at(slot))
-                    out.append((key, (pool, (slot, history.seq_at(slot)))))
+            if states is None and kind is None:  # no filter: a slice of the ring
+                stop = max(oldest - 1, i - n)
+                for j in range(i, stop, -1):
+                    slot = j % cap
+                    out.append(((1, -finished[slot]), (pool, (slot, seqs[slot]))))
+                i = stop
+            else:
+                while i >= oldest and len(out) < n:
+                    slot = i % cap
+                    i -= 1
+                    if (states is None or history.state_at(slot) in states) and (
+                        kind is None or history.kind_at(slot) == kind
+                    ):
+                        if self._skip:
+                            self._skip -= 1
+                            continue
+                        out.append(((1, -finished[slot]), (pool, (slot, seqs[slot]))))
             self._index = i
             self._done = i < oldest
-        self._batch = min(self._batch * 2, 256)
-        out.reverse()  # popped from the end: newest first
-        self._buffer = out
+        return out
 
 
 def resolve_refs(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> list[R]:
@@ -256,16 +261,15 @@ def resolve_refs(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> l
 
 def _resolve_locked(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> list[R]:
     history = pool._history
-    records = []
+    rows: list[Row] = []
     for ref in refs:
         if isinstance(ref, tuple):
             slot, seq = ref
-            if history.seq_at(slot) != seq:
-                continue  # evicted between selecting and resolving
-            records.append(slot_record(pool, slot, build))
+            if history.seq_at(slot) == seq:  # else evicted between selecting and resolving
+                rows.append(history.row(slot))
         else:
-            records.append(future_record(pool, ref, build))
-    return records
+            rows.append(_future_row(ref))
+    return _records(build, pool, rows)
 
 
 _NO_KIND = -1  # a task name this pool has never run: nothing matches
