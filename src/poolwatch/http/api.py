@@ -105,15 +105,23 @@ class ControlApi:
         self.version = version
 
     def routes(self) -> list[Route]:
+        """The routes, busiest first (they are tried in order; no two overlap)."""
         m = self._mutation
         return [
-            Route("/info", self.info, methods=["GET"]),
+            Route("/tasks", self.list_tasks, methods=["GET"], name="tasks"),
             Route(
                 "/pools",
                 self._by_method(GET=self.list_pools, POST=m("pool.create", self.create_pool)),
                 methods=["GET", "POST"],
                 name="pools",
             ),
+            Route(
+                "/pools/{name}/tasks",
+                m("task.submit", self.submit_task),
+                methods=["POST"],
+                name="pool_tasks",
+            ),
+            Route("/tasks/{task_id}", self.get_task, methods=["GET"], name="task"),
             Route(
                 "/pools/{name}",
                 self._by_method(
@@ -125,21 +133,14 @@ class ControlApi:
                 name="pool",
             ),
             Route(
-                "/pools/{name}/tasks",
-                m("task.submit", self.submit_task),
-                methods=["POST"],
-                name="pool_tasks",
-            ),
-            Route("/tasks", self.list_tasks, methods=["GET"], name="tasks"),
-            Route("/tasks/{task_id}", self.get_task, methods=["GET"], name="task"),
-            Route(
                 "/tasks/{task_id}/cancel",
                 m("task.cancel", self.cancel_task),
                 methods=["POST"],
                 name="task_cancel",
             ),
-            Route("/task-types", self.task_types, methods=["GET"], name="task_types"),
             Route("/stats", self.stats, methods=["GET"], name="stats"),
+            Route("/task-types", self.task_types, methods=["GET"], name="task_types"),
+            Route("/info", self.info, methods=["GET"]),
         ]
 
     # -- plumbing -------------------------------------------------------------------

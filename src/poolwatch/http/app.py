@@ -117,13 +117,14 @@ def create_app(
 
     api_routes = api.routes()
     static = StaticFiles(directory=console, check_dir=False)
+    # Routes are tried in order and no two overlap: the busiest come first.
     routes: list[BaseRoute] = [
-        Route("/", index, methods=["GET"], name="console_index"),
+        Mount("/api", routes=list(api_routes)),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/", index, methods=["GET"], name="console_index"),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Mount("/api", routes=list(api_routes)),
         Mount("/console", app=static, name="console"),
     ]
     templates: dict[Any, str] = {
