@@ -343,9 +343,11 @@ class PoolCore:
         span = None
         tracer = self._tracing.tracer(task._started) if task._trace_ctx is not None else None
         if tracer is not None:
-            span, token = self._tracing.start(
+            opened = self._tracing.start(
                 tracer, task, self._name, thread, task._started - task._submitted
             )
+            if opened is not None:
+                span, token = opened
         outcome = SUCCEEDED
         fatal = False
         try:

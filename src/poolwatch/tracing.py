@@ -7,6 +7,7 @@ an SDK provider is installed (looked up at most once a second until then).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -17,8 +18,11 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .future import TaskFuture
+    from .history import ErrorInfo
 
 __all__ = ["Tracing", "records_spans"]
+
+log = logging.getLogger("poolwatch")
 
 _OFF_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
@@ -68,21 +72,27 @@ class Tracing:
 
     def start(
         self, tracer: trace.Tracer, task: TaskFuture, pool: str, thread: str, queue_wait: float
-    ) -> tuple[trace.Span, object]:
-        span = tracer.start_span(
-            task._kind.name,
-            context=task._trace_ctx,
-            attributes={
-                "poolwatch.pool.name": pool,
-                "poolwatch.task.name": task._kind.name,
-                "poolwatch.task.id": task.task_id,
-                "poolwatch.task.queue_wait_seconds": queue_wait,
-                "thread.name": thread,
-            },
-            # poolwatch records the task's outcome itself (see end()).
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+    ) -> tuple[trace.Span, object] | None:
+        """Open a task's span and make it current; ``None`` if that failed (the task runs
+        untraced: a sampler or span processor that raises must not stop the pool)."""
+        try:
+            span = tracer.start_span(
+                task._kind.name,
+                context=task._trace_ctx,
+                attributes={
+                    "poolwatch.pool.name": pool,
+                    "poolwatch.task.name": task._kind.name,
+                    "poolwatch.task.id": task.task_id,
+                    "poolwatch.task.queue_wait_seconds": queue_wait,
+                    "thread.name": thread,
+                },
+                # poolwatch records the task's outcome itself (see end()).
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        except Exception:
+            self._failed("start")
+            return None
         # On top of the submitter's context, so baggage and other values travel too.
         token = otel_context.attach(trace.set_span_in_context(span, task._trace_ctx))
         return span, token
@@ -95,7 +105,8 @@ class Tracing:
         failed: BaseException | None,
         cancelled: bool,
     ) -> int:
-        """Close a task's span; returns its trace id (0 when not sampled)."""
+        """Close a task's span; returns its trace id (0 when not sampled). Never raises:
+        the task has run, and its result must reach its future whatever tracing does."""
         try:
             if task._overdue_at:
                 span.add_event("poolwatch.task.run_timeout", timestamp=self._ns(task._overdue_at))
@@ -106,24 +117,64 @@ class Tracing:
                 )
             if cancelled:
                 span.add_event("poolwatch.task.cancelled")
-            elif failed is not None:
-                span.record_exception(failed)
-                span.set_status(Status(StatusCode.ERROR, _describe(failed)))
+            elif failed is not None and task._error is not None:
+                _record_failure(span, failed, task._error)
+        except Exception:
+            self._failed("end")
         finally:
             otel_context.detach(token)  # type: ignore[arg-type]
-            span.end()
-        ctx = span.get_span_context()
-        return ctx.trace_id if ctx.trace_flags.sampled else 0
+            try:
+                span.end()  # runs the span processors' on_end
+            except Exception:
+                self._failed("end")
+        try:
+            ctx = span.get_span_context()
+            return ctx.trace_id if ctx.trace_flags.sampled else 0
+        except Exception:
+            self._failed("end")
+            return 0
 
     def _ns(self, monotonic: float) -> int:
         return int((monotonic + self.wall_offset) * 1e9)
 
+    @staticmethod
+    def _failed(step: str) -> None:
+        log.warning(
+            "tracing could not %s a task's span; the task itself is unaffected",
+            step,
+            exc_info=True,
+        )
 
-def _describe(exc: BaseException) -> str:
+
+def _record_failure(span: trace.Span, exc: BaseException, error: ErrorInfo) -> None:
+    """The ``exception`` event and the error status, from the task's own ``ErrorInfo``:
+    its message is safe from a failing ``__str__`` and its traceback is already formatted
+    (from the task's first frame, bounded)."""
+    cls = type(exc)
+    type_name = cls.__qualname__  # named as the SDK's own record_exception names it
+    if cls.__module__ not in (None, "builtins"):
+        type_name = f"{cls.__module__}.{type_name}"
+    span.add_event(
+        "exception",
+        {
+            "exception.type": type_name,
+            "exception.message": _encodable(error.message),
+            "exception.stacktrace": _encodable(error.traceback),
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, _encodable(f"{cls.__qualname__}: {error.message}")))
+
+
+def _encodable(text: str) -> str:
+    """``text`` as OTLP can send it. Python strings may hold unpaired surrogates (from a
+    ``\\udXXX`` escape or undecodable bytes), which UTF-8 cannot encode: the exporter would
+    drop the attribute, or for a status the whole batch of spans. Each is written as its
+    ``\\uXXXX`` escape instead."""
     try:
-        return f"{type(exc).__qualname__}: {exc}"
-    except Exception:  # a broken __str__ must not break the span
-        return type(exc).__qualname__
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def capture_context() -> Any:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from concurrent.futures import CancelledError
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
@@ -81,6 +85,109 @@ def test_failure_records_the_exception_with_status_error(
     assert "KeyError" in (span.status.description or "")
     assert [e.name for e in span.events] == ["exception"]
     assert span.events[0].attributes["exception.type"] == "KeyError"  # type: ignore[index]
+
+
+def test_exception_event_names_the_type_as_the_sdk_does(
+    traced: PoolManager, spans: InMemorySpanExporter
+) -> None:
+    pool = traced.create_pool("parse", max_workers=1)
+
+    def parse() -> None:
+        json.loads("{")
+
+    with pytest.raises(json.JSONDecodeError):
+        pool.submit(parse).result()
+    (span,) = finished_spans(spans, 1)
+    attributes = span.events[0].attributes
+    assert attributes is not None
+    assert attributes["exception.type"] == "json.decoder.JSONDecodeError"
+    assert attributes["exception.message"] == (
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
+    stacktrace = str(attributes["exception.stacktrace"])
+    assert "in parse" in stacktrace  # starts in the task's own code
+    assert "_execute" not in stacktrace  # not in the worker's
+    assert stacktrace.rstrip().endswith(str(attributes["exception.message"]))
+
+
+class _BrokenStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ is broken")
+
+
+def test_an_exception_whose_str_fails_still_fails_its_task_only(
+    traced: PoolManager, spans: InMemorySpanExporter
+) -> None:
+    pool = traced.create_pool("odd", max_workers=1)
+
+    def odd() -> None:
+        raise _BrokenStr
+
+    for _ in range(3):  # one worker: it must survive each of them
+        with pytest.raises(_BrokenStr):
+            pool.submit(odd).result(timeout=10)
+    assert pool.submit(traced_task, 4).result(timeout=10) == 8
+    done = finished_spans(spans, 4)
+    failed = [s for s in done if s.status.status_code is StatusCode.ERROR]
+    assert len(failed) == 3
+    assert failed[0].status.description == "_BrokenStr: <the exception's __str__ failed>"
+    assert pool.stats().failed == 3
+
+
+def test_unpaired_surrogates_in_an_error_do_not_break_the_export(
+    traced: PoolManager, spans: InMemorySpanExporter
+) -> None:
+    pool = traced.create_pool("surrogates", max_workers=1)
+
+    def bad_bytes() -> None:
+        # What decoding undecodable bytes with surrogateescape gives, as os and sys do.
+        raise ValueError(b"caf\xe9".decode("utf-8", "surrogateescape"))
+
+    with pytest.raises(ValueError, match="caf"):
+        pool.submit(bad_bytes).result()
+    assert pool.submit(traced_task, 1).result() == 2
+    done = finished_spans(spans, 2)
+    # The OTLP encoder refuses strings UTF-8 cannot encode: a status among them fails
+    # the whole batch. Every span here must encode, the bad one with its text escaped.
+    encoded = encode_spans(done).SerializeToString()
+    (failed,) = [s for s in done if s.status.status_code is StatusCode.ERROR]
+    attributes = failed.events[0].attributes
+    assert attributes is not None
+    assert attributes["exception.message"] == "caf\\udce9"
+    assert failed.status.description == "ValueError: caf\\udce9"
+    assert b"caf\\udce9" in encoded
+
+
+class _FailingProcessor(SpanProcessor):
+    def __init__(self, when: str) -> None:
+        self.when = when
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.when == "start":
+            raise RuntimeError("on_start failed")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.when == "end":
+            raise RuntimeError("on_end failed")
+
+
+@pytest.mark.parametrize("when", ["start", "end"])
+def test_a_failing_span_processor_does_not_stop_the_pool(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture, when: str
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(_FailingProcessor(when))
+    manager = PoolManager(registry=registry, tracer_provider=provider)
+    try:
+        pool = manager.create_pool("fragile", max_workers=1)
+        with caplog.at_level(logging.WARNING, logger="poolwatch"):
+            results = [pool.submit(traced_task, i) for i in range(5)]
+            assert [f.result(timeout=10) for f in results] == [0, 2, 4, 6, 8]
+        assert pool.stats().succeeded == 5
+        assert f"could not {when} a task's span" in caplog.text
+    finally:
+        manager.shutdown(cancel_futures=True)
+        provider.shutdown()
 
 
 def test_cancel_request_and_run_timeout_are_span_events(
