@@ -229,25 +229,18 @@ class FinishedCursor:
             history = pool._history
             oldest = history.appended - len(history)
             cap = history.capacity
-            seqs, finished = history._seq, history._finished
             i = self._index
-            if states is None and kind is None:  # no filter: a slice of the ring
-                stop = max(oldest - 1, i - n)
-                for j in range(i, stop, -1):
-                    slot = j % cap
-                    out.append(((1, -finished[slot]), (pool, (slot, seqs[slot]))))
-                i = stop
-            else:
-                while i >= oldest and len(out) < n:
-                    slot = i % cap
-                    i -= 1
-                    if (states is None or history.state_at(slot) in states) and (
-                        kind is None or history.kind_at(slot) == kind
-                    ):
-                        if self._skip:
-                            self._skip -= 1
-                            continue
-                        out.append(((1, -finished[slot]), (pool, (slot, seqs[slot]))))
+            while i >= oldest and len(out) < n:
+                slot = i % cap
+                i -= 1
+                if (states is None or history.state_at(slot) in states) and (
+                    kind is None or history.kind_at(slot) == kind
+                ):
+                    if self._skip:
+                        self._skip -= 1
+                        continue
+                    key = (1, -history.finished_at(slot))
+                    out.append((key, (pool, (slot, history.seq_at(slot)))))
             self._index = i
             self._done = i < oldest
         return out
