@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
@@ -28,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from .accounting import BUCKETS, OTHER_LABEL, Histogram, LabelStats, PoolSnapshot, TaskKind
 from .errors import TaskCancelledError
 from .future import TaskFuture, _local
-from .history import CANCELLED, FAILED, NAN, QUEUED, RUNNING, SUCCEEDED, ErrorInfo, History
+from .history import CANCELLED, FAILED, NAN, QUEUED, RUNNING, SUCCEEDED, History, error_info
 from .records import PoolState, PoolStats
-from .tasks import default_name, task_type_of
+from .tasks import TASK_ATTR, default_name, task_type_of
 
 if TYPE_CHECKING:
     from .manager import PoolManager
@@ -40,8 +39,6 @@ __all__ = ["PoolCore"]
 log = logging.getLogger("poolwatch")
 
 _MAX_KINDS = 4096  # distinct task names remembered per pool; more are counted, not indexed
-_TRACEBACK_LIMIT = 8192  # characters kept of a failed task's traceback
-_MESSAGE_LIMIT = 2048
 
 
 class _Worker:
@@ -99,6 +96,9 @@ class PoolCore:
         self._workers: set[_Worker] = set()
         self._threads: list[threading.Thread] = []
         self._nworkers = 0  # live or starting, not retiring
+        # Tasks the caller_runs policy started, and the threads running them: few, and
+        # only while the queue is full. The monitor times them out like workers' tasks.
+        self._caller_runs: dict[TaskFuture, threading.Thread] = {}
         self._waking = 0  # woken or starting, not yet at the queue
         self._active = 0
         self._spawned = 0
@@ -120,7 +120,7 @@ class PoolCore:
         self._overdue = 0
         self._queue_wait = Histogram()
         # task kinds: by code object (fast path) and by name
-        self._kinds: dict[Any, tuple[Any, TaskKind]] = {}  # code -> (qualname, kind)
+        self._kinds: dict[Any, tuple[Any, Any, TaskKind]] = {}  # code -> (qualname, type, kind)
         self._kinds_by_name: dict[str, TaskKind] = {}
         self._kind_list: list[TaskKind] = []
         self._labels: dict[str, LabelStats] = {}
@@ -145,10 +145,15 @@ class PoolCore:
         code = getattr(fn, "__code__", None)
         if code is not None:
             cached = self._kinds.get(code)
-            # A different function sharing the code (a decorator's wrapper) has another
-            # __qualname__ object: compare identities, it costs nothing.
-            if cached is not None and cached[0] is getattr(fn, "__qualname__", None):
-                return cached[1]
+            # Functions sharing the code differ in their __qualname__ object (a decorator's
+            # wrappers) or in the @task type attached (closures from one factory, which
+            # share even the __qualname__): compare both by identity, it costs little.
+            if (
+                cached is not None
+                and cached[0] is getattr(fn, "__qualname__", None)
+                and cached[1] is getattr(fn, TASK_ATTR, None)
+            ):
+                return cached[2]
         return self._new_kind(fn, code)
 
     def _new_kind(self, fn: Callable[..., Any], code: Any) -> TaskKind:
@@ -177,7 +182,8 @@ class PoolCore:
                 kind.run_timeout = tt.run_timeout
                 self._has_kind_timeouts = True
             if code is not None and len(self._kinds) < _MAX_KINDS:
-                self._kinds[code] = (getattr(fn, "__qualname__", None), kind)
+                qualname = getattr(fn, "__qualname__", None)
+                self._kinds[code] = (qualname, getattr(fn, TASK_ATTR, None), kind)
         if kind.run_timeout is not None:
             self._manager._watch(self)
         return kind
@@ -308,7 +314,13 @@ class PoolCore:
             lock.release()
             if done is not None:
                 if not resolved:
-                    done._resolve(outcome, payload)
+                    # Callbacks run here. TaskFuture logs whatever they raise, even
+                    # SystemExit; this worker is already booked idle or busy, so nothing
+                    # may stop it from getting back to its loop.
+                    try:
+                        done._resolve(outcome, payload)
+                    except BaseException:
+                        log.exception("resolving task %s failed", done.task_id)
                 done = payload = None
             if chain is not None:
                 self._wake(chain)
@@ -318,7 +330,10 @@ class PoolCore:
                 w.wake.acquire()
                 continue
             assert task is not None  # for the type checker: not park and not leave
-            outcome, payload, fatal = self._execute(task, w.name)
+            try:
+                outcome, payload, fatal = self._execute(task, w.name)
+            except BaseException as exc:  # not the task's (_execute catches those)
+                outcome, payload, fatal = self._engine_failed(task, exc)
             done = task
 
     def _start_locked(
@@ -362,7 +377,7 @@ class PoolCore:
         finally:
             _local.task = previous
         if outcome == FAILED:
-            task._error = _error_info(payload)
+            task._error = error_info(payload)
         if span is not None:
             task._trace_id = self._tracing.end(
                 span,
@@ -373,10 +388,21 @@ class PoolCore:
             )
         return outcome, payload, fatal
 
+    def _engine_failed(self, task: TaskFuture, exc: BaseException) -> tuple[int, Any, bool]:
+        """Outcome of a task whose run or recording failed inside poolwatch (tracing, say):
+        it fails with that error, so that its future is resolved all the same."""
+        log.exception("pool %r failed to run or record task %s", self._name, task.task_id)
+        task._error = error_info(exc)
+        return FAILED, exc, False
+
     def _run_in_caller(self, fut: TaskFuture) -> None:
         """Run a task the ``caller_runs`` policy started in the submitting thread."""
-        outcome, payload, _ = self._execute(fut, threading.current_thread().name)
+        try:
+            outcome, payload, _ = self._execute(fut, threading.current_thread().name)
+        except BaseException as exc:  # not the task's (_execute catches those)
+            outcome, payload, _ = self._engine_failed(fut, exc)
         with self._lock:
+            del self._caller_runs[fut]
             resolved = self._finish_locked(fut, outcome, payload, monotonic())
             self._maybe_terminated_locked()
         if not resolved:
@@ -526,8 +552,9 @@ class PoolCore:
                     self._cancel_queued_locked(head, now)
                     self._timeouts_queue += 1
                     expired.append(head)
-            for w in self._workers:
-                task = w.task
+            running = [w.task for w in self._workers]
+            running += self._caller_runs
+            for task in running:
                 if task is None or task._overdue_at:
                     continue
                 run_limit = task._kind.run_timeout or self._run_timeout
@@ -544,19 +571,3 @@ class PoolCore:
     def _maybe_terminated_locked(self) -> None:
         if self._closing and self._nworkers == 0 and self._queued == 0 and self._active == 0:
             self._terminated.set()
-
-
-def _error_info(exc: BaseException) -> ErrorInfo:
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<the exception's __str__ failed>"
-    try:
-        # Skip the worker's own frame: the traceback starts in the task's code.
-        frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-        tb = "".join(traceback.format_exception(type(exc), exc, frames))
-    except Exception:
-        tb = ""
-    if len(tb) > _TRACEBACK_LIMIT:
-        tb = "...\n" + tb[-_TRACEBACK_LIMIT:]
-    return ErrorInfo(type(exc).__qualname__, message[:_MESSAGE_LIMIT], tb)

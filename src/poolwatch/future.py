@@ -8,6 +8,7 @@ its history, never the future.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from .records import TaskInfo
 
 __all__ = ["TaskFuture", "current_task"]
+
+log = logging.getLogger("poolwatch")
 
 _local = threading.local()
 
@@ -47,6 +50,11 @@ class TaskFuture(Future[Any]):
     Thread-safe like ``Future``. ``cancel()`` cancels a queued task at once (the pool
     counts it); a running task cannot be cancelled through the future, use
     ``ManagedPool.cancel(task_id)`` to request a cooperative cancel.
+
+    A done-callback that raises, even ``SystemExit`` or ``KeyboardInterrupt``, is logged
+    (logger ``poolwatch``, with the task id) and the next callbacks still run: callbacks
+    run in the pool's workers and amid its bookkeeping, which must carry on.
+    ``ThreadPoolExecutor`` logs ``Exception`` only and lets the others end its worker.
 
     The future's condition (and its waiter and callback lists) are made on first use,
     under the pool's lock: most futures are never waited on before they finish, and the
@@ -195,7 +203,14 @@ class TaskFuture(Future[Any]):
             for waiter in self._waiters:
                 waiter.add_cancelled(self)
             self._condition.notify_all()
-        self._invoke_callbacks()  # type: ignore[attr-defined]
+        self._invoke_callbacks()
+
+    def _invoke_callbacks(self) -> None:
+        for callback in self._done_callbacks:
+            try:
+                callback(self)
+            except BaseException:
+                log.exception("done-callback %r of task %s raised", callback, self.task_id)
 
 
 _DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})

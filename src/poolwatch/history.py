@@ -2,7 +2,8 @@
 
 Finished tasks are kept in parallel typed arrays used as a ring: about 60 bytes a task,
 no Python object per task, and nothing that belongs to the user (functions, arguments,
-results) is ever held. Only failed tasks carry an error record, in a sparse dict.
+results) is ever held. Only failed tasks carry an error record (``error_info``), in a
+sparse dict.
 
 Not thread-safe on its own: the owning pool calls it under its lock.
 """
@@ -10,13 +11,17 @@ Not thread-safe on its own: the owning pool calls it under its lock.
 from __future__ import annotations
 
 import math
+import traceback
 from array import array
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ErrorInfo", "History"]
+__all__ = ["ErrorInfo", "History", "error_info"]
 
 NAN = math.nan
+
+_TRACEBACK_LIMIT = 8192  # characters kept of a failed task's traceback
+_MESSAGE_LIMIT = 2048
 
 # Codes of the task states kept in the ``state`` column; the pool uses the same codes.
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = range(5)
@@ -30,6 +35,24 @@ class ErrorInfo:
     type: str
     message: str
     traceback: str
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """What a failed task raised. Never raises: the exception's own code runs here (its
+    ``__str__`` may raise anything, even KeyboardInterrupt), and the task must still end."""
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<the exception's __str__ failed>"
+    try:
+        # Skip the worker's own frame: the traceback starts in the task's code.
+        frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        tb = "".join(traceback.format_exception(type(exc), exc, frames))
+    except BaseException:
+        tb = ""
+    if len(tb) > _TRACEBACK_LIMIT:
+        tb = "...\n" + tb[-_TRACEBACK_LIMIT:]
+    return ErrorInfo(type(exc).__qualname__, message[:_MESSAGE_LIMIT], tb)
 
 
 class History:

@@ -160,14 +160,21 @@ class PoolManager:
         """Shut pool ``name`` down and forget it; returns its final ``PoolStats``.
 
         Its metric series are gone from the next scrape. ``KeyError`` if there is no such pool.
+        Its queue and run timeouts still apply while it drains. With ``wait=True``, from one
+        of the pool's own tasks (or a done-callback in one of its threads) it raises
+        ``RuntimeError`` and changes nothing, since it would wait for itself.
         """
-        with self._lock:
-            pool = self._pools.pop(name, None)
-            if pool is None:
-                raise KeyError(f"no pool named {name!r}")
-            del self._by_uid[pool._uid]
-            self._watched.discard(pool)
-        pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        while True:  # again if the name now stands for another pool than the one checked
+            pool = self.get_pool(name)
+            if wait:
+                pool._refuse_waiting_for_itself(f"remove_pool({name!r}, wait=False)")
+            with self._lock:
+                if self._pools.get(name) is pool:
+                    del self._pools[name]
+                    del self._by_uid[pool._uid]
+                    break
+        # The monitor keeps watching it until it has terminated (see _monitor_loop).
+        pool._shutdown(wait, cancel_futures, None)
         return pool.stats()
 
     # -- tasks -----------------------------------------------------------------------
@@ -295,10 +302,16 @@ class PoolManager:
                 self._monitor.start()
 
     def _monitor_loop(self) -> None:
+        """Enforce the watched pools' timeouts until stopped; pools removed or shut down
+        stay watched while they drain. Ends by itself once the manager is shut down and
+        every pool it watched has terminated."""
         stop = self._monitor_stop
         while not stop.is_set():
             with self._lock:
+                self._watched = {p for p in self._watched if not p._terminated.is_set()}
                 watched = list(self._watched)
+                if self._closed and not watched:
+                    return
             shortest = 2.5
             for pool in watched:
                 for limit in pool._timeout_limits():
@@ -319,8 +332,15 @@ class PoolManager:
 
         With ``timeout`` (seconds) waits at most that long, then requests a cooperative
         cancel of the tasks still running and returns False if some are. Threads are never
-        killed.
+        killed. Queue and run timeouts still apply to the pools while they drain.
+
+        With ``wait=True``, from a task of one of the pools (or a done-callback in one of
+        their threads) it raises ``RuntimeError`` and changes nothing, since it would wait
+        for itself; call ``shutdown(wait=False)`` there.
         """
+        if wait:
+            for pool in self.pools():
+                pool._refuse_waiting_for_itself("the manager's shutdown(wait=False)")
         with self._lock:
             self._closed = True
             pools = list(self._pools.values())
@@ -337,10 +357,12 @@ class PoolManager:
                     pool._request_cancel_running()
         else:
             done = all(pool.state.value == "terminated" for pool in pools)
-        self._monitor_stop.set()
-        monitor = self._monitor
-        if monitor is not None and monitor is not threading.current_thread():
-            monitor.join()
+        if done:
+            self._monitor_stop.set()
+            monitor = self._monitor
+            if monitor is not None and monitor is not threading.current_thread():
+                monitor.join()
+        # Else the monitor goes on timing out the pools still draining, and ends by itself.
         with contextlib.suppress(KeyError):  # already unregistered by an earlier shutdown
             self._registry.unregister(self._collector)
         return done
@@ -373,7 +395,10 @@ _managers: weakref.WeakSet[PoolManager] = weakref.WeakSet()
 def _at_exit() -> None:
     # Like ThreadPoolExecutor: at interpreter exit, let queued work finish and join workers.
     for manager in list(_managers):
-        manager.shutdown(wait=True)
+        try:
+            manager.shutdown(wait=True)
+        except Exception:  # one manager's failure must not keep the others running
+            log.exception("shutting a PoolManager down at interpreter exit failed")
 
 
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]

@@ -58,8 +58,8 @@ class ManagedPool(PoolCore, Executor):
         returns a cancelled future, ``discard_oldest`` cancels the oldest queued task.
         After shutdown ``RejectedError`` (a ``RuntimeError``) is raised.
         """
-        now = monotonic()
         kind = self._kind_for(fn)
+        now = monotonic()
         fut = TaskFuture(self, 0, fn, args, kwargs, kind, now)
         if self._tracing.tracer(now) is not None:
             fut._trace_ctx = capture_context()
@@ -91,13 +91,16 @@ class ManagedPool(PoolCore, Executor):
         """Submit ``fn(*args)`` for each tuple, as one batch under one acquisition of the lock.
 
         With policy ``abort`` a batch that does not fit is refused whole (nothing is
-        queued) with ``RejectedError``; other policies apply task by task.
+        queued) with ``RejectedError``; other policies apply task by task. An empty batch
+        returns ``[]``, full queue or not (after shutdown it raises, as ``submit`` does).
         """
-        now = monotonic()
         kind = self._kind_for(fn)
+        # The tasks are submitted once the iterable is read (it may be a slow generator).
+        batch = [tuple(args) for args in arg_tuples]
+        now = monotonic()
         traced = self._tracing.tracer(now) is not None
         ctx = capture_context() if traced else None
-        futs = [TaskFuture(self, 0, fn, tuple(args), {}, kind, now) for args in arg_tuples]
+        futs = [TaskFuture(self, 0, fn, args, {}, kind, now) for args in batch]
         if ctx is not None:
             for f in futs:
                 f._trace_ctx = ctx
@@ -107,6 +110,8 @@ class ManagedPool(PoolCore, Executor):
             if self._closing:
                 self._rejected_shutdown += len(futs)
                 raise self._shutdown_error()
+            if not futs:
+                return futs
             if self._policy == "abort" and self._capacity is not None:
                 room = self._room_locked()
                 if room < len(futs):
@@ -167,8 +172,9 @@ class ManagedPool(PoolCore, Executor):
             raise self._full_error("")
         if policy == "caller_runs":
             self._track_locked(fut)
-            worker = self._worker_slot(threading.current_thread().name)
-            self._start_locked(fut, worker, now, queued=False)
+            caller = threading.current_thread()
+            self._start_locked(fut, self._worker_slot(caller.name), now, queued=False)
+            self._caller_runs[fut] = caller
             return True
         if policy == "discard_oldest":
             oldest = self._pop_oldest_locked()
@@ -311,8 +317,27 @@ class ManagedPool(PoolCore, Executor):
 
         A paused pool is resumed so that its queue drains. With ``wait`` this returns when
         every worker has ended.
+
+        Called with ``wait=True`` from one of this pool's own tasks, or from a done-callback
+        running in one of its threads, it would wait for itself: it raises ``RuntimeError``
+        and changes nothing (the pool keeps running); call ``shutdown(wait=False)`` there.
+        ``ThreadPoolExecutor`` raises too, but only after it has begun shutting down.
         """
+        if wait:
+            self._refuse_waiting_for_itself("shutdown(wait=False)")
         self._shutdown(wait, cancel_futures, None)
+
+    def _refuse_waiting_for_itself(self, instead: str) -> None:
+        """Raise ``RuntimeError`` if the calling thread is one this pool's shutdown waits
+        for: one of its workers, or a thread running a task ``caller_runs`` gave it."""
+        me = threading.current_thread()
+        with self._lock:
+            own = me in self._threads or me in self._caller_runs.values()
+        if own:
+            raise RuntimeError(
+                f"cannot wait for pool {self._name!r} to shut down from one of its own tasks "
+                f"(or their done-callbacks): it would wait for itself; call {instead} there"
+            )
 
     def _shutdown(self, wait: bool, cancel_futures: bool, deadline: float | None) -> bool:
         cancelled: list[TaskFuture] = []
@@ -354,8 +379,9 @@ class ManagedPool(PoolCore, Executor):
     def _request_cancel_running(self) -> None:
         now = monotonic()
         with self._lock:
-            for w in self._workers:
-                task = w.task
+            running = [w.task for w in self._workers]
+            running += self._caller_runs
+            for task in running:
                 if task is not None and not task._cancel_requested:
                     task._cancel_requested = True
                     task._cancel_requested_at = now

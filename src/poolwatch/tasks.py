@@ -6,6 +6,7 @@ the function is returned unchanged (callable as before), with its task type atta
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import threading
@@ -18,7 +19,8 @@ __all__ = ["TaskType", "get_task_type", "registered_tasks", "task", "task_name_o
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_ATTR = "__poolwatch_task__"
+TASK_ATTR = "__poolwatch_task__"  # where @task puts the TaskType on the function
+_UNWRAP_LIMIT = 16  # partials of partials followed at most this deep
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ def task(name: str | None = None, *, run_timeout: float | None = None) -> Callab
                     "choose another name"
                 )
             _registry[task_name] = tt
-        setattr(fn, _ATTR, tt)
+        setattr(fn, TASK_ATTR, tt)
         return fn
 
     return decorate
@@ -87,20 +89,26 @@ def _qualified(fn: Callable[..., Any]) -> str:
 
 
 def default_name(fn: Callable[..., Any]) -> str:
-    """The name of an undecorated callable: ``module.qualname`` (or the type's, for objects)."""
+    """The name of an undecorated callable: ``module.qualname`` (or the type's, for objects).
+
+    A ``functools.partial`` is named after the function it wraps. No other attribute is
+    followed: a callable object's ``func`` may be anything (a ``Mock`` makes a new one on
+    every access).
+    """
+    for _ in range(_UNWRAP_LIMIT):
+        if not isinstance(fn, functools.partial):
+            break
+        fn = fn.func
     qual = getattr(fn, "__qualname__", None)
-    if qual is None:
-        inner = getattr(fn, "func", None)  # functools.partial
-        if inner is not None and inner is not fn:
-            return default_name(inner)
-        qual = type(fn).__qualname__
-        return f"{type(fn).__module__}.{qual}"
-    return f"{getattr(fn, '__module__', None) or '?'}.{qual}"
+    if isinstance(qual, str):
+        return f"{getattr(fn, '__module__', None) or '?'}.{qual}"
+    kind = type(fn)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def task_type_of(fn: Callable[..., Any]) -> TaskType | None:
     """The task type attached by ``@task``, or ``None``."""
-    tt = getattr(fn, _ATTR, None)
+    tt = getattr(fn, TASK_ATTR, None)
     return tt if isinstance(tt, TaskType) else None
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import textwrap
 import threading
 from typing import Any
 
@@ -316,6 +319,102 @@ class TestShutdownStates:
         assert pool.state is PoolState.TERMINATED
         with pytest.raises(RuntimeError):
             pool.submit(noop)
+
+
+class TestShutdownFromItsOwnTasks:
+    """Waiting for a pool to end from inside it would wait forever: it raises instead."""
+
+    @pytest.mark.parametrize("how", ["pool.shutdown", "manager.shutdown", "remove_pool"])
+    def test_from_a_task_raises_and_changes_nothing(
+        self, manager: Any, make_pool: Any, how: str
+    ) -> None:
+        pool = make_pool(2, name="own")
+        other = make_pool(1, name="other")
+        calls = {
+            "pool.shutdown": lambda: pool.shutdown(wait=True),
+            "manager.shutdown": lambda: manager.shutdown(wait=True),
+            "remove_pool": lambda: manager.remove_pool("own", wait=True),
+        }
+        error = pool.submit(calls[how]).exception(timeout=10)
+        assert isinstance(error, RuntimeError)
+        assert "'own'" in str(error)
+        assert "own tasks" in str(error)
+        assert "wait=False" in str(error)
+        assert pool.state is PoolState.RUNNING
+        assert other.state is PoolState.RUNNING
+        assert manager.get_pool("own") is pool
+        assert pool.submit(pow, 2, 3).result(timeout=10) == 8
+        pool.shutdown(wait=True)  # from outside it is fine
+        assert pool.state is PoolState.TERMINATED
+
+    def test_from_a_done_callback_in_a_worker(self, make_pool: Any, blocker: Any) -> None:
+        pool = make_pool(1)
+        b = blocker()
+        fut = pool.submit(b)
+        assert b.started.wait(10)
+        outcome: list[tuple[str, BaseException | None]] = []
+        called = threading.Event()
+
+        def callback(f: Any) -> None:
+            try:
+                pool.shutdown(wait=True)
+            except RuntimeError as exc:
+                outcome.append((threading.current_thread().name, exc))
+            else:
+                outcome.append((threading.current_thread().name, None))
+            finally:
+                called.set()
+
+        fut.add_done_callback(callback)
+        b.release()
+        assert called.wait(10), "shutdown(wait=True) in a worker's callback hung"
+        [(thread, error)] = outcome
+        assert thread == b.thread_name, "the callback ran in the pool's worker"
+        assert isinstance(error, RuntimeError)
+        assert pool.state is PoolState.RUNNING
+        assert pool.submit(pow, 2, 2).result(timeout=10) == 4
+
+    def test_from_a_task_run_by_caller_runs(self, make_pool: Any, blocker: Any) -> None:
+        pool = make_pool(1, queue_capacity=1, rejection_policy="caller_runs")
+        b = blocker()
+        pool.submit(b)
+        assert b.started.wait(10)
+        queued = pool.submit(noop)
+        fut = pool.submit(lambda: pool.shutdown(wait=True))
+        assert fut.done(), "caller_runs ran it in this thread"
+        assert isinstance(fut.exception(), RuntimeError)
+        assert pool.state is PoolState.RUNNING
+        b.release()
+        queued.result(timeout=10)
+
+    def test_wait_false_from_a_task_shuts_down(self, pool: Any) -> None:
+        pool.submit(lambda: pool.shutdown(wait=False)).result(timeout=10)
+        wait_until(lambda: pool.state is PoolState.TERMINATED, message="pool terminates")
+
+    def test_interpreter_exit_does_not_hang(self) -> None:
+        script = textwrap.dedent(
+            """
+            from opentelemetry.trace import NoOpTracerProvider
+            from prometheus_client import CollectorRegistry
+            from poolwatch import PoolManager
+
+            m = PoolManager(registry=CollectorRegistry(), tracer_provider=NoOpTracerProvider())
+
+            def task():
+                try:
+                    m.shutdown(wait=True)
+                except RuntimeError as exc:
+                    print("refused:", exc, flush=True)
+
+            m.create_pool("p", max_workers=1).submit(task)
+            # The main thread ends here: the at-exit hook shuts the manager down.
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "refused: cannot wait for pool 'p'" in done.stdout
 
 
 class TestPausedConfiguration:

@@ -21,6 +21,7 @@ from poolwatch import (
     TaskInfo,
     TaskPage,
     TaskState,
+    current_task,
 )
 from support import wait_until
 
@@ -234,6 +235,51 @@ class TestRemovePool:
             manager.get_pool("nw")
         b.release()
         assert fut.result(timeout=10) == "late"
+
+    def test_run_timeout_still_applies_while_it_drains(self, manager: Any, gates: Any) -> None:
+        pool = manager.create_pool("drain", max_workers=1, run_timeout=0.1)
+        gate = gates.new()  # opened at teardown, should the run timeout never come
+        started = threading.Event()
+
+        def until_cancelled() -> None:
+            ctx = current_task()
+            assert ctx is not None
+            started.set()
+            while not ctx.cancel_requested and not gate.is_set():
+                gate.wait(0.005)
+            ctx.raise_if_cancel_requested()
+
+        fut = pool.submit(until_cancelled)
+        assert started.wait(10)
+        remover = threading.Thread(target=manager.remove_pool, args=("drain",))
+        remover.start()
+        try:
+            remover.join(10)
+            assert not remover.is_alive(), "remove_pool waits on a task its run_timeout stops"
+        finally:
+            gate.set()
+            remover.join()
+        assert fut.cancelled()
+        assert pool.stats().state is PoolState.TERMINATED
+
+    @pytest.mark.parametrize("how", ["remove_pool", "manager.shutdown"])
+    def test_queue_timeout_still_applies_after_shutdown_without_waiting(
+        self, manager: Any, blocker: Any, how: str
+    ) -> None:
+        pool = manager.create_pool("drain", max_workers=1, queue_timeout=0.05)
+        b = blocker()
+        running = pool.submit(b)
+        assert b.started.wait(10)
+        late = pool.submit(noop)
+        if how == "remove_pool":
+            manager.remove_pool("drain", wait=False)
+        else:
+            assert manager.shutdown(wait=False) is False
+        wait_until(late.cancelled, message="the queue timeout applies while the pool drains")
+        assert pool.state is PoolState.SHUTTING_DOWN
+        b.release()
+        running.result(timeout=10)
+        wait_until(lambda: pool.state is PoolState.TERMINATED, message="the pool terminates")
 
     def test_metric_series_disappear(self, manager: Any, registry: CollectorRegistry) -> None:
         pool = manager.create_pool("m", max_workers=2)

@@ -311,6 +311,37 @@ class TestRunTimeout:
         assert fut.result(timeout=10) == "finished late"
         assert fut.info().name == "engine-tests.overdue"
 
+    def test_applies_to_a_task_run_by_caller_runs(
+        self, make_pool: Any, blocker: Any, registry: CollectorRegistry
+    ) -> None:
+        pool = make_pool(1, queue_capacity=1, rejection_policy="caller_runs", run_timeout=0.05)
+        b = blocker()
+        pool.submit(b)
+        assert b.started.wait(10)
+        queued = pool.submit(noop)
+        seen: list[tuple[bool, int]] = []
+
+        def slow() -> None:
+            ctx = current_task()
+            assert ctx is not None
+            until = time.monotonic() + 10
+            pause = threading.Event()
+            while not ctx.cancel_requested and time.monotonic() < until:
+                pause.wait(0.005)
+            seen.append((ctx.cancel_requested, pool.stats().overdue))
+            ctx.raise_if_cancel_requested()
+
+        fut = pool.submit(slow)  # the queue is full: runs here, in this thread
+        # Overdue with it: the worker's task, which started earlier.
+        assert seen == [(True, 2)], "the caller's task was flagged overdue"
+        assert fut.cancelled()
+        assert fut.info().state is TaskState.CANCELLED
+        labels = {"pool": pool.name, "kind": "run"}
+        assert registry.get_sample_value("poolwatch_tasks_timeouts_total", labels) == 2
+        assert pool.stats().overdue == 1
+        b.release()
+        queued.result(timeout=10)
+
     def test_quick_tasks_are_never_overdue(self, make_pool: Any) -> None:
         pool = make_pool(2, run_timeout=30)
         futures = [pool.submit(noop) for _ in range(20)]
@@ -365,6 +396,21 @@ class TestSubmitManyOnABoundedQueue:
         assert len(pool.submit_many(noop, [()] * 2)) == 2
         b.release()
         invariant(pool.stats())
+
+    @pytest.mark.parametrize("policy", ["abort", "caller_runs", "discard", "discard_oldest"])
+    def test_empty_batch_on_a_full_queue(self, make_pool: Any, blocker: Any, policy: str) -> None:
+        pool, b = full_pool(make_pool, blocker, policy, capacity=2)
+        pool.submit_many(noop, [(), ()])
+        for capacity in (2, 1):  # full, then holding more than it now may
+            pool.configure(queue_capacity=capacity)
+            assert pool.submit_many(noop, []) == []
+            assert pool.submit_many(noop, iter(())) == []
+        s = pool.stats()
+        assert (s.submitted, s.queued, s.rejected) == (3, 2, 0)
+        b.release()
+        pool.shutdown(wait=True)
+        with pytest.raises(RejectedError, match="after shutdown"):
+            pool.submit_many(noop, [])
 
     def test_discard_applies_task_by_task(self, make_pool: Any, blocker: Any) -> None:
         pool, b = full_pool(make_pool, blocker, "discard", capacity=2)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
+import time
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -289,6 +291,24 @@ class TestSubmitMany:
         with pytest.raises(RuntimeError):
             pool.submit_many(noop, [()])
 
+    def test_submitted_once_a_slow_generator_is_read(self, pool: Any) -> None:
+        delay = 0.1
+        before = time.time()
+
+        def slow_args() -> Any:
+            yield (1,)
+            until = time.monotonic() + delay
+            pause = threading.Event()
+            while time.monotonic() < until:  # the caller's own slowness, not a wait on us
+                pause.wait(0.005)
+            yield (2,)
+
+        futures = pool.submit_many(abs, slow_args())
+        assert [f.result(timeout=10) for f in futures] == [1, 2]
+        for f in futures:
+            waited = f.info().submitted_at - before
+            assert waited >= delay / 2, f"submitted before its batch was read ({waited:.3f}s)"
+
 
 class TestBaseExceptions:
     @pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt, GeneratorExit])
@@ -319,3 +339,76 @@ class TestBaseExceptions:
             b.release()
         assert [f.result(timeout=10) for f in running] == [0, 1]
         assert pool.stats().workers <= 2
+
+    @pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt])
+    def test_done_callback_raising_one_is_logged_and_the_pool_goes_on(
+        self,
+        make_pool: Any,
+        blocker: Any,
+        exc_type: type[BaseException],
+        caplog: pytest.LogCaptureFixture,
+        invariant: Any,
+    ) -> None:
+        pool = make_pool(1)
+
+        def hostile(f: Any) -> None:
+            raise exc_type("from a callback")
+
+        def logged(fut: Any) -> bool:
+            return any(
+                fut.task_id in r.getMessage()
+                and r.exc_info is not None
+                and isinstance(r.exc_info[1], exc_type)
+                for r in caplog.records
+            )
+
+        with caplog.at_level(logging.ERROR, logger="poolwatch"):
+            # The worker has taken its next task when the callback runs...
+            b = blocker("first")
+            first = pool.submit(b)
+            assert b.started.wait(10)
+            queued = pool.submit(pow, 2, 5)
+            after = threading.Event()
+            first.add_done_callback(hostile)
+            first.add_done_callback(lambda f: after.set())
+            b.release()
+            assert queued.result(timeout=10) == 32
+            assert after.wait(10), "the callbacks after the raising one still run"
+            assert first.result() == "first"
+            assert logged(first)
+            # ...or has booked itself idle: either way it serves the next task.
+            b = blocker("second")
+            second = pool.submit(b)
+            assert b.started.wait(10)
+            second.add_done_callback(hostile)
+            b.release()
+            wait_until(lambda: logged(second), message="the callback's error is logged")
+            assert pool.submit(pow, 3, 2).result(timeout=10) == 9
+        pool.shutdown(wait=True)
+        s = pool.stats()
+        assert (s.state, s.workers, s.active, s.succeeded) == (PoolState.TERMINATED, 0, 0, 4)
+        invariant(s)
+
+    def test_exception_whose_str_raises_still_fails_the_task(
+        self, make_pool: Any, invariant: Any
+    ) -> None:
+        class Unprintable(Exception):
+            def __str__(self) -> str:
+                raise KeyboardInterrupt
+
+        def hostile() -> None:
+            raise Unprintable
+
+        pool = make_pool(1)
+        fut = pool.submit(hostile)
+        assert isinstance(fut.exception(timeout=10), Unprintable)
+        info = fut.info()
+        assert info.state is TaskState.FAILED
+        assert info.error_type is not None
+        assert info.error_type.endswith("Unprintable")
+        assert info.error_message is not None
+        assert "__str__ failed" in info.error_message
+        assert pool.submit(pow, 2, 2).result(timeout=10) == 4
+        s = pool.stats()
+        assert (s.workers, s.failed, s.succeeded) == (1, 1, 1), "the worker survived"
+        invariant(s)

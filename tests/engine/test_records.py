@@ -9,11 +9,13 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from typing import Any
+from unittest.mock import Mock
 
 import pytest
 
-from poolwatch import TaskInfo, TaskState, task
+from poolwatch import TaskInfo, TaskState, current_task, task
 from support import wait_until
 
 INFO_FIELDS = {
@@ -53,6 +55,33 @@ class Payload:
 
     def describe(self) -> str:
         return "payload"
+
+
+class Handler:
+    """A callable object whose ``func`` has nothing to do with what it runs."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self) -> str:
+        return "handled"
+
+
+def task_factory(name: str, run_timeout: float | None) -> Callable[[], bool]:
+    """Makes closures that share one code object and one __qualname__, named apart."""
+
+    @task(name, run_timeout=run_timeout)
+    def job() -> bool:
+        # Returns whether a cancel was requested (a run timeout does that) within 10 s.
+        ctx = current_task()
+        assert ctx is not None
+        until = time.monotonic() + (10 if run_timeout is not None else 0)
+        pause = threading.Event()
+        while not ctx.cancel_requested and time.monotonic() < until:
+            pause.wait(0.005)
+        return ctx.cancel_requested
+
+    return job
 
 
 class TestTaskInfo:
@@ -187,6 +216,31 @@ class TestTaskNames:
         fut = pool.submit(functools.partial(explode, "p"))
         fut.exception(timeout=10)
         assert fut.info().name == f"{__name__}.explode"
+
+    def test_mock_is_named_after_its_type(self, pool: Any) -> None:
+        fut = pool.submit(Mock(return_value=1))
+        assert fut.result(timeout=10) == 1
+        assert fut.info().name == "unittest.mock.Mock"
+
+    def test_callable_object_is_named_after_its_class_not_its_func(self, pool: Any) -> None:
+        fut = pool.submit(Handler(explode))
+        assert fut.result(timeout=10) == "handled"
+        assert fut.info().name == f"{__name__}.Handler"
+
+    def test_closures_from_one_factory_keep_their_own_task_types(self, make_pool: Any) -> None:
+        plain = task_factory("engine-tests.factory.plain", None)
+        timed = task_factory("engine-tests.factory.timed", 0.05)
+        assert plain.__code__ is timed.__code__
+        assert plain.__qualname__ is timed.__qualname__
+        pool = make_pool(1)
+        for _ in range(2):  # the second round runs on the cached kinds
+            first = pool.submit(plain)
+            assert first.result(timeout=10) is False
+            assert first.info().name == "engine-tests.factory.plain"
+            second = pool.submit(timed)
+            assert second.result(timeout=20) is True, "its own run_timeout applied"
+            assert second.info().name == "engine-tests.factory.timed"
+        assert pool.stats().overdue == 0
 
 
 class TestHistory:
