@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,7 +42,8 @@ logger = logging.getLogger("poolwatch")
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    # str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"must be an integer from 0 to 65535, got {text!r}")
     return int(text)
 
@@ -138,18 +140,24 @@ def _import_tasks(modules: Sequence[str], config: Config) -> None:
             ) from None
 
 
-def _check_exposure(config: Config) -> None:
+def _check_exposure(config: Config, *, demo: bool) -> None:
     server = config.server
     if server.token is None and not server.read_only and not is_loopback(server.host):
+        if demo:  # demo takes neither --config nor --read-only
+            fix = f"Set {TOKEN_ENV}, or listen on 127.0.0.1 (--host 127.0.0.1)"
+        else:
+            fix = (
+                f"Set {TOKEN_ENV} (or [server] token in the config file), or pass "
+                "--read-only, or listen on 127.0.0.1"
+            )
         raise UsageError(
             f"refusing to serve the control API on {server.host} without an API token: anyone "
-            f"who can reach it could change the pools. Set {TOKEN_ENV} (or [server] token in "
-            "the config file), or pass --read-only, or listen on 127.0.0.1"
+            f"who can reach it could change the pools. {fix}"
         )
 
 
 def _serve(config: Config, *, demo: bool) -> int:
-    _check_exposure(config)
+    _check_exposure(config, demo=demo)
     _import_tasks(config.tasks, config)
     provider = build_tracer_provider(config.tracing)
     if provider is not None:

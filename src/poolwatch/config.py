@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolwatch.http.auth import TOKEN_RULE, token_problem
 from poolwatch.http.fields import Field, FieldError, check_object, show
 from poolwatch.http.schemas import (
     HISTORY_SIZE,
@@ -189,10 +190,18 @@ def parse_config(
     try:
         check_object(dict(data), _TOP, what="the file", noun="key")
         server = ServerConfig(**_section(data, "server", _SERVER))
-        if server.token is not None and not server.token.strip():
-            raise FieldError("server.token", "server.token must not be empty; remove it or set one")
-        env_token = env.get(TOKEN_ENV, "").strip()
-        if env_token:
+        host = server.host.strip()
+        if not host:
+            raise FieldError(
+                "server.host",
+                f"server.host must be an address to listen on such as "
+                f'"127.0.0.1", got {show(server.host)}',
+            )
+        server = dataclasses.replace(server, host=host)
+        if server.token is not None:
+            _check_token(server.token, "server.token", "remove the key or set")
+        env_token = _env_token(env)
+        if env_token is not None:
             server = dataclasses.replace(server, token=env_token)
         tracing = TracingConfig(**_section(data, "tracing", _TRACING))
         shutdown = ShutdownConfig(**_section(data, "shutdown", _SHUTDOWN))
@@ -208,6 +217,26 @@ def parse_config(
         tasks=tasks,
         source=source,
     )
+
+
+def _check_token(token: str, key: str, fix: str) -> None:
+    problem = token_problem(token)
+    if problem is not None:
+        raise FieldError(key, f"{key} {problem}; {fix} a valid token: {TOKEN_RULE}")
+
+
+def _env_token(env: Mapping[str, str]) -> str | None:
+    """The token from the environment, checked like the file's; empty counts as unset
+    (compose files often pass a variable through empty)."""
+    token = env.get(TOKEN_ENV, "")
+    if not token:
+        return None
+    try:
+        _check_token(token, TOKEN_ENV, "unset it or set")
+    except FieldError as exc:
+        # Not the file's fault: say where the value came from instead.
+        raise ConfigError(f"environment variable {exc.message}") from None
+    return token
 
 
 def _pools(items: list[Any]) -> tuple[PoolConfig, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_values_are_frozen() -> None:
         ),
         ("[server]\nport = 70000\n", "server.port must be an integer >= 0 and <= 65535"),
         ('[server]\nread_only = "yes"\n', "server.read_only must be true or false"),
-        ('[server]\ntoken = " "\n', "server.token must not be empty"),
+        ('[server]\ntoken = " "\n', "server.token starts or ends with whitespace"),
         ("[tracing]\nsampling_ratio = 2\n", "tracing.sampling_ratio must be a number"),
         ("[shutdown]\ngrace_period = -1\n", "shutdown.grace_period must be a number of seconds"),
         ('tasks = ["not a module"]\n', "tasks[0] must be a dotted module name"),
@@ -122,3 +123,91 @@ def test_toml_error_reports_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "[server]\nport = = 1\n")
     with pytest.raises(ConfigError, match=r"line 2"):
         load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[shutdown]\ngrace_period = 1" + "0" * 400 + "\n", "shutdown.grace_period must be"),
+        (
+            '[[pools]]\nname = "a"\nmax_workers = 1\nqueue_timeout = 1' + "0" * 400 + "\n",
+            "pools[0].queue_timeout must be a number of seconds > 0 and <= 2592000",
+        ),
+        (
+            '[[pools]]\nname = "a"\nmax_workers = 1\nrun_timeout = -1' + "0" * 400 + "\n",
+            "pools[0].run_timeout must be",
+        ),
+        ("[tracing]\nsampling_ratio = 1" + "0" * 400 + "\n", "tracing.sampling_ratio must be"),
+        ("[shutdown]\ngrace_period = inf\n", "shutdown.grace_period must be"),
+    ],
+)
+def test_numbers_past_float_range_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        (" s3cret", "starts or ends with whitespace"),
+        ("s3cret ", "starts or ends with whitespace"),
+        ("sécret", 'contains "é", which is not allowed'),
+        ("a=b", 'has "=" other than at its end'),
+        ("", "is empty"),
+    ],
+)
+def test_token_must_be_one_a_client_can_send(tmp_path: Path, token: str, problem: str) -> None:
+    path = _write(tmp_path, f'[server]\ntoken = "{token}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}: server.token {problem}; remove the key or set a valid")
+    assert "RFC 6750" in message
+    assert token.strip() not in message or not token.strip()  # the secret is not echoed
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        (" s3cret", "starts or ends with whitespace"),
+        ("s3cret\n", "starts or ends with whitespace"),
+        (" ", "starts or ends with whitespace"),
+        ("sécret", 'contains "é", which is not allowed'),
+    ],
+)
+def test_env_token_is_checked_like_the_files(tmp_path: Path, token: str, problem: str) -> None:
+    path = _write(tmp_path, '[server]\ntoken = "from-file"\n')
+    env = {"POOLWATCH_API_TOKEN": token}
+    loaders = (lambda: load_config(path, env=env), lambda: parse_config({}, env=env))
+    for load in loaders:
+        with pytest.raises(ConfigError) as info:
+            load()
+        message = str(info.value)
+        assert message.startswith(
+            f"environment variable POOLWATCH_API_TOKEN {problem}; unset it or set a valid"
+        )
+        assert "RFC 6750" in message
+
+
+def test_empty_env_token_counts_as_unset(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[server]\ntoken = "from-file"\n')
+    assert load_config(path, env={"POOLWATCH_API_TOKEN": ""}).server.token == "from-file"
+    assert parse_config({}, env={"POOLWATCH_API_TOKEN": ""}).server.token is None
+
+
+@pytest.mark.parametrize("host", ["", "   "])
+def test_blank_host_names_file_and_key(tmp_path: Path, host: str) -> None:
+    path = _write(tmp_path, f'[server]\nhost = "{host}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value) == (
+        f'{path}: server.host must be an address to listen on such as "127.0.0.1", '
+        f"got {json.dumps(host)}"
+    )
+
+
+def test_host_is_trimmed_like_the_flag(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[server]\nhost = " 127.0.0.1 "\n')
+    assert load_config(path, env={}).server.host == "127.0.0.1"

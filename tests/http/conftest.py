@@ -75,7 +75,11 @@ def make_client(manager: PoolManager) -> Iterator[ClientFactory]:
 
     def make(**kwargs: Any) -> TestClient:
         kwargs.setdefault("bind_host", "127.0.0.1")
-        client = TestClient(create_app(manager, **kwargs), raise_server_exceptions=False)
+        client = TestClient(
+            create_app(manager, **kwargs),
+            base_url="http://127.0.0.1",
+            raise_server_exceptions=False,
+        )
         client.__enter__()
         clients.append(client)
         return client

@@ -101,7 +101,7 @@ def test_mounted_under_a_prefix(manager: PoolManager) -> None:
     manager.create_pool("p", max_workers=1)
     inner = create_app(manager, bind_host="127.0.0.1")
     outer = Starlette(routes=[Mount("/pw", app=inner)])
-    with TestClient(outer) as client:
+    with TestClient(outer, base_url="http://127.0.0.1") as client:
         assert client.get("/pw/api/pools").json()["data"][0]["name"] == "p"
         assert client.get("/pw/").status_code == 200
         assert client.get("/pw/console/app.js").status_code == 200

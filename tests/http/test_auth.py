@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from poolwatch import PoolManager
+from poolwatch.http import create_app
 
 MUTATIONS = [
     ("post", "/api/pools", {"name": "new", "max_workers": 1}),
@@ -162,3 +163,32 @@ def test_audit_log_has_one_json_line_per_action(make_client, caplog) -> None:
     assert conflict["target"] == "p"
     assert conflict["status"] == 409
     assert conflict["result"] == "pool_exists"
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        (" s3cret", "starts or ends with whitespace"),
+        ("s3cret\n", "starts or ends with whitespace"),
+        ("sécret", 'contains "é"'),
+        ("two words", 'contains " "'),
+        ("a=b", 'has "=" other than at its end'),
+        ("", "is empty"),
+    ],
+)
+def test_tokens_no_client_could_send_are_refused_at_start(
+    manager: PoolManager, token: str, problem: str
+) -> None:
+    with pytest.raises(ValueError, match="RFC 6750") as info:
+        create_app(manager, token=token)
+    message = str(info.value)
+    assert message.startswith(f"token {problem}")
+    assert "RFC 6750" in message
+    assert "secrets.token_urlsafe" in message
+
+
+@pytest.mark.parametrize("token", ["s3cret", "A-b.c_d~e+f/g==", "x"])
+def test_b64tokens_are_accepted_and_work(make_client, token: str) -> None:
+    client = make_client(token=token)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.patch("/api/pools/p", json={"paused": True}, headers=headers).status_code == 200

@@ -194,3 +194,37 @@ def test_delete_errors(client, manager: PoolManager, assert_error) -> None:
     )
     assert_error(client.delete("/api/pools/p", params={"force": "1"}), 422, None, "force")
     assert manager.get_pool("p").name == "p"
+
+
+def test_numbers_too_large_for_a_float_are_422_not_500(
+    client, manager: PoolManager, assert_error
+) -> None:
+    manager.create_pool("p", max_workers=1)
+    huge = 10**400  # a valid JSON integer that no float can hold
+    for field in ("queue_timeout", "run_timeout"):
+        response = client.post("/api/pools", json={"name": "a", "max_workers": 1, field: huge})
+        assert_error(response, 422, "invalid_field", field, "<= 2592000", "1000000")
+        response = client.patch("/api/pools/p", json={field: huge})
+        assert_error(response, 422, "invalid_field", field, "<= 2592000")
+        response = client.patch("/api/pools/p", json={field: -huge})
+        assert_error(response, 422, "invalid_field", field, "> 0")
+    assert [p.name for p in manager.pools()] == ["p"]
+    assert manager.get_pool("p").stats().run_timeout is None
+
+
+def test_patch_of_a_stopped_pool_is_409(client, manager: PoolManager, gate, assert_error) -> None:
+    closed = manager.create_pool("closed", max_workers=1)
+    closed.shutdown(wait=True)
+    stopping = manager.create_pool("stopping", max_workers=1)
+    stopping.submit(get_task_type("pwtest.wait").fn, "patch-stopping")
+    stopping.shutdown(wait=False)
+    assert stopping.state is PoolState.SHUTTING_DOWN
+    for name, state in (("closed", "terminated"), ("stopping", "shutting down")):
+        for body in ({"paused": True}, {"max_workers": 4}, {"run_timeout": 5, "paused": False}):
+            response = client.patch(f"/api/pools/{name}", json=body)
+            assert_error(response, 409, "pool_shut_down", name, state, "create a new pool")
+    gate("patch-stopping").set()
+    wait_until(lambda: stopping.state is PoolState.TERMINATED, message="pool terminated")
+    assert closed.stats().max_workers == 1
+    assert stopping.stats().max_workers == 1
+    assert stopping.stats().run_timeout is None

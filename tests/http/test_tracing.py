@@ -30,7 +30,8 @@ def traced(exporter: InMemorySpanExporter) -> Iterator[tuple[PoolManager, TestCl
     manager = PoolManager(registry=CollectorRegistry(), tracer_provider=provider)
     manager.create_pool("p", max_workers=1)
     try:
-        with TestClient(create_app(manager, bind_host="127.0.0.1")) as client:
+        app = create_app(manager, bind_host="127.0.0.1")
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             yield manager, client
     finally:
         manager.shutdown(wait=True)
@@ -87,7 +88,8 @@ def test_global_provider_installed_later_is_used(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     try:
-        with TestClient(create_app(manager, bind_host="127.0.0.1")) as client:
+        app = create_app(manager, bind_host="127.0.0.1")
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             assert client.get("/healthz").status_code == 200
             assert exporter.get_finished_spans() == ()
             monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)

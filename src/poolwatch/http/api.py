@@ -8,6 +8,8 @@ a worker thread so the event loop never stalls. Reads cost O(page size).
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -42,6 +44,7 @@ from poolwatch.http.serialize import (
     totals_json,
     utf8,
 )
+from poolwatch.records import PoolState
 from poolwatch.tasks import get_task_type, registered_tasks
 
 if TYPE_CHECKING:
@@ -56,8 +59,57 @@ _RETRY_AFTER = {"Retry-After": "1"}
 _DROPPING_POLICIES = frozenset({"discard", "discard_oldest"})
 
 
+#: Longest integer literal accepted in a body (CPython's default int-from-text limit).
+_MAX_INT_DIGITS = 4300
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:[^/;\s]+\+)?json", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+
+
+class _BodyError(ValueError):
+    """A JSON body that parses but cannot be accepted; the message says why."""
+
+
 def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not valid JSON; send a finite number or null")
+    raise _BodyError(f"{token} is not valid JSON; send a finite number or null")
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > _MAX_INT_DIGITS:
+        raise _BodyError(
+            f"a number in the request body has too many digits ({digits}); "
+            f"send numbers of at most {_MAX_INT_DIGITS} digits"
+        )
+    try:
+        return int(text)
+    except ValueError:  # the interpreter's own digit limit is lower than ours
+        raise _BodyError(
+            f"a number in the request body has too many digits ({digits}); send a shorter one"
+        ) from None
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BodyError(
+            f"the number {show(text, 40)} in the request body is too large to represent; "
+            "send a finite number"
+        )
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _BodyError(
+                    f"the key {show(key)} appears more than once in an object of the request "
+                    "body; send each key once"
+                )
+            seen.add(key)
+    return result
 
 
 def _api_url(request: Request, collection: str, key: str) -> str:
@@ -191,11 +243,25 @@ class ControlApi:
     async def _read_json(self, request: Request) -> Any:
         """The decoded body: 413 past the size limit (declared or streamed), 400 if not JSON."""
         limit = self.max_body_bytes
-        declared = request.headers.get("content-length")
+        headers = request.headers
+        content_type = headers.get("content-type")
+        media_type = (content_type or "").partition(";")[0].strip()
+        if not _JSON_MEDIA_TYPE.fullmatch(media_type):
+            # Also what stops a cross-site form or text/plain fetch (no CORS preflight).
+            got = f"got {show(content_type)}" if content_type is not None else "got none"
+            raise ApiError(
+                400,
+                "unsupported_media_type",
+                f"request body must be sent with Content-Type: application/json, {got}",
+            )
+        declared = headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not _CONTENT_LENGTH.fullmatch(declared):
                 raise ApiError(
-                    400, "bad_request", f"Content-Length {show(declared)} is not a number"
+                    400,
+                    "bad_request",
+                    f"Content-Length {show(declared)} is not a number of bytes; send 1 to 19 "
+                    "ASCII digits",
                 )
             if int(declared) > limit:
                 raise _too_large(limit)
@@ -211,7 +277,13 @@ class ControlApi:
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_json", "request body is not UTF-8 text") from None
         try:
-            return json.loads(text, parse_constant=_reject_constant)
+            return json.loads(
+                text,
+                parse_constant=_reject_constant,
+                parse_int=_parse_int,
+                parse_float=_parse_float,
+                object_pairs_hook=_unique_keys,
+            )
         except json.JSONDecodeError as exc:
             raise ApiError(
                 400,
@@ -219,8 +291,10 @@ class ControlApi:
                 f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
                 f"{exc.colno}",
             ) from None
-        except ValueError as exc:
-            raise ApiError(400, "invalid_json", f"request body: {exc}") from None
+        except _BodyError as exc:
+            raise ApiError(400, "invalid_json", str(exc)) from None
+        except ValueError as exc:  # pragma: no cover - the decoder's own, none known
+            raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
@@ -302,6 +376,16 @@ class ControlApi:
         pool = self._pool(request.path_params["name"])
         changes = await self._body(request, POOL_PATCH)
         paused = changes.pop("paused", None)
+        # configure() and pause() accept a stopped pool silently: refuse here instead of
+        # reporting a change that means nothing.
+        state = pool.state
+        if state in (PoolState.SHUTTING_DOWN, PoolState.TERMINATED):
+            raise ApiError(
+                409,
+                "pool_shut_down",
+                f"pool {show(pool.name)} is {state.value.replace('_', ' ')} and can no longer "
+                "be changed; create a new pool instead",
+            )
         try:
             if changes:
                 pool.configure(**changes)

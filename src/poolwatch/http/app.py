@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from poolwatch._version import __version__
 from poolwatch.http.api import ControlApi
-from poolwatch.http.auth import AccessPolicy
+from poolwatch.http.auth import TOKEN_RULE, AccessPolicy, token_problem
 from poolwatch.http.errors import CatchAllMiddleware, error_response, exception_handlers
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.openapi import openapi_document
@@ -55,18 +55,25 @@ def create_app(
     The app can be served on its own or mounted inside another ASGI service (all its
     links are relative). Mutating requests follow :class:`~poolwatch.http.auth.AccessPolicy`:
 
-    - ``token``: require ``Authorization: Bearer <token>`` for POST, PATCH and DELETE;
+    - ``token``: require ``Authorization: Bearer <token>`` for POST, PATCH and DELETE. It
+      must be an RFC 6750 token (ASCII letters, digits, ``-._~+/``, optionally ending in
+      ``=``), or ``ValueError``: anything else no client could send;
     - ``read_only``: refuse every mutation with 403;
     - ``bind_host``: the address the server listens on. Without a token, mutations are
       allowed only when it is a loopback address, so an app mounted elsewhere with
-      neither ``token`` nor ``bind_host`` refuses them (403) rather than guess.
+      neither ``token`` nor ``bind_host`` refuses them (403) rather than guess; and only
+      from the same origin, addressed by a loopback name (see ``AccessPolicy``).
 
     ``max_body_bytes`` bounds request bodies (413 past it). ``lifecycle`` is shared
     with whoever runs the server: after ``lifecycle.begin_shutdown()`` ``/readyz``
     answers 503 and new work is refused.
     """
-    if token is not None and (not isinstance(token, str) or not token.strip()):
-        raise ValueError("token must be a non-empty string or None")
+    if token is not None:
+        if not isinstance(token, str):
+            raise ValueError(f"token must be a string or None, got {type(token).__name__}")
+        problem = token_problem(token)
+        if problem is not None:
+            raise ValueError(f"token {problem}: {TOKEN_RULE}")
     if (
         isinstance(max_body_bytes, bool)
         or not isinstance(max_body_bytes, int)

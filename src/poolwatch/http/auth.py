@@ -9,7 +9,19 @@ Reads (GET) are always open. Mutations (POST, PATCH, DELETE) are decided in this
 3. no token: allowed only when the server is known to listen on a loopback address
    (``bind_host``); otherwise 403 ``mutations_disabled``. An app mounted inside another
    service with neither a token nor ``bind_host`` refuses mutations: it cannot know who
-   can reach it.
+   can reach it. Even on loopback, any web page the user opens can make the browser
+   send requests there, so a token-less mutation must also come from this server's own
+   pages:
+
+   - the ``Host`` header must name loopback (``localhost``, ``127.0.0.0/8``, ``[::1]``,
+     any port), else 403 ``untrusted_host``: a DNS-rebinding page reaches the server
+     under its own host name;
+   - an ``Origin`` header must name the same host and port as ``Host``, and
+     ``Sec-Fetch-Site`` must not be ``cross-site`` or ``same-site``, else 403
+     ``cross_site_request``.
+
+   With a token these checks are not needed: browsers never attach a bearer token by
+   themselves, so a cross-site page cannot forge an authorized request.
 """
 
 from __future__ import annotations
@@ -18,14 +30,16 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
 from poolwatch.http.errors import ApiError
 
-__all__ = ["AccessPolicy", "audit", "is_loopback"]
+__all__ = ["TOKEN_RULE", "AccessPolicy", "audit", "is_loopback", "token_problem"]
 
 audit_logger = logging.getLogger("poolwatch.audit")
 
@@ -40,6 +54,62 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+#: What a valid API token looks like, in words (RFC 6750's b64token).
+TOKEN_RULE = (
+    "an API token may only hold ASCII letters, digits and - . _ ~ + / (optionally ending "
+    "in =), as RFC 6750 has it; generate one with "
+    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+)
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9\-._~+/=]")
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` could never match an ``Authorization`` header, or None if it can.
+
+    Header values arrive trimmed and decoded as Latin-1, so surrounding spaces or
+    non-ASCII text would make a token that no client can send. The token itself is
+    never quoted in the answer: it is a secret.
+    """
+    if not token:
+        return "is empty"
+    if token != token.strip():
+        return "starts or ends with whitespace"
+    if _B64TOKEN.fullmatch(token):
+        return None
+    bad = next((c for c in token if not _TOKEN_CHAR.fullmatch(c)), None)
+    if bad is None:
+        return 'has "=" other than at its end'
+    return f"contains {json.dumps(bad, ensure_ascii=False)}, which is not allowed"
+
+
+def _split_host(authority: str) -> tuple[str, int | None] | None:
+    """``("127.0.0.1", 8000)`` from ``127.0.0.1:8000``, ``("::1", None)`` from ``[::1]``."""
+    if authority.startswith("["):
+        host, sep, rest = authority[1:].partition("]")
+        if not sep:
+            return None
+    else:
+        host, sep, port = authority.partition(":")
+        rest = sep + port
+    if not host or (rest and not re.fullmatch(r":[0-9]{1,5}", rest)):
+        return None
+    return host.lower(), int(rest[1:]) if rest else None
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether ``host`` (from a Host header, without port) names this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +166,74 @@ class AccessPolicy:
                     headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
                 )
             return True
-        if self.loopback:
-            return False
+        if not self.loopback:
+            raise ApiError(
+                403,
+                "mutations_disabled",
+                "changes need an API token on a server that is not bound to loopback only; "
+                "set POOLWATCH_API_TOKEN (or [server] token) and send "
+                "'Authorization: Bearer <token>'",
+            )
+        _check_same_origin(request)
+        return False
+
+
+def _check_same_origin(request: Request) -> None:
+    """Refuse a token-less mutation that a web page of another site could have sent."""
+    headers = request.headers
+    host = headers.get("host")
+    # No browser omits Host, so a request without one is no browser's doing.
+    where = _split_host(host) if host is not None else None
+    if host is not None and (where is None or not _loopback_name(where[0])):
         raise ApiError(
             403,
-            "mutations_disabled",
-            "changes need an API token on a server that is not bound to loopback only; set "
-            "POOLWATCH_API_TOKEN (or [server] token) and send 'Authorization: Bearer <token>'",
+            "untrusted_host",
+            f"this server has no API token, so it accepts changes only when addressed by a "
+            f"loopback name (localhost, 127.0.0.1 or [::1]), not by Host {json.dumps(host)}; "
+            "open it as http://127.0.0.1:<port>/, or configure an API token "
+            "(POOLWATCH_API_TOKEN or [server] token)",
         )
+    fix = (
+        "this server has no API token, so it accepts changes only from the same origin "
+        "(its own console, or a client on this machine such as curl); call it from there, "
+        "or configure an API token (POOLWATCH_API_TOKEN or [server] token) and send "
+        "'Authorization: Bearer <token>'"
+    )
+    site = headers.get("sec-fetch-site", "").lower()
+    if site in ("cross-site", "same-site"):
+        raise ApiError(
+            403,
+            "cross_site_request",
+            f"refused a change sent by a web page of another site (Sec-Fetch-Site: {site}): " + fix,
+        )
+    origin = headers.get("origin")
+    scheme = str(request.scope.get("scheme", "http"))
+    if origin is not None and not _same_authority(origin, where, scheme):
+        raise ApiError(
+            403,
+            "cross_site_request",
+            f"refused a change sent by a web page of another origin (Origin "
+            f"{json.dumps(origin[:200])}, Host {json.dumps(host)}): " + fix,
+        )
+
+
+def _same_authority(origin: str, host: tuple[str, int | None] | None, scheme: str) -> bool:
+    """Whether the ``Origin`` header names the host and port of the ``Host`` header
+    (of a request that came in over ``scheme``)."""
+    if host is None:
+        return False
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    if parts.path or parts.query or parts.fragment or parts.username is not None:
+        return False  # also "null", sent by sandboxed frames and cross-site redirects
+    theirs = _split_host(parts.netloc)
+    their_default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    if theirs is None or their_default is None:
+        return False
+    our_port = host[1] or _DEFAULT_PORTS.get(scheme, 80)
+    return theirs[0] == host[0] and (theirs[1] or their_default) == our_port
 
 
 def client_address(request: Request) -> str:

@@ -53,7 +53,13 @@ def show(value: Any, limit: int = 60) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
-        text = repr(value)
+        try:
+            text = repr(value)
+        except ValueError:
+            if not isinstance(value, int):
+                raise
+            # Past the interpreter's int-to-text digit limit.
+            text = f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -136,10 +142,14 @@ class Field:
         if kind == "number":
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise self.error(value, label)
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:  # an int past float's range: no bound could accept it
+                raise self.error(value, label) from None
+            if not math.isfinite(number):
                 raise self.error(value, label)
-            self._check_bounds(value, label)
-            return float(value)
+            self._check_bounds(number, label)
+            return number
         if kind == "boolean":
             if not isinstance(value, bool):
                 raise self.error(value, label)

@@ -100,9 +100,13 @@ _TASK_ID_PARAM = {
 }
 
 _ERROR_TEXT = {
-    400: "Malformed request body (not JSON, empty, bad Content-Length).",
+    400: "Malformed request body: not sent as Content-Type application/json, not JSON, empty, "
+    "a repeated key, a number that is not finite or has too many digits, or a bad "
+    "Content-Length.",
     401: "A token is configured and the request has none or a wrong one.",
-    403: "Read-only server, or no token configured on a non-loopback bind.",
+    403: "Read-only server; or no token is configured and the server is not bound to "
+    "loopback, the Host header is not a loopback name, or the request came from a page "
+    "of another origin (Origin, Sec-Fetch-Site).",
     404: "No such pool or task.",
     409: "Conflict with the current state (duplicate pool, pool shutting down).",
     413: "Request body too large.",
