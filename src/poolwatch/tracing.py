@@ -123,16 +123,13 @@ class Tracing:
             self._failed("end")
         finally:
             otel_context.detach(token)  # type: ignore[arg-type]
-            try:
-                span.end()  # runs the span processors' on_end
-            except Exception:
-                self._failed("end")
         try:
+            span.end()  # runs the span processors' on_end
             ctx = span.get_span_context()
-            return ctx.trace_id if ctx.trace_flags.sampled else 0
         except Exception:
             self._failed("end")
             return 0
+        return ctx.trace_id if ctx.trace_flags.sampled else 0
 
     def _ns(self, monotonic: float) -> int:
         return int((monotonic + self.wall_offset) * 1e9)
