@@ -508,9 +508,11 @@ class PoolCore:
             rejected=self._rejected_full + self._rejected_shutdown,
             overdue=self._overdue,
             oldest_queued_age=self._oldest_age_locked(monotonic()),
+            queue_timeouts=self._timeouts_queue,
+            run_timeouts=self._timeouts_run,
         )
 
-    def _metrics_snapshot(self) -> PoolSnapshot:
+    def metrics_snapshot(self) -> PoolSnapshot:
         """Everything the metrics collector exports, copied under the lock."""
         with self._lock:
             return PoolSnapshot(

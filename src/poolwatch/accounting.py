@@ -71,7 +71,7 @@ HistogramSnapshot = tuple[list[int], float, list[tuple[int, float, float] | None
 
 @dataclass(slots=True)  # not frozen: built for every pool on every scrape, keep it cheap
 class PoolSnapshot:
-    """A pool's exported numbers at one instant (see ``PoolCore._metrics_snapshot``)."""
+    """A pool's exported numbers at one instant (see ``ManagedPool.metrics_snapshot``)."""
 
     stats: PoolStats
     rejected_full: int

@@ -112,7 +112,7 @@ class PoolCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         if getattr(self._local, "suppressed", False):
             return []  # render_metrics writes these itself
-        return _families([pool._metrics_snapshot() for pool in self._manager.pools()])
+        return _families([pool.metrics_snapshot() for pool in self._manager.pools()])
 
 
 def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
@@ -194,7 +194,7 @@ def render_metrics(manager: PoolManager, accept: str | None = None) -> tuple[byt
     """
     encoder, content_type = choose_encoder(accept or "")
     openmetrics = content_type.startswith("application/openmetrics-text")
-    snaps = [pool._metrics_snapshot() for pool in manager.pools()]
+    snaps = [pool.metrics_snapshot() for pool in manager.pools()]
     collector = manager._collector
     collector._local.suppressed = True
     try:

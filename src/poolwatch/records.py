@@ -72,7 +72,9 @@ class PoolStats:
     ``rejected`` counts every rejection; a task refused by ``abort``, ``discard`` or
     shutdown is not part of ``submitted``, while one run by ``caller_runs`` is (it runs),
     and under ``discard_oldest`` the new task is submitted and the oldest one cancelled.
-    ``oldest_queued_age`` is in seconds, 0 when nothing is queued.
+    ``oldest_queued_age`` is in seconds, 0 when nothing is queued. ``queue_timeouts``
+    counts tasks cancelled for waiting past ``queue_timeout``, ``run_timeouts`` tasks that
+    ran past their run timeout (each once).
     """
 
     name: str
@@ -93,6 +95,8 @@ class PoolStats:
     rejected: int
     overdue: int
     oldest_queued_age: float
+    queue_timeouts: int
+    run_timeouts: int
 
 
 @dataclass(frozen=True, slots=True)

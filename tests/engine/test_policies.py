@@ -255,6 +255,7 @@ class TestQueueTimeout:
         assert info.started_at is None
         s = pool.stats()
         assert (s.cancelled, s.succeeded) == (1, 1)
+        assert (s.queue_timeouts, s.run_timeouts) == (1, 0)
         invariant(s)
         labels = {"pool": pool.name, "kind": "queue"}
         assert registry.get_sample_value("poolwatch_tasks_timeouts_total", labels) == 1
@@ -297,6 +298,7 @@ class TestRunTimeout:
         assert fut.info().state is TaskState.SUCCEEDED
         s = pool.stats()
         assert (s.overdue, s.succeeded) == (0, 1)
+        assert (s.queue_timeouts, s.run_timeouts) == (0, 1)
         invariant(s)
 
     def test_task_type_timeout_applies_without_a_pool_timeout(

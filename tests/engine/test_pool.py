@@ -33,6 +33,8 @@ STATS_FIELDS = {
     "rejected",
     "overdue",
     "oldest_queued_age",
+    "queue_timeouts",
+    "run_timeouts",
 }
 
 

@@ -93,7 +93,7 @@ def test_pool_json_has_every_field() -> None:
         name="p", state=PoolState.PAUSED, max_workers=2, workers=1, active=1, idle=0,
         queued=3, queue_capacity=None, rejection_policy="abort", queue_timeout=None,
         run_timeout=1.5, submitted=9, succeeded=4, failed=1, cancelled=0, rejected=2,
-        overdue=0, oldest_queued_age=0.25,
+        overdue=0, oldest_queued_age=0.25, queue_timeouts=1, run_timeouts=2,
     )  # fmt: skip
     out = pool_json(stats)
     assert list(out) == [f.name for f in dataclasses.fields(PoolStats)]

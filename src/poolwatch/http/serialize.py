@@ -100,6 +100,8 @@ def pool_json(stats: PoolStats) -> dict[str, Any]:
         "rejected": stats.rejected,
         "overdue": stats.overdue,
         "oldest_queued_age": _plain(stats.oldest_queued_age),
+        "queue_timeouts": stats.queue_timeouts,
+        "run_timeouts": stats.run_timeouts,
     }
 
 
