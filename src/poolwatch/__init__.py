@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import PoolExistsError, RejectedError, TaskCancelledError
-from .future import TaskFuture, current_task
+from .executor import ThreadPoolExecutor, default_manager
+from .future import TaskFuture
 from .manager import PoolManager
 from .pool import ManagedPool
 from .records import PoolState, PoolStats, TaskInfo, TaskPage, TaskState
 from .tasks import TaskType, task
+from .work import WorkItem, cancel_requested, current_task, raise_if_cancel_requested
 
 if TYPE_CHECKING:
     from .http import create_app
@@ -32,9 +34,14 @@ __all__ = [
     "TaskPage",
     "TaskState",
     "TaskType",
+    "ThreadPoolExecutor",
+    "WorkItem",
     "__version__",
+    "cancel_requested",
     "create_app",
     "current_task",
+    "default_manager",
+    "raise_if_cancel_requested",
     "task",
 ]
 

@@ -7,13 +7,24 @@ them outside it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .tasks import TASK_ATTR, default_name, task_type_of
 
 if TYPE_CHECKING:
     from .records import PoolStats
 
-__all__ = ["BUCKETS", "OTHER_LABEL", "Histogram", "LabelStats", "PoolSnapshot", "TaskKind"]
+__all__ = [
+    "BUCKETS",
+    "OTHER_LABEL",
+    "Histogram",
+    "LabelStats",
+    "PoolSnapshot",
+    "TaskKind",
+    "TaskKinds",
+]
 
 # Upper bounds (seconds) shared by the queue-wait and run-time histograms. Tasks in
 # poolwatch run from well under a millisecond (cache look-ups, fast RPCs) to ten minutes
@@ -66,6 +77,89 @@ class TaskKind:
     run_timeout: float | None
 
 
+class TaskKinds:
+    """The task names one pool has seen, each with its ``task`` label's stats.
+
+    ``lookup`` is the submit path's cheap step (a dict look-up by code object, no lock);
+    ``add`` is called under the pool's lock for a function not seen before. At most
+    ``label_limit`` names get a label of their own (more count as ``_other``) and at most
+    ``MAX_KINDS`` names are remembered (more are recorded as ``_other``).
+    """
+
+    MAX_KINDS = 4096
+
+    __slots__ = ("_by_code", "_label_limit", "by_name", "has_timeouts", "labels", "listed")
+
+    def __init__(self, label_limit: int) -> None:
+        self._label_limit = label_limit
+        self._by_code: dict[Any, tuple[Any, Any, TaskKind]] = {}  # code -> (qualname, type, kind)
+        self.by_name: dict[str, TaskKind] = {}
+        self.listed: list[TaskKind] = []  # by index, as the history stores them
+        self.labels: dict[str, LabelStats] = {}
+        self.has_timeouts = False
+
+    def lookup(self, fn: Callable[..., Any]) -> TaskKind | None:
+        """The kind of ``fn`` if it was seen before, else ``None`` (call ``add``)."""
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return None
+        cached = self._by_code.get(code)
+        # Functions sharing the code differ in their __qualname__ object (a decorator's
+        # wrappers) or in the @task type attached (closures from one factory, which share
+        # even the __qualname__): compare both by identity, it costs little.
+        if (
+            cached is not None
+            and cached[0] is getattr(fn, "__qualname__", None)
+            and cached[1] is getattr(fn, TASK_ATTR, None)
+        ):
+            return cached[2]
+        return None
+
+    def add(self, fn: Callable[..., Any]) -> TaskKind:
+        """The kind of ``fn``, made if need be (call under the pool's lock)."""
+        tt = task_type_of(fn)
+        name = tt.name if tt is not None else default_name(fn)
+        kind = self.by_name.get(name)
+        if kind is None:
+            if len(self.listed) >= self.MAX_KINDS:
+                name = OTHER_LABEL
+                kind = self.by_name.get(name)
+            if kind is None:
+                kind = TaskKind(len(self.listed), name, self._label_stats(name), None)
+                self.by_name[name] = kind
+                self.listed.append(kind)
+        if tt is not None and tt.run_timeout is not None:
+            kind.run_timeout = tt.run_timeout
+            self.has_timeouts = True
+        code = getattr(fn, "__code__", None)
+        if code is not None and len(self._by_code) < self.MAX_KINDS:
+            self._by_code[code] = (
+                getattr(fn, "__qualname__", None),
+                getattr(fn, TASK_ATTR, None),
+                kind,
+            )
+        return kind
+
+    def _label_stats(self, name: str) -> LabelStats:
+        stats = self.labels.get(name)
+        if stats is None:
+            if len(self.labels) >= self._label_limit:
+                name = OTHER_LABEL
+                stats = self.labels.get(name)
+            if stats is None:
+                stats = self.labels[name] = LabelStats(name)
+        return stats
+
+    def reset_counts(self) -> None:
+        """Zero every label's counts and histograms (a forked child starts clean)."""
+        for stats in self.labels.values():
+            stats.succeeded = stats.failed = stats.cancelled = 0
+            stats.run = Histogram()
+
+    def run_timeouts(self) -> list[float]:
+        return [k.run_timeout for k in self.listed if k.run_timeout is not None]
+
+
 HistogramSnapshot = tuple[list[int], float, list[tuple[int, float, float] | None]]
 
 
@@ -81,3 +175,4 @@ class PoolSnapshot:
     queue_wait: HistogramSnapshot
     # (task label, succeeded, failed, cancelled, run-time histogram)
     labels: list[tuple[str, int, int, int, HistogramSnapshot]]
+    kind: str = "thread"  # the pool's kind: thread, process or dask

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from poolwatch.config import PoolConfig
 from poolwatch.errors import RejectedError, TaskCancelledError
-from poolwatch.future import current_task
 from poolwatch.tasks import task
+from poolwatch.work import current_task
 
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager

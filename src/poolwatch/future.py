@@ -1,177 +1,248 @@
-"""``TaskFuture``: the future returned by ``ManagedPool.submit``, and ``current_task()``.
+"""``TaskFuture``: the future ``ManagedPool.submit`` returns.
 
-A ``TaskFuture`` is also the live record of its task while the task is queued or running:
-one object per task, no separate work item. When the task finishes its function,
-arguments and trace context are dropped; the pool keeps a compact copy of the record in
-its history, never the future.
+A ``TaskFuture`` is a ``concurrent.futures.Future`` in every way ``wait``, ``as_completed``,
+``asyncio.wrap_future`` and user code can tell, and cheaper than one:
+
+- Most futures are never waited on before their task ends. Such a future is resolved
+  under the pool's lock, which the worker holds anyway to record the task: no condition,
+  no notification, no allocation.
+- A future somebody waits on (``result()`` before it is done, ``wait``, ``as_completed``,
+  ``add_done_callback``) is first marked *watched*, under the pool's lock; the pool then
+  resolves it after releasing that lock, through the waiters it has.
+- Instead of a ``threading.Condition`` per future, every ``TaskFuture`` shares one
+  re-entrant lock as its ``_condition``. ``wait`` and ``as_completed`` only acquire and
+  release it (re-entrantly, once per future) around reading ``_state`` and installing
+  their waiter in ``_waiters``. A thread blocked in ``result()`` waits on a lock of its
+  own, registered as one more waiter, so resolving a future wakes only its own waiters.
+
+Lock order: the shared lock may be held while taking a pool's lock (marking a future
+watched); never the other way round. Callbacks run with neither held.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import TaskCancelledError
-from .history import FAILED, QUEUED, SUCCEEDED
+from .states import CANCELLED, FAILED, SUCCEEDED
 
 if TYPE_CHECKING:
-    from .accounting import TaskKind
-    from .pool import ManagedPool
     from .records import TaskInfo
 
-__all__ = ["TaskFuture", "current_task"]
+__all__ = ["FutureOwner", "TaskFuture", "reinit_after_fork"]
 
 log = logging.getLogger("poolwatch")
 
-_local = threading.local()
+# Future states as concurrent.futures spells them: ``wait`` and ``as_completed`` compare
+# a future's ``_state`` with these values.
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+_CANCELLED = "CANCELLED"  # a plain Future's cancel() before its executor noticed; never ours
+CANCELLED_AND_NOTIFIED = "CANCELLED_AND_NOTIFIED"
+FINISHED = "FINISHED"
+_DONE = frozenset({_CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
+_CANCELLED_STATES = frozenset({_CANCELLED, CANCELLED_AND_NOTIFIED})
+
+_shared = threading.RLock()
 
 
-def current_task() -> TaskFuture | None:
-    """The task running in this thread, or ``None`` outside a poolwatch task.
-
-    Its ``task_id``, ``cancel_requested`` and ``raise_if_cancel_requested()`` let a task
-    cooperate with cancellation and run timeouts.
-    """
-    return getattr(_local, "task", None)
+def reinit_after_fork() -> None:
+    # A thread of the parent may have held it at fork(); the child starts with a new one.
+    global _shared
+    _shared = threading.RLock()
 
 
-def _set_current(task: TaskFuture | None) -> TaskFuture | None:
-    previous: TaskFuture | None = getattr(_local, "task", None)
-    _local.task = task
-    return previous
+class FutureOwner(Protocol):
+    """What a ``TaskFuture`` needs from the pool that made it."""
+
+    @property
+    def lock(self) -> threading.Lock: ...
+
+    def task_id(self, seq: int) -> str: ...
+
+    def task_info(self, seq: int) -> TaskInfo: ...
+
+    def cancel_queued(self, seq: int) -> bool: ...
+
+
+class _Wakeup:
+    """A waiter for one thread blocked in ``result()`` or ``exception()``."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+    def add_result(self, future: Future[Any]) -> None:
+        self.lock.release()
+
+    add_exception = add_cancelled = add_result
 
 
 class TaskFuture(Future[Any]):
     """A ``concurrent.futures.Future`` that knows its task: ``task_id``, ``info()``.
 
     Thread-safe like ``Future``. ``cancel()`` cancels a queued task at once (the pool
-    counts it); a running task cannot be cancelled through the future, use
-    ``ManagedPool.cancel(task_id)`` to request a cooperative cancel.
+    counts it) and, as the stdlib's, returns ``False`` for a running or finished task:
+    ``ManagedPool.cancel(task_id)`` requests a running task's cooperative cancel.
 
     A done-callback that raises, even ``SystemExit`` or ``KeyboardInterrupt``, is logged
     (logger ``poolwatch``, with the task id) and the next callbacks still run: callbacks
     run in the pool's workers and amid its bookkeeping, which must carry on.
     ``ThreadPoolExecutor`` logs ``Exception`` only and lets the others end its worker.
-
-    The future's condition (and its waiter and callback lists) are made on first use,
-    under the pool's lock: most futures are never waited on before they finish, and the
-    pool then resolves them under the lock it holds anyway, with no condition at all.
     """
 
-    __slots__ = (
-        "_args",
-        "_cancel_requested",
-        "_cancel_requested_at",
-        "_cond",
-        "_done_callbacks",
-        "_error",
-        "_exception",
-        "_finished",
-        "_fn",
-        "_kind",
-        "_kwargs",
-        "_overdue_at",
-        "_pool",
-        "_result",
-        "_seq",
-        "_started",
-        "_state",
-        "_submitted",
-        "_trace_ctx",
-        "_trace_id",
-        "_tstate",
-        "_waiters",
-        "_worker",
-    )
+    __slots__ = ("_callbacks", "_owner", "_seq", "_watched", "_wlist")
 
-    def __init__(
-        self,
-        pool: ManagedPool,
-        seq: int,
-        fn: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        kind: TaskKind,
-        submitted: float,
-    ) -> None:
-        # Future.__init__ is not called: it would make the condition eagerly.
-        self._cond: threading.Condition | None = None
+    def __init__(self, owner: FutureOwner, seq: int) -> None:
+        # Future.__init__ is not called: it would make a condition this class has no use for.
+        self._owner = owner
+        self._seq = seq
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._pool = pool
-        self._seq = seq
-        # Dropped (set to None) when the task finishes, so records never keep them alive.
-        self._fn: Any = fn
-        self._args: Any = args
-        self._kwargs: Any = kwargs
-        self._kind = kind
-        self._submitted = submitted
-        self._started = 0.0
-        self._finished = 0.0
-        self._tstate = QUEUED
-        self._cancel_requested = False
-        self._cancel_requested_at = 0.0
-        self._overdue_at = 0.0
-        self._worker = -1
-        self._trace_ctx: Any = None
-        self._trace_id = 0
-        self._error: Any = None
+        self._watched = False
+        self._wlist: list[Any] | None = None
+        self._callbacks: list[Callable[[Future[Any]], object]] | None = None
+
+    # -- what concurrent.futures' module functions use ------------------------------------
 
     @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        cond = self._cond
-        if cond is None:
-            with self._pool._lock:
-                cond = self._cond
-                if cond is None:
-                    self._waiters: list[Any] = []
-                    self._done_callbacks: list[Any] = []
-                    cond = self._cond = threading.Condition()
-        return cond
+    def _condition(self) -> Any:  # type: ignore[override]
+        self._watch()
+        return _shared
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        # Read and changed by wait() and as_completed() with the shared lock held.
+        self._watch()
+        waiters = self._wlist
+        if waiters is None:
+            waiters = self._wlist = []
+        return waiters
+
+    def _watch(self) -> None:
+        if not self._watched:
+            with self._owner.lock:
+                self._watched = True
+
+    # -- the task ------------------------------------------------------------------------
 
     @property
     def task_id(self) -> str:
         """The task's id: opaque, URL-safe, unique within its ``PoolManager``."""
-        return self._pool._task_id(self._seq)
-
-    @property
-    def cancel_requested(self) -> bool:
-        """Whether someone asked this task to stop (a cancel request or its run timeout)."""
-        return self._cancel_requested
-
-    def raise_if_cancel_requested(self) -> None:
-        """Raise ``TaskCancelledError`` if a cancel was requested; the task ends CANCELLED."""
-        if self._cancel_requested:
-            raise TaskCancelledError(f"task {self.task_id} was asked to stop")
+        return self._owner.task_id(self._seq)
 
     def info(self) -> TaskInfo:
-        """A consistent snapshot of the task's record."""
-        return self._pool._info_of(self)
+        """A consistent snapshot of the task's record (``KeyError`` once evicted)."""
+        return self._owner.task_info(self._seq)
+
+    # -- Future's API --------------------------------------------------------------------
 
     def cancel(self) -> bool:
         """Cancel the task if it is still queued; ``True`` if it is (now) cancelled."""
-        return self._pool._cancel_future(self)
+        state = self._state
+        if state in _CANCELLED_STATES:
+            return True
+        if state != PENDING:
+            return False
+        return self._owner.cancel_queued(self._seq)
+
+    def cancelled(self) -> bool:
+        return self._state in _CANCELLED_STATES
+
+    def running(self) -> bool:
+        return self._state == RUNNING
 
     def done(self) -> bool:
-        if self._state in _DONE:  # final states never change: no lock needed
-            return True
-        return super().done()
+        return self._state in _DONE
 
     def result(self, timeout: float | None = None) -> Any:
-        # A finished future never changes again: skip the condition on the common path.
-        # _result is always written before _state (under the pool's lock or the condition).
-        if self._state == FINISHED and self._exception is None:
-            return self._result
-        return super().result(timeout)
+        if self._state != FINISHED:
+            self._await(timeout)
+        if self._exception is not None:
+            try:
+                raise self._exception
+            finally:
+                self = None  # type: ignore[assignment]  # noqa: PLW0642  # no cycle via the traceback
+        return self._result
 
-    def _resolve_locked(self, outcome: int, payload: Any) -> bool:
-        """Resolve under the pool's lock if nobody waits or listens; False if that must be
-        done after the lock is released (``_resolve``)."""
-        if self._cond is not None:
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state != FINISHED:
+            self._await(timeout)
+        return self._exception
+
+    def _await(self, timeout: float | None) -> None:
+        """Return when finished; raise ``CancelledError``, or ``TimeoutError`` at ``timeout``."""
+        if self._state not in _DONE:
+            self._watch()
+            waiter = None
+            with _shared:
+                if self._state not in _DONE:
+                    waiter = _Wakeup()
+                    self._waiters.append(waiter)
+            if waiter is not None:
+                waiter.lock.acquire(True, -1 if timeout is None else max(0.0, timeout))
+                with _shared:
+                    waiters = self._waiters
+                    if waiter in waiters:
+                        waiters.remove(waiter)
+        state = self._state
+        if state in _CANCELLED_STATES:
+            raise CancelledError()
+        if state != FINISHED:
+            raise TimeoutError()
+
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
+        if self._state not in _DONE:
+            self._watch()
+            with _shared:
+                if self._state not in _DONE:
+                    if self._callbacks is None:
+                        self._callbacks = []
+                    self._callbacks.append(fn)
+                    return
+        try:
+            fn(self)
+        except Exception:
+            log.exception("done-callback %r of task %s raised", fn, self.task_id)
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """For executors other than the pool: the stdlib's contract."""
+        with _shared:
+            if self._state in _CANCELLED_STATES:
+                return False
+            if self._state != PENDING:
+                raise RuntimeError(f"Future in unexpected state: {self._state}")
+            self._state = RUNNING
+            return True
+
+    def set_result(self, result: Any) -> None:
+        """Resolve the future (for tests): the pool's record of the task is unaffected."""
+        self._set(SUCCEEDED, result, check=True)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Resolve the future (for tests): the pool's record of the task is unaffected."""
+        self._set(FAILED, exception, check=True)
+
+    # -- steps for the pool --------------------------------------------------------------
+
+    def number_locked(self, seq: int) -> None:
+        """The pool accepted the task as number ``seq`` (under its lock)."""
+        self._seq = seq
+
+    def start_locked(self) -> None:
+        """The task started (the pool calls this under its lock)."""
+        self._state = RUNNING
+
+    def settle_locked(self, outcome: int, payload: Any) -> bool:
+        """Resolve under the pool's lock when nobody watches; ``False`` if ``settle`` must
+        do it once that lock is released."""
+        if self._watched:
             return False
         if outcome == SUCCEEDED:
             self._result = payload
@@ -183,34 +254,34 @@ class TaskFuture(Future[Any]):
             self._state = CANCELLED_AND_NOTIFIED
         return True
 
-    def _resolve(self, outcome: int, payload: Any) -> None:
-        """Resolve through the condition, notifying waiters and running callbacks."""
-        if outcome == SUCCEEDED:
-            self.set_result(payload)
-        elif outcome == FAILED:
-            self.set_exception(payload)
-        else:
-            self._mark_cancelled()
+    def settle(self, outcome: int, payload: Any) -> None:
+        """Resolve, wake the waiters and run the callbacks (without the pool's lock)."""
+        self._set(outcome, payload, check=False)
 
-    def _mark_cancelled(self) -> None:
-        """Resolve as cancelled from any pending or running state, notifying waiters."""
-        if self._state in _DONE:  # already resolved under the pool's lock
-            return
-        with self._condition:
+    def _set(self, outcome: int, payload: Any, *, check: bool) -> None:
+        with _shared:
             if self._state in _DONE:
+                if check:
+                    raise InvalidStateError(f"{self._state}: {self!r}")
                 return
-            self._state = CANCELLED_AND_NOTIFIED
-            for waiter in self._waiters:
-                waiter.add_cancelled(self)
-            self._condition.notify_all()
-        self._invoke_callbacks()
-
-    def _invoke_callbacks(self) -> None:
-        for callback in self._done_callbacks:
+            if outcome == CANCELLED:
+                self._state = CANCELLED_AND_NOTIFIED
+            elif outcome == SUCCEEDED:
+                self._result = payload
+                self._state = FINISHED
+            else:
+                self._exception = payload
+                self._state = FINISHED
+            for waiter in self._wlist or ():
+                if outcome == SUCCEEDED:
+                    waiter.add_result(self)
+                elif outcome == FAILED:
+                    waiter.add_exception(self)
+                else:
+                    waiter.add_cancelled(self)
+            callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
             try:
                 callback(self)
             except BaseException:
                 log.exception("done-callback %r of task %s raised", callback, self.task_id)
-
-
-_DONE = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})

@@ -16,16 +16,14 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+from .states import N_STATES
+
 __all__ = ["ErrorInfo", "History", "error_info"]
 
 NAN = math.nan
 
 _TRACEBACK_LIMIT = 8192  # characters kept of a failed task's traceback
 _MESSAGE_LIMIT = 2048
-
-# Codes of the task states kept in the ``state`` column; the pool uses the same codes.
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = range(5)
-N_STATES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +63,7 @@ class History:
         "_flags",
         "_kind",
         "_seq",
+        "_stacks",
         "_started",
         "_state",
         "_submitted",
@@ -87,6 +86,7 @@ class History:
         self._finished = array("d")
         self._trace = array("Q")  # two words a task: high and low half of the trace id
         self._errors: dict[int, ErrorInfo] = {}
+        self._stacks: dict[int, Any] = {}  # the stacks of tasks that overran, by slot
         # Entries held, by kind * N_STATES + state: totals for filtered pages in O(kinds).
         self._counts: list[int] = []
 
@@ -105,6 +105,7 @@ class History:
         trace_id: int,
         cancel_requested: bool,
         error: ErrorInfo | None,
+        overdue_stack: Any = None,
     ) -> None:
         """Record a finished task, evicting the oldest entry when full.
 
@@ -132,10 +133,13 @@ class History:
             self._trace.append(trace_id & 0xFFFF_FFFF_FFFF_FFFF)
             if error is not None:
                 self._errors[n] = error
+            if overdue_stack is not None:
+                self._stacks[n] = overdue_stack
             return
         slot = n % self.capacity
         counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
         self._errors.pop(slot, None)
+        self._stacks.pop(slot, None)
         self._seq[slot] = seq
         self._kind[slot] = kind
         self._worker[slot] = worker
@@ -148,10 +152,13 @@ class History:
         self._trace[2 * slot + 1] = trace_id & 0xFFFF_FFFF_FFFF_FFFF
         if error is not None:
             self._errors[slot] = error
+        if overdue_stack is not None:
+            self._stacks[slot] = overdue_stack
 
     def row(self, slot: int) -> tuple[Any, ...]:
         """A slot's fields: seq, kind, state, worker, submitted, started (or None),
-        finished, trace id (0 for none), cancel requested, error (or None)."""
+        finished, trace id (0 for none), cancel requested, error (or None), overdue
+        stack (or None)."""
         started = self._started[slot]
         return (
             self._seq[slot],
@@ -164,6 +171,7 @@ class History:
             (self._trace[2 * slot] << 64) | self._trace[2 * slot + 1],
             bool(self._flags[slot]),
             self._errors.get(slot),
+            self._stacks.get(slot),
         )
 
     def find(self, seq: int) -> int | None:

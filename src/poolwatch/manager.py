@@ -1,4 +1,10 @@
-"""``PoolManager``: owns named pools, finds tasks across them, exports their signals."""
+"""``PoolManager``: owns named pools, finds tasks across them, exports their signals.
+
+Pools made with ``create_pool`` are held by the manager until removed. Pools made by
+``poolwatch.ThreadPoolExecutor(...)`` are held weakly, as code written for the stdlib
+expects: one dropped without ``shutdown()`` is collected, leaves the manager's table and
+lets its idle workers exit.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import contextlib
 import heapq
 import itertools
 import logging
-import re
+import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from operator import itemgetter
 from types import TracebackType
 from typing import Any
@@ -17,8 +24,8 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from . import options
-from ._core import PoolCore
+from . import future, options
+from .engine import EngineServices, PoolEngine, interpreter_exiting, parse_task_id
 from .errors import PoolExistsError
 from .metrics import PoolCollector
 from .pool import ManagedPool
@@ -26,22 +33,26 @@ from .records import TaskInfo, TaskPage, TaskState
 from .tracing import Tracing
 from .views import (
     STATE_CODES,
-    Builder,
     FinishedCursor,
-    R,
+    Readable,
     SortKey,
     TaskRef,
     resolve_refs,
     select_parts,
-    task_info,
 )
 
-__all__ = ["PoolManager"]
+__all__ = ["PoolManager", "default_max_workers"]
 
 log = logging.getLogger("poolwatch")
 
-_ID_RE = re.compile(r"^([0-9a-f]{1,12})-([0-9a-f]{1,16})$")
 _MAX_PAGE = 10_000
+_KINDS = ("thread",)
+
+
+def default_max_workers() -> int:
+    """``ThreadPoolExecutor``'s default: ``min(32, CPUs + 4)``, CPUs this process may use."""
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)()
+    return min(32, (cpus or 1) + 4)
 
 
 class PoolManager:
@@ -63,15 +74,17 @@ class PoolManager:
         if not isinstance(task_label_limit, int) or task_label_limit < 1:
             raise ValueError(f"task_label_limit must be an integer >= 1, got {task_label_limit!r}")
         self._lock = threading.Lock()
-        self._pools: dict[str, ManagedPool] = {}
-        self._by_uid: dict[int, ManagedPool] = {}
+        # name -> the pool, or a weak reference to it (made by the stdlib constructor)
+        self._pools: dict[str, ManagedPool | weakref.ref[ManagedPool]] = {}
+        self._by_uid: dict[int, str] = {}
         self._next_uid = 1
         self._closed = False
         self._label_limit = task_label_limit
         # Records keep monotonic times; this offset, taken once, turns them into epoch times.
         self._wall_offset = time.time() - time.monotonic()
         self._tracing = Tracing(tracer_provider, self._wall_offset)
-        self._watched: set[PoolCore] = set()
+        self._services = EngineServices(self._tracing, self._wall_offset, self._watch)
+        self._watched: set[PoolEngine] = set()
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
         self._registry = registry if registry is not None else REGISTRY
@@ -91,6 +104,11 @@ class PoolManager:
         return self._registry
 
     @property
+    def collector(self) -> PoolCollector:
+        """The collector registered in ``registry``."""
+        return self._collector
+
+    @property
     def tracer_provider(self) -> trace.TracerProvider | None:
         """The tracer provider given at construction (``None``: the global one)."""
         return self._tracing.provider
@@ -101,60 +119,122 @@ class PoolManager:
         self,
         name: str,
         *,
-        max_workers: int,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
         queue_capacity: int | None = None,
         rejection_policy: str = "abort",
         queue_timeout: float | None = None,
         run_timeout: float | None = None,
         history_size: int = 10_000,
+        kind: str = "thread",
     ) -> ManagedPool:
         """Create a pool named ``name`` (a metric label: ``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$``).
 
-        Raises ``PoolExistsError`` (a ``ValueError``) when the name is taken, ``ValueError``
-        for a bad value and ``TypeError`` for a value of the wrong type.
+        ``max_workers=None`` is ``ThreadPoolExecutor``'s default; ``thread_name_prefix``,
+        ``initializer`` and ``initargs`` are as there (threads are named
+        ``{prefix}_{index}``, the prefix defaulting to the pool's name). Raises
+        ``PoolExistsError`` (a ``ValueError``) when the name is taken, ``ValueError`` for a
+        bad value and ``TypeError`` for a value of the wrong type.
         """
         options.check_pool_name(name)
-        settings: dict[str, Any] = {
-            "max_workers": options.check_max_workers(max_workers),
-            "queue_capacity": options.check_queue_capacity(queue_capacity),
-            "rejection_policy": options.check_rejection_policy(rejection_policy),
-            "queue_timeout": options.check_timeout("queue_timeout", queue_timeout),
-            "run_timeout": options.check_timeout("run_timeout", run_timeout),
-            "history_size": options.check_history_size(history_size),
-        }
+        engine = self._new_engine(
+            name, max_workers=max_workers, thread_name_prefix=thread_name_prefix,
+            initializer=initializer, initargs=initargs, queue_capacity=queue_capacity,
+            rejection_policy=rejection_policy, queue_timeout=queue_timeout,
+            run_timeout=run_timeout, history_size=history_size, kind=kind,
+        )  # fmt: skip
+        return self._add(ManagedPool(engine), weak=False)
+
+    def _new_engine(self, name: str, *, max_workers: int | None, thread_name_prefix: str,
+                    initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
+                    kind: str, **settings: Any) -> PoolEngine:  # fmt: skip
+        """A checked engine for a pool named ``name`` (not registered yet)."""
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, _KINDS))}, got {kind!r}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError("thread_name_prefix must be a string")
+        workers = options.check_max_workers(
+            default_max_workers() if max_workers is None else max_workers
+        )
+        capacity = options.check_queue_capacity(settings.pop("queue_capacity", None))
+        policy = options.check_rejection_policy(settings.pop("rejection_policy", "abort"))
+        queue_timeout = options.check_timeout("queue_timeout", settings.pop("queue_timeout", None))
+        run_timeout = options.check_timeout("run_timeout", settings.pop("run_timeout", None))
+        history_size = options.check_history_size(settings.pop("history_size", 10_000))
+        if settings:
+            raise TypeError(f"unexpected pool setting {next(iter(settings))!r}")
+        with self._lock:
+            uid = self._next_uid
+            self._next_uid += 1
+        return PoolEngine(
+            uid, name, self._services, max_workers=workers, thread_name_prefix=thread_name_prefix,
+            initializer=initializer, initargs=tuple(initargs), queue_capacity=capacity,
+            rejection_policy=policy, queue_timeout=queue_timeout, run_timeout=run_timeout,
+            history_size=history_size, task_label_limit=self._label_limit, kind=kind,
+        )  # fmt: skip
+
+    def _add(self, pool: ManagedPool, *, weak: bool) -> ManagedPool:
+        """Register ``pool`` under its name: refused if the name is taken."""
+        name = pool.name
         with self._lock:
             if self._closed:
+                pool.engine.shutdown(False, False)
                 raise RuntimeError("cannot create a pool after the manager was shut down")
-            if name in self._pools:
+            if self._live_locked(name) is not None:
+                pool.engine.shutdown(False, False)
                 raise PoolExistsError(
                     f"a pool named {name!r} already exists; choose another name or "
                     "remove_pool() it first"
                 )
-            uid = self._next_uid
-            self._next_uid += 1
-            pool = ManagedPool(self, uid, name, task_label_limit=self._label_limit, **settings)
-            self._pools[name] = pool
-            self._by_uid[uid] = pool
-        if pool._has_timeouts():
-            self._watch(pool)
+            self._pools[name] = weakref.ref(pool) if weak else pool
+            self._by_uid[pool.engine.uid] = name
+        if pool.engine.has_timeouts():
+            self._watch(pool.engine)
         return pool
+
+    def _live_locked(self, name: str) -> ManagedPool | None:
+        entry = self._pools.get(name)
+        if isinstance(entry, weakref.ref):
+            pool = entry()
+            if pool is None:  # collected: the name is free again
+                del self._pools[name]
+            return pool
+        return entry
+
+    def _unique_name(self, base: str) -> str:
+        """``base``, or ``base`` with the lowest ``-N`` suffix no live pool has."""
+        with self._lock:
+            if self._live_locked(base) is None:
+                return base
+            for n in itertools.count(2):
+                candidate = f"{base[: 64 - len(str(n)) - 1]}-{n}"
+                if self._live_locked(candidate) is None:
+                    return candidate
+        raise AssertionError("unreachable")
 
     def get_pool(self, name: str) -> ManagedPool:
         """The pool named ``name``; ``KeyError`` if there is none."""
         with self._lock:
-            try:
-                return self._pools[name]
-            except KeyError:
-                raise KeyError(f"no pool named {name!r}") from None
+            pool = self._live_locked(name)
+        if pool is None:
+            raise KeyError(f"no pool named {name!r}")
+        return pool
 
     def pools(self) -> list[ManagedPool]:
         """The pools, in the order they were created."""
         with self._lock:
-            return list(self._pools.values())
+            found = [(n, self._live_locked(n)) for n in list(self._pools)]
+        live = [p for _, p in found if p is not None]
+        live.sort(key=lambda p: p.engine.uid)
+        return live
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
-            return name in self._pools
+            return isinstance(name, str) and self._live_locked(name) is not None
 
     def remove_pool(self, name: str, *, wait: bool = True, cancel_futures: bool = False) -> Any:
         """Shut pool ``name`` down and forget it; returns its final ``PoolStats``.
@@ -167,39 +247,34 @@ class PoolManager:
         while True:  # again if the name now stands for another pool than the one checked
             pool = self.get_pool(name)
             if wait:
-                pool._refuse_waiting_for_itself(f"remove_pool({name!r}, wait=False)")
+                pool.engine.refuse_waiting_for_itself(f"remove_pool({name!r}, wait=False)")
             with self._lock:
-                if self._pools.get(name) is pool:
+                if self._live_locked(name) is pool:
                     del self._pools[name]
-                    del self._by_uid[pool._uid]
+                    del self._by_uid[pool.engine.uid]
                     break
         # The monitor keeps watching it until it has terminated (see _monitor_loop).
-        pool._shutdown(wait, cancel_futures, None)
+        pool.engine.shutdown(wait, cancel_futures)
         return pool.stats()
 
     # -- tasks -----------------------------------------------------------------------
 
-    @staticmethod
-    def _parse_id(task_id: str) -> tuple[int, int]:
-        """(pool number, sequence number) of a task id; ``KeyError`` if it is not one."""
-        m = _ID_RE.fullmatch(task_id) if isinstance(task_id, str) else None
-        if m is None:
+    def _pool_of(self, task_id: str) -> tuple[ManagedPool, int]:
+        """The pool of a task and the task's number there; ``KeyError`` if none."""
+        ids = parse_task_id(task_id)
+        pool = None
+        if ids is not None:
+            with self._lock:
+                name = self._by_uid.get(ids[0])
+                pool = None if name is None else self._live_locked(name)
+        if pool is None or ids is None or pool.engine.uid != ids[0]:
             raise KeyError(task_id)
-        return int(m.group(1), 16), int(m.group(2), 16)
+        return pool, ids[1]
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The record of a task; ``KeyError`` if the id is unknown or evicted from history."""
-        return self._task_record(task_id, task_info)
-
-    def _task_record(self, task_id: str, build: Builder[R]) -> R:
-        """``get_task`` with the record made by ``build`` (see ``views.Builder``)."""
-        uid, seq = self._parse_id(task_id)
-        with self._lock:
-            pool = self._by_uid.get(uid)
-        record = None if pool is None else pool._task_record(seq, build)
-        if record is None:
-            raise KeyError(task_id)
-        return record
+        pool, seq = self._pool_of(task_id)
+        return pool.engine.task_info(seq)
 
     def tasks(
         self,
@@ -216,22 +291,6 @@ class PoolManager:
         recently finished first). ``pool`` and ``name`` filter by exact name; ``state`` is
         a ``TaskState`` or its lowercase value; an unknown pool matches no task.
         """
-        items, total = self._task_page(
-            pool=pool, state=state, name=name, offset=offset, limit=limit, build=task_info
-        )
-        return TaskPage(items, total)
-
-    def _task_page(
-        self,
-        *,
-        pool: str | None,
-        state: TaskState | str | None,
-        name: str | None,
-        offset: int,
-        limit: int,
-        build: Builder[R],
-    ) -> tuple[list[R], int]:
-        """``tasks`` with the records made by ``build`` (see ``views.Builder``)."""
         states = None if state is None else frozenset({STATE_CODES[_task_state(state)]})
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
@@ -239,20 +298,20 @@ class PoolManager:
             raise ValueError(f"limit must be an integer from 0 to {_MAX_PAGE}, got {limit!r}")
         if pool is not None:
             with self._lock:
-                found = self._pools.get(pool)
+                found = self._live_locked(pool) if isinstance(pool, str) else None
             if found is None:
-                return [], 0  # a filter that matches nothing, like any other
+                return TaskPage([], 0)  # a filter that matches nothing, like any other
             # One pool skips inside its own parts (by index, without a filter).
-            owners, skip = [found], offset
+            owners, skip = [found.engine], offset
         else:
-            owners, skip = self.pools(), 0
+            owners, skip = [p.engine for p in self.pools()], 0
         # Unfinished tasks come first: each pool gives up to a page's worth, merged by
         # sorting (in C). Finished ones are merged from per-pool cursors that read the
         # history lazily, so a page costs O(pools + page), not O(pools x page).
         offset -= skip
         need = offset + limit
         total = 0
-        live: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+        live: list[tuple[SortKey, tuple[Readable, TaskRef]]] = []
         cursors: list[FinishedCursor] = []
         for p in owners:
             refs, count, cursor = select_parts(p, states=states, name=name, skip=skip, limit=need)
@@ -274,25 +333,23 @@ class PoolManager:
                 finished = list(itertools.islice(merged, rest, want))
             chosen.extend([owner_ref for _, owner_ref in finished])
         # Records are built for the page only, one lock acquisition per pool on it.
-        by_pool: dict[ManagedPool, list[TaskRef]] = {}
+        by_pool: dict[Any, list[TaskRef]] = {}
         for owner, ref in chosen:
             by_pool.setdefault(owner, []).append(ref)
-        resolved = {
-            owner: iter(resolve_refs(owner, refs, build)) for owner, refs in by_pool.items()
-        }
+        resolved = {owner: iter(resolve_refs(owner, refs)) for owner, refs in by_pool.items()}
         page = []
         for owner, _ in chosen:
             record = next(resolved[owner], None)
             if record is not None:
                 page.append(record)
-        return page, total
+        return TaskPage(page, total)
 
     # -- timeouts ----------------------------------------------------------------------
 
-    def _watch(self, pool: PoolCore) -> None:
+    def _watch(self, pool: PoolEngine) -> None:
         """Have the monitor thread check ``pool``'s queue and run timeouts."""
         with self._lock:
-            if self._closed or pool._uid not in self._by_uid:
+            if self._closed or pool.terminated:
                 return
             self._watched.add(pool)
             if self._monitor is None:
@@ -308,18 +365,18 @@ class PoolManager:
         stop = self._monitor_stop
         while not stop.is_set():
             with self._lock:
-                self._watched = {p for p in self._watched if not p._terminated.is_set()}
+                self._watched = {p for p in self._watched if not p.terminated}
                 watched = list(self._watched)
                 if self._closed and not watched:
                     return
             shortest = 2.5
             for pool in watched:
-                for limit in pool._timeout_limits():
+                for limit in pool.timeout_limits():
                     shortest = min(shortest, limit)
                 try:
-                    pool._check_deadlines(time.monotonic())
+                    pool.check_deadlines(time.monotonic())
                 except Exception:  # never let one pool stop the monitor
-                    log.exception("checking timeouts of pool %r failed", pool._name)
+                    log.exception("checking timeouts of pool %r failed", pool.name)
             # A tenth of the shortest timeout: timeouts fire within ~10 % of their value.
             stop.wait(min(0.25, max(0.002, shortest / 10)))
 
@@ -340,23 +397,23 @@ class PoolManager:
         """
         if wait:
             for pool in self.pools():
-                pool._refuse_waiting_for_itself("the manager's shutdown(wait=False)")
+                pool.engine.refuse_waiting_for_itself("the manager's shutdown(wait=False)")
+        engines = [p.engine for p in self.pools()]
         with self._lock:
             self._closed = True
-            pools = list(self._pools.values())
-        for pool in pools:
-            pool._shutdown(False, cancel_futures, None)
+        for engine in engines:
+            engine.shutdown(False, cancel_futures)
         done = True
         if wait:
             deadline = None if timeout is None else time.monotonic() + timeout
-            for pool in pools:
-                if not pool._join(deadline):
+            for engine in engines:
+                if not engine.join(deadline):
                     done = False
             if not done:
-                for pool in pools:
-                    pool._request_cancel_running()
+                for engine in engines:
+                    engine.request_cancel_running()
         else:
-            done = all(pool.state.value == "terminated" for pool in pools)
+            done = all(engine.terminated for engine in engines)
         if done:
             self._monitor_stop.set()
             monitor = self._monitor
@@ -366,6 +423,17 @@ class PoolManager:
         with contextlib.suppress(KeyError):  # already unregistered by an earlier shutdown
             self._registry.unregister(self._collector)
         return done
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: new locks, no monitor, every pool empty with zero counts."""
+        self._lock = threading.Lock()
+        self._monitor = None
+        self._monitor_stop = threading.Event()
+        self._watched = set()
+        for pool in self.pools():
+            pool.engine.reset_after_fork()
+            if pool.engine.has_timeouts():
+                self._watch(pool.engine)
 
     def __enter__(self) -> PoolManager:
         return self
@@ -394,6 +462,7 @@ _managers: weakref.WeakSet[PoolManager] = weakref.WeakSet()
 
 def _at_exit() -> None:
     # Like ThreadPoolExecutor: at interpreter exit, let queued work finish and join workers.
+    interpreter_exiting()
     for manager in list(_managers):
         try:
             manager.shutdown(wait=True)
@@ -401,4 +470,13 @@ def _at_exit() -> None:
             log.exception("shutting a PoolManager down at interpreter exit failed")
 
 
+def _after_fork_in_child() -> None:
+    future.reinit_after_fork()
+    for manager in list(_managers):
+        manager._reset_after_fork()  # the module's own fork hook
+
+
+# Run before threading joins non-daemon threads at exit, as concurrent.futures does: the
+# workers must be told to leave first, and user atexit hooks then see pools shut down.
 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+os.register_at_fork(after_in_child=_after_fork_in_child)

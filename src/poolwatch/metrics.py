@@ -16,6 +16,7 @@ Two renderings share the family table below:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Iterable, Iterator
@@ -89,6 +90,11 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("pool", "state"),
         "1 for the pool's current state, 0 for the others.",
     ),
+    "poolwatch_pool_info": (
+        "gauge",
+        ("pool", "kind"),
+        "Where the pool runs its tasks (kind = thread, process or dask); always 1.",
+    ),
     "poolwatch_build_info": ("gauge", ("version",), "poolwatch version; always 1."),
 }
 
@@ -104,6 +110,15 @@ class PoolCollector(Collector):
     def __init__(self, manager: PoolManager) -> None:
         self._manager = manager
         self._local = threading.local()
+
+    @contextlib.contextmanager
+    def suppressed(self) -> Iterator[None]:
+        """While inside, this thread's collections skip poolwatch's families."""
+        self._local.suppressed = True
+        try:
+            yield
+        finally:
+            self._local.suppressed = False
 
     def describe(self) -> Iterable[Metric]:
         # Names only, so that registering twice in one registry is refused up front.
@@ -140,6 +155,7 @@ def _families(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
             fams["poolwatch_pool_state"].add_metric(
                 [p, state], 1 if state == s.stats.state.value else 0
             )
+        fams["poolwatch_pool_info"].add_metric([p, s.kind], 1)
     fams["poolwatch_build_info"].add_metric([__version__], 1)
     return iter(fams.values())
 
@@ -195,12 +211,8 @@ def render_metrics(manager: PoolManager, accept: str | None = None) -> tuple[byt
     encoder, content_type = choose_encoder(accept or "")
     openmetrics = content_type.startswith("application/openmetrics-text")
     snaps = [pool.metrics_snapshot() for pool in manager.pools()]
-    collector = manager._collector
-    collector._local.suppressed = True
-    try:
+    with manager.collector.suppressed():
         others = encoder(manager.registry).decode()
-    finally:
-        collector._local.suppressed = False
     ours = _render(snaps, openmetrics)
     if openmetrics:
         eof = "# EOF\n"
@@ -270,6 +282,9 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
         for state in _POOL_STATES:
             on = 1 if state == s.stats.state.value else 0
             w(f'poolwatch_pool_state{{pool="{s.stats.name}",state="{state}"}} {on}.0\n')
+    header("poolwatch_pool_info")
+    for s in snaps:
+        w(f'poolwatch_pool_info{{pool="{s.stats.name}",kind="{s.kind}"}} 1.0\n')
     header("poolwatch_build_info")
     w(f'poolwatch_build_info{{version="{__version__}"}} 1.0\n')
     return "".join(out)

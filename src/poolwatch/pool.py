@@ -1,54 +1,83 @@
-"""``ManagedPool``: a ``concurrent.futures.Executor`` with live settings and full records.
+"""``ManagedPool``: a ``concurrent.futures.ThreadPoolExecutor`` with live settings and records.
 
-The mechanics (worker loop, bookkeeping) live in ``_core.py``; this module holds what a
-user calls: submitting, configuring, pausing, cancelling, shutting down and reading.
+What a user calls: submitting, configuring, pausing, cancelling, shutting down, reading.
+The pool's state and mechanics are its ``PoolEngine`` (``engine.py``), which its worker
+threads hold instead of the pool itself, as ``ThreadPoolExecutor``'s workers hold only a
+weak reference to theirs: a pool dropped without ``shutdown()`` is collected, and its
+idle workers exit once the queue is drained.
 """
 
 from __future__ import annotations
 
-import threading
+import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
-from time import monotonic
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import options
-from ._core import PoolCore, _Worker
-from .errors import RejectedError
+from .accounting import PoolSnapshot
+from .engine import PoolEngine, parse_task_id
 from .future import TaskFuture
-from .history import CANCELLED, QUEUED
-from .records import PoolState, PoolStats, TaskInfo
-from .tracing import capture_context
-from .views import Builder, R, future_record, slot_record, task_info
+from .records import PoolState, PoolStats
 
 __all__ = ["ManagedPool"]
 
 _UNSET: Any = object()
 
 
-class ManagedPool(PoolCore, Executor):
-    """A named, observable thread pool. Create it with ``PoolManager.create_pool``.
+class ManagedPool(ThreadPoolExecutor):
+    """A named, observable thread pool. Create it with ``PoolManager.create_pool`` or
+    ``poolwatch.ThreadPoolExecutor``.
 
-    A drop-in ``concurrent.futures.Executor``: ``submit``, ``map``, ``shutdown`` and the
-    context manager behave as ``ThreadPoolExecutor``'s. Every method is thread-safe.
+    A real ``ThreadPoolExecutor``: ``submit``, ``map``, ``shutdown`` and the context
+    manager behave as the stdlib's, and ``isinstance`` checks and
+    ``loop.set_default_executor`` accept it. Every method is thread-safe.
     """
+
+    def __init__(self, engine: PoolEngine) -> None:
+        # ThreadPoolExecutor.__init__ is not called: the engine replaces its machinery.
+        self._engine = engine
+        finalizer = weakref.finalize(self, engine.shutdown, False, False)
+        finalizer.atexit = False  # at exit the manager shuts every pool down itself
+
+    @property
+    def engine(self) -> PoolEngine:
+        """The pool's engine (for its manager and the read side)."""
+        return self._engine
 
     @property
     def name(self) -> str:
-        return self._name
+        return self._engine.name
+
+    @property
+    def kind(self) -> str:
+        """Where tasks run: ``"thread"``."""
+        return self._engine.kind
 
     @property
     def state(self) -> PoolState:
-        with self._lock:
-            return self._state_locked()
+        return self._engine.state()
 
     @property
     def rejection_policy(self) -> str:
         """What a full queue does now (``configure`` changes it): a cheap read."""
-        return self._policy
+        return self._engine.rejection_policy
+
+    # ThreadPoolExecutor's attributes that code and tests written for it read.
+    @property
+    def _max_workers(self) -> int:  # type: ignore[override]
+        return self._engine.max_workers
+
+    @property
+    def _threads(self) -> set[Any]:  # type: ignore[override]
+        return self._engine.threads()
+
+    @property
+    def _broken(self) -> str | bool:  # type: ignore[override]
+        return self._engine.broken or False
 
     def __repr__(self) -> str:
-        return f"<ManagedPool {self._name!r} max_workers={self._max_workers}>"
+        return f"<ManagedPool {self._engine.name!r} max_workers={self._engine.max_workers}>"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Schedule ``fn(*args, **kwargs)``; returns a ``TaskFuture``.
@@ -56,34 +85,10 @@ class ManagedPool(PoolCore, Executor):
         When the queue is full the pool's rejection policy decides: ``abort`` raises
         ``RejectedError``, ``caller_runs`` runs the task in this thread, ``discard``
         returns a cancelled future, ``discard_oldest`` cancels the oldest queued task.
-        After shutdown ``RejectedError`` (a ``RuntimeError``) is raised.
+        After shutdown ``RejectedError`` (a ``RuntimeError``) is raised; once an
+        initializer failed, ``BrokenThreadPool``.
         """
-        kind = self._kind_for(fn)
-        now = monotonic()
-        fut = TaskFuture(self, 0, fn, args, kwargs, kind, now)
-        if self._tracing.tracer(now) is not None:
-            fut._trace_ctx = capture_context()
-        wake: _Worker | None = None
-        notify: list[TaskFuture] | None = None  # made only when the queue is full
-        with self._lock:
-            if self._closing:
-                self._rejected_shutdown += 1
-                raise self._shutdown_error()
-            if self._capacity is not None and self._full_locked():
-                notify = []
-                run_here = self._reject_locked(fut, now, notify)
-            else:
-                self._enqueue_locked(fut)
-                if self._waking == 0:
-                    wake = self._next_worker_locked()
-        if notify is not None:
-            for f in notify:
-                f._mark_cancelled()
-            if run_here:
-                self._run_in_caller(fut)
-        elif wake is not None:
-            self._wake(wake)
-        return fut
+        return self._engine.submit(fn, args, kwargs)
 
     def submit_many(
         self, fn: Callable[..., Any], arg_tuples: Iterable[tuple[Any, ...]]
@@ -94,131 +99,7 @@ class ManagedPool(PoolCore, Executor):
         queued) with ``RejectedError``; other policies apply task by task. An empty batch
         returns ``[]``, full queue or not (after shutdown it raises, as ``submit`` does).
         """
-        kind = self._kind_for(fn)
-        # The tasks are submitted once the iterable is read (it may be a slow generator).
-        batch = [tuple(args) for args in arg_tuples]
-        now = monotonic()
-        traced = self._tracing.tracer(now) is not None
-        ctx = capture_context() if traced else None
-        futs = [TaskFuture(self, 0, fn, args, {}, kind, now) for args in batch]
-        if ctx is not None:
-            for f in futs:
-                f._trace_ctx = ctx
-        run_here: list[TaskFuture] = []
-        notify: list[TaskFuture] = []
-        with self._lock:
-            if self._closing:
-                self._rejected_shutdown += len(futs)
-                raise self._shutdown_error()
-            if not futs:
-                return futs
-            if self._policy == "abort" and self._capacity is not None:
-                room = self._room_locked()
-                if room < len(futs):
-                    self._rejected_full += len(futs)
-                    raise self._full_error(f"a batch of {len(futs)} tasks does not fit")
-            for fut in futs:
-                if self._capacity is not None and self._full_locked():
-                    if self._reject_locked(fut, now, notify):
-                        run_here.append(fut)
-                    continue
-                self._enqueue_locked(fut)
-            # A batch wakes as many workers as it needs at once, not one after another.
-            woken = self._dispatch_locked(limit=len(futs))
-        for w in woken:
-            self._wake(w)
-        for fut in notify:
-            fut._mark_cancelled()
-        for fut in run_here:
-            self._run_in_caller(fut)
-        return futs
-
-    def _track_locked(self, fut: TaskFuture) -> None:
-        """Accept a task: give it an id and a live record, and count it."""
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        fut._seq = seq
-        self._submitted += 1
-        self._live[seq] = fut
-
-    def _enqueue_locked(self, fut: TaskFuture) -> None:
-        self._track_locked(fut)
-        self._queue.append(fut)
-        self._queued += 1
-
-    def _full_locked(self) -> bool:
-        return self._room_locked() <= 0
-
-    def _room_locked(self) -> int:
-        """How many more tasks fit, counting tasks a free worker would start at once."""
-        cap = self._capacity
-        if cap is None:
-            return 1 << 62
-        room = cap - (self._queued - self._waking)
-        if not self._paused:
-            room += len(self._idle) + max(0, self._max_workers - self._nworkers)
-        return room
-
-    def _reject_locked(self, fut: TaskFuture, now: float, notify: list[TaskFuture]) -> bool:
-        """Apply the rejection policy to ``fut``, the queue being full.
-
-        Raises for ``abort``. Returns True when the caller must run the (already started)
-        task itself; futures to resolve as cancelled once the lock is released go to
-        ``notify``.
-        """
-        self._rejected_full += 1
-        policy = self._policy
-        if policy == "abort":
-            raise self._full_error("")
-        if policy == "caller_runs":
-            self._track_locked(fut)
-            caller = threading.current_thread()
-            self._start_locked(fut, self._worker_slot(caller.name), now, queued=False)
-            self._caller_runs[fut] = caller
-            return True
-        if policy == "discard_oldest":
-            oldest = self._pop_oldest_locked()
-            if oldest is not None:
-                self._cancel_queued_locked(oldest, now)
-                notify.append(oldest)
-                self._enqueue_locked(fut)
-                return False
-        # discard (or nothing queued to drop): hand back a cancelled, untracked future
-        fut._seq = self._next_seq  # ids stay unique, though no record is kept
-        self._next_seq += 1
-        fut._tstate = CANCELLED
-        fut._finished = now
-        fut._fn = fut._args = fut._kwargs = fut._trace_ctx = None
-        fut._resolve_locked(CANCELLED, None)
-        notify.append(fut)
-        return False
-
-    def _shutdown_error(self) -> RejectedError:
-        return RejectedError(
-            f"cannot schedule new futures after shutdown (pool {self._name!r} is "
-            f"{self._state_locked().value})",
-            pool=self._name,
-            reason="shutdown",
-        )
-
-    def _full_error(self, detail: str) -> RejectedError:
-        return RejectedError(
-            f"pool {self._name!r} rejected the task: its queue is full ({self._queued} queued, "
-            f"capacity {self._capacity}{'; ' + detail if detail else ''}); raise "
-            "queue_capacity or max_workers, or choose another rejection_policy",
-            pool=self._name,
-            reason="queue_full",
-        )
-
-    def _cancel_future(self, fut: TaskFuture) -> bool:
-        with self._lock:
-            state = fut._tstate
-            if state == QUEUED and fut._seq in self._live:
-                self._tombstone_locked(fut, monotonic())
-            elif state != CANCELLED:
-                return False
-        fut._mark_cancelled()
-        return True
+        return self._engine.submit_many(fn, arg_tuples)
 
     def cancel(self, task_id: str) -> str:
         """Cancel a task by id.
@@ -227,26 +108,10 @@ class ManagedPool(PoolCore, Executor):
         running: a cooperative cancel was requested, see ``current_task()``) or
         ``"finished"`` (too late). ``KeyError`` if the id is not one of this pool's tasks.
         """
-        uid, seq = self._manager._parse_id(task_id)
-        if uid != self._uid:
+        ids = parse_task_id(task_id)
+        result = None if ids is None or ids[0] != self._engine.uid else self._engine.cancel(ids[1])
+        if result is None:
             raise KeyError(task_id)
-        with self._lock:
-            task = self._live.get(seq)
-            if task is None:
-                if 0 < seq < self._next_seq:
-                    return "finished"
-                raise KeyError(task_id)
-            now = monotonic()
-            if task._tstate == QUEUED:
-                self._tombstone_locked(task, now)
-                result = "cancelled"
-            else:
-                if not task._cancel_requested:
-                    task._cancel_requested = True
-                    task._cancel_requested_at = now
-                result = "requested"
-        if result == "cancelled":
-            task._mark_cancelled()
         return result
 
     def configure(
@@ -275,42 +140,15 @@ class ManagedPool(PoolCore, Executor):
             changes["queue_timeout"] = options.check_timeout("queue_timeout", queue_timeout)
         if run_timeout is not _UNSET:
             changes["run_timeout"] = options.check_timeout("run_timeout", run_timeout)
-        woken: list[_Worker] = []
-        with self._lock:
-            if "queue_capacity" in changes:
-                self._capacity = changes["queue_capacity"]
-            if "rejection_policy" in changes:
-                self._policy = changes["rejection_policy"]
-            if "queue_timeout" in changes:
-                self._queue_timeout = changes["queue_timeout"]
-            if "run_timeout" in changes:
-                self._run_timeout = changes["run_timeout"]
-            if "max_workers" in changes:
-                self._max_workers = changes["max_workers"]
-                while self._nworkers > self._max_workers and self._idle:
-                    w = self._idle.pop()
-                    w.retire = True
-                    self._nworkers -= 1
-                    woken.append(w)
-                woken += self._dispatch_locked(limit=self._max_workers)
-        for w in woken:
-            self._wake(w)
-        if self._has_timeouts():
-            self._manager._watch(self)
+        self._engine.configure(changes)
 
     def pause(self) -> None:
         """Stop starting tasks; the pool still accepts them up to capacity. Running tasks finish."""
-        with self._lock:
-            if not self._closing:
-                self._paused = True
+        self._engine.pause()
 
     def resume(self) -> None:
         """Start queued tasks again after ``pause()``."""
-        with self._lock:
-            self._paused = False
-            woken = self._dispatch_locked(limit=self._max_workers)
-        for w in woken:
-            self._wake(w)
+        self._engine.resume()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new tasks, run (or with ``cancel_futures``, cancel) queued ones, and stop.
@@ -324,85 +162,13 @@ class ManagedPool(PoolCore, Executor):
         ``ThreadPoolExecutor`` raises too, but only after it has begun shutting down.
         """
         if wait:
-            self._refuse_waiting_for_itself("shutdown(wait=False)")
-        self._shutdown(wait, cancel_futures, None)
-
-    def _refuse_waiting_for_itself(self, instead: str) -> None:
-        """Raise ``RuntimeError`` if the calling thread is one this pool's shutdown waits
-        for: one of its workers, or a thread running a task ``caller_runs`` gave it."""
-        me = threading.current_thread()
-        with self._lock:
-            own = me in self._threads or me in self._caller_runs.values()
-        if own:
-            raise RuntimeError(
-                f"cannot wait for pool {self._name!r} to shut down from one of its own tasks "
-                f"(or their done-callbacks): it would wait for itself; call {instead} there"
-            )
-
-    def _shutdown(self, wait: bool, cancel_futures: bool, deadline: float | None) -> bool:
-        cancelled: list[TaskFuture] = []
-        with self._lock:
-            self._closing = True
-            self._paused = False
-            if cancel_futures:
-                now = monotonic()
-                while (task := self._pop_oldest_locked()) is not None:
-                    self._cancel_queued_locked(task, now)
-                    cancelled.append(task)
-            # Every idle worker comes to drain the queue or to leave.
-            woken, self._idle = self._idle, []
-            for w in woken:
-                w.woken = True
-                self._waking += 1
-            woken += self._dispatch_locked(limit=self._max_workers)
-            self._maybe_terminated_locked()
-        for task in cancelled:
-            task._mark_cancelled()
-        for w in woken:
-            self._wake(w)
-        if not wait:
-            return self._terminated.is_set()
-        return self._join(deadline)
-
-    def _join(self, deadline: float | None) -> bool:
-        me = threading.current_thread()
-        timeout = None if deadline is None else max(0.0, deadline - monotonic())
-        if not self._terminated.wait(timeout):
-            return False
-        with self._lock:
-            threads = list(self._threads)
-        for t in threads:
-            if t is not me:
-                t.join(None if deadline is None else max(0.0, deadline - monotonic()))
-        return True
-
-    def _request_cancel_running(self) -> None:
-        now = monotonic()
-        with self._lock:
-            running = [w.task for w in self._workers]
-            running += self._caller_runs
-            for task in running:
-                if task is not None and not task._cancel_requested:
-                    task._cancel_requested = True
-                    task._cancel_requested_at = now
+            self._engine.refuse_waiting_for_itself("shutdown(wait=False)")
+        self._engine.shutdown(wait, cancel_futures)
 
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's settings, counts and load."""
-        with self._lock:
-            return self._stats_locked()
+        return self._engine.stats()
 
-    def _task_id(self, seq: int) -> str:
-        return f"{self._uid:x}-{seq:x}"
-
-    def _info_of(self, fut: TaskFuture) -> TaskInfo:
-        with self._lock:
-            return future_record(self, fut, task_info)
-
-    def _task_record(self, seq: int, build: Builder[R]) -> R | None:
-        """The record of task ``seq`` of this pool, or ``None`` if unknown or evicted."""
-        with self._lock:
-            fut = self._live.get(seq)
-            if fut is not None:
-                return future_record(self, fut, build)
-            slot = self._history.find(seq)
-            return None if slot is None else slot_record(self, slot, build)
+    def metrics_snapshot(self) -> PoolSnapshot:
+        """Everything the pool exports as metrics, at one instant."""
+        return self._engine.metrics_snapshot()

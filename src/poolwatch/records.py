@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["PoolState", "PoolStats", "TaskInfo", "TaskPage", "TaskState"]
 
@@ -40,7 +41,8 @@ class TaskInfo:
 
     Times are epoch seconds (``None`` until the event happened); ``queue_wait`` and
     ``run_time`` are seconds measured on the monotonic clock. ``traceback`` is set for
-    failed tasks only and is bounded in length.
+    failed tasks only and is bounded in length. ``overdue_stack`` is the task's stack
+    taken when it passed its run timeout (a ``poolwatch.TaskStack``), else ``None``.
     """
 
     id: str
@@ -58,6 +60,7 @@ class TaskInfo:
     cancel_requested: bool
     worker: str | None
     trace_id: str | None
+    overdue_stack: Any = None
 
 
 @dataclass(frozen=True, slots=True)

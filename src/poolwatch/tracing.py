@@ -17,8 +17,8 @@ from opentelemetry.trace import Status, StatusCode
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .future import TaskFuture
     from .history import ErrorInfo
+    from .work import WorkItem
 
 __all__ = ["Tracing", "records_spans"]
 
@@ -71,17 +71,17 @@ class Tracing:
         return self._tracer
 
     def start(
-        self, tracer: trace.Tracer, task: TaskFuture, pool: str, thread: str, queue_wait: float
+        self, tracer: trace.Tracer, task: WorkItem, pool: str, thread: str, queue_wait: float
     ) -> tuple[trace.Span, object] | None:
         """Open a task's span and make it current; ``None`` if that failed (the task runs
         untraced: a sampler or span processor that raises must not stop the pool)."""
         try:
             span = tracer.start_span(
-                task._kind.name,
-                context=task._trace_ctx,
+                task.kind.name,
+                context=task.trace_ctx,
                 attributes={
                     "poolwatch.pool.name": pool,
-                    "poolwatch.task.name": task._kind.name,
+                    "poolwatch.task.name": task.kind.name,
                     "poolwatch.task.id": task.task_id,
                     "poolwatch.task.queue_wait_seconds": queue_wait,
                     "thread.name": thread,
@@ -94,31 +94,35 @@ class Tracing:
             self._failed("start")
             return None
         # On top of the submitter's context, so baggage and other values travel too.
-        token = otel_context.attach(trace.set_span_in_context(span, task._trace_ctx))
+        token = otel_context.attach(trace.set_span_in_context(span, task.trace_ctx))
         return span, token
 
     def end(
         self,
         span: trace.Span,
         token: object,
-        task: TaskFuture,
+        task: WorkItem,
         failed: BaseException | None,
         cancelled: bool,
     ) -> int:
         """Close a task's span; returns its trace id (0 when not sampled). Never raises:
         the task has run, and its result must reach its future whatever tracing does."""
         try:
-            if task._overdue_at:
-                span.add_event("poolwatch.task.run_timeout", timestamp=self._ns(task._overdue_at))
-            if task._cancel_requested_at:
+            if task.overdue_at:
+                span.add_event(
+                    "poolwatch.task.run_timeout",
+                    _stack_attributes(task.overdue_stack),
+                    timestamp=self._ns(task.overdue_at),
+                )
+            if task.cancel_requested_at:
                 span.add_event(
                     "poolwatch.task.cancel_requested",
-                    timestamp=self._ns(task._cancel_requested_at),
+                    timestamp=self._ns(task.cancel_requested_at),
                 )
             if cancelled:
                 span.add_event("poolwatch.task.cancelled")
-            elif failed is not None and task._error is not None:
-                _record_failure(span, failed, task._error)
+            elif failed is not None and task.error is not None:
+                _record_failure(span, failed, task.error)
         except Exception:
             self._failed("end")
         finally:
@@ -141,6 +145,14 @@ class Tracing:
             step,
             exc_info=True,
         )
+
+
+def _stack_attributes(stack: Any) -> dict[str, str]:
+    """The stack a task had when it passed its run timeout, as span event attributes."""
+    if stack is None:
+        return {}
+    lines = [f'File "{f.file}", line {f.line}, in {f.function}' for f in stack.frames]
+    return {"poolwatch.task.stack": _encodable("\n".join(lines))}
 
 
 def _record_failure(span: trace.Span, exc: BaseException, error: ErrorInfo) -> None:

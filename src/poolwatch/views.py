@@ -1,154 +1,137 @@
-"""Read-side of a pool: task records, and pages of them, newest first.
+"""Read side of a pool: task records, and pages of them, newest first.
 
-A record is built by a *builder*: :func:`task_info` makes the public ``TaskInfo``, and
-other builders (the HTTP API's JSON writer) make their own form straight from the same
-fields, without an intermediate object. Pages are chosen from each pool's parts (its
-unfinished tasks, then a cursor over its finished ones) before any record is built.
-Reads take the pool's lock and cost O(page + offset), never O(history), except counting
-a filter on live tasks (O(queued + running)); without a filter, skipping finished tasks
-of one pool is O(1).
+Every record is a ``TaskInfo``, built by :func:`build_info` from one row: a live task's
+``WorkItem`` or a finished task's history slot, both read as a ``Row``. Pages are chosen
+from each pool's parts (its unfinished tasks, then a cursor over its finished ones)
+before any record is built. Everything here reads a pool through its ``PoolReader``
+under the pool's lock and costs O(page + offset), never O(history), except counting a
+filter on live tasks (O(queued + running)); without a filter, skipping finished tasks of
+one pool is O(1).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .history import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, ErrorInfo
 from .records import TaskInfo, TaskState
+from .states import FINISHED, LIVE, QUEUED
 
 if TYPE_CHECKING:
-    from .future import TaskFuture
-    from .pool import ManagedPool
+    from collections.abc import Callable
+
+    from .accounting import TaskKinds
+    from .history import ErrorInfo, History
+    from .work import WorkItem
+    from .workers import WorkerSet
 
 __all__ = [
     "STATE_CODES",
-    "Builder",
     "FinishedCursor",
+    "PoolReader",
+    "Readable",
     "SortKey",
     "TaskRef",
-    "future_record",
+    "build_info",
+    "item_row",
     "resolve_refs",
     "select_parts",
-    "slot_record",
-    "task_info",
 ]
 
 STATES = (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED, TaskState.FAILED,
           TaskState.CANCELLED)  # fmt: skip
 STATE_CODES = {s: i for i, s in enumerate(STATES)}
-LIVE = frozenset({QUEUED, RUNNING})
-FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 # Unfinished tasks sort before finished ones; then newest first (by submission for
 # unfinished tasks, by finish time for finished ones).
 SortKey = tuple[int, float]
 
-R = TypeVar("R")
 
-#: Makes one record from a task's fields, in ``TaskInfo``'s order, except that the
-#: error comes as one ``ErrorInfo`` (or ``None``) in place of its three fields and the
-#: trace id as an int (0 for none): (id, pool, name, state, submitted_at, started_at,
-#: finished_at, queue_wait, run_time, error, cancel_requested, worker, trace_id).
-Builder = Callable[
-    [str, str, str, TaskState, float, float | None, float | None, float | None,
-     float | None, ErrorInfo | None, bool, str | None, int],
-    R,
-]  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class PoolReader:
+    """What the read side sees of one pool: its containers, read under ``lock``."""
+
+    name: str
+    live: dict[int, WorkItem]
+    history: History
+    kinds: TaskKinds
+    workers: WorkerSet
+    wall_offset: float
+    task_id: Callable[[int], str]
 
 
-def task_info(
-    task_id: str,
-    pool: str,
-    name: str,
-    state: TaskState,
-    submitted_at: float,
-    started_at: float | None,
-    finished_at: float | None,
-    queue_wait: float | None,
-    run_time: float | None,
-    error: ErrorInfo | None,
-    cancel_requested: bool,
-    worker: str | None,
-    trace_id: int,
-) -> TaskInfo:
-    """The builder of ``TaskInfo`` records."""
-    return TaskInfo(
-        id=task_id,
-        pool=pool,
-        name=name,
-        state=state,
-        submitted_at=submitted_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        queue_wait=queue_wait,
-        run_time=run_time,
-        error_type=error.type if error is not None else None,
-        error_message=error.message if error is not None else None,
-        traceback=error.traceback if error is not None else None,
-        cancel_requested=cancel_requested,
-        worker=worker,
-        trace_id=f"{trace_id:032x}" if trace_id else None,
-    )
+class Readable(Protocol):
+    """A pool as the read side uses it."""
+
+    @property
+    def lock(self) -> threading.Lock: ...
+
+    @property
+    def reader(self) -> PoolReader: ...
 
 
 #: A task's stored fields, as ``History.row`` gives them: seq, kind, state, worker,
 #: submitted, started (or None), finished (or None), trace id (0 for none), cancel
-#: requested, error (or None). Times are the pool's monotonic clock.
-Row = tuple[int, int, int, int, float, float | None, float | None, int, bool, ErrorInfo | None]
+#: requested, error (or None), overdue stack (or None). Times are the pool's monotonic
+#: clock.
+Row = tuple[int, int, int, int, float, float | None, float | None, int, bool,
+            "ErrorInfo | None", Any]  # fmt: skip
 
 
-def _future_row(f: TaskFuture) -> Row:
-    state = f._tstate
-    started = f._started if (state != QUEUED and f._worker >= 0) else None
-    finished = f._finished if state in FINISHED else None
-    return (f._seq, f._kind.index, state, f._worker, f._submitted, started, finished,
-            f._trace_id, f._cancel_requested, f._error)  # fmt: skip
+def item_row(item: WorkItem) -> Row:
+    """The row of a task not finished yet (or just finished, before its history entry)."""
+    state = item.state
+    started = item.started if (state != QUEUED and item.worker != -1) else None
+    finished = item.finished if state in FINISHED else None
+    return (item.seq, item.kind.index, state, item.worker, item.submitted, started, finished,
+            item.trace_id, item.cancel_requested, item.error, item.overdue_stack)  # fmt: skip
 
 
-def _records(build: Builder[R], pool: ManagedPool, rows: list[Row]) -> list[R]:
-    """The records of ``rows`` of ``pool``, made by ``build`` (call under the pool's lock)."""
-    off, task_id, pool_name = pool._wall_offset, pool._task_id, pool._name
-    kinds, worker_names = pool._kind_list, pool._worker_names
-    return [
-        build(
-            task_id(seq),
-            pool_name,
-            kinds[kind].name,
-            STATES[state],
-            submitted + off,
-            None if started is None else started + off,
-            None if finished is None else finished + off,
-            None if started is None else started - submitted,
-            None if started is None or finished is None else finished - started,
-            error,
-            cancel_requested,
-            worker_names[worker] if worker >= 0 else None,
-            trace_id,
-        )
-        for (seq, kind, state, worker, submitted, started, finished, trace_id,
-             cancel_requested, error) in rows
-    ]  # fmt: skip
+def build_info(r: PoolReader, row: Row) -> TaskInfo:
+    """The one builder of ``TaskInfo`` records (call under the pool's lock)."""
+    (seq, kind, state, worker, submitted, started, finished, trace_id, cancel_requested,
+     error, stack) = row  # fmt: skip
+    off = r.wall_offset
+    return TaskInfo(
+        id=r.task_id(seq),
+        pool=r.name,
+        name=r.kinds.listed[kind].name,
+        state=STATES[state],
+        submitted_at=submitted + off,
+        started_at=None if started is None else started + off,
+        finished_at=None if finished is None else finished + off,
+        queue_wait=None if started is None else started - submitted,
+        run_time=None if started is None or finished is None else finished - started,
+        error_type=error.type if error is not None else None,
+        error_message=error.message if error is not None else None,
+        traceback=error.traceback if error is not None else None,
+        cancel_requested=cancel_requested,
+        worker=r.workers.name_of(worker),
+        trace_id=f"{trace_id:032x}" if trace_id else None,
+        overdue_stack=stack,
+    )
 
 
-def future_record(pool: ManagedPool, f: TaskFuture, build: Builder[R]) -> R:
-    """The record of a task from its future (call under the pool's lock)."""
-    return _records(build, pool, [_future_row(f)])[0]
-
-
-def slot_record(pool: ManagedPool, slot: int, build: Builder[R]) -> R:
-    """The record of a finished task from its history slot (call under the pool's lock)."""
-    return _records(build, pool, [pool._history.row(slot)])[0]
+def find_info(pool: Readable, seq: int) -> TaskInfo | None:
+    """The record of task ``seq`` of ``pool``, or ``None`` if unknown or evicted."""
+    with pool.lock:
+        r = pool.reader
+        item = r.live.get(seq)
+        if item is not None:
+            return build_info(r, item_row(item))
+        slot = r.history.find(seq)
+        return None if slot is None else build_info(r, r.history.row(slot))
 
 
 # A reference to a task chosen for a page, resolved into a record afterwards: the live
-# future, or the history slot with the task's sequence number (to notice an eviction).
+# item, or the history slot with the task's sequence number (to notice an eviction).
 TaskRef = Any
 
 
 def select_parts(
-    pool: ManagedPool,
+    pool: Readable,
     *,
     states: frozenset[int] | None,
     name: str | None,
@@ -159,17 +142,18 @@ def select_parts(
     ``skip``) as sort keys and references (no record is built), how many tasks match in
     all, and a cursor over its matching finished tasks that skips what is left of
     ``skip`` (``None`` if there are none). ``resolve_refs`` makes the records."""
-    with pool._lock:
-        kind = _kind_filter(pool, name)
+    with pool.lock:
+        r = pool.reader
+        kind = _kind_filter(r, name)
         if kind == _NO_KIND:
             return [], 0, None
-        live, live_total = _live_locked(pool, states, kind, skip, limit)
+        live, live_total = _live_locked(r, states, kind, skip, limit)
         done_states = FINISHED if states is None else FINISHED & states
-        done_total = _done_count_locked(pool, done_states, kind)
+        done_total = _done_count_locked(r, done_states, kind)
         cursor = None
         if done_total:
             cursor = FinishedCursor(pool, done_states, kind, skip=max(0, skip - live_total))
-        return [((0, -f._submitted), f) for f in live], live_total + done_total, cursor
+        return [((0, -item.submitted), item) for item in live], live_total + done_total, cursor
 
 
 class FinishedCursor:
@@ -182,30 +166,30 @@ class FinishedCursor:
     the history under the pool's lock in batches that start at ``batch`` entries and
     double, so a merge over many pools reads about as many entries as it takes. Tasks
     that finish later are not included; one evicted from the history meanwhile ends the
-    cursor.
+    cursor. Made under the pool's lock.
     """
 
     __slots__ = ("_buffer", "_done", "_index", "_kind", "_pool", "_skip", "_states", "batch")
 
     def __init__(
-        self, pool: ManagedPool, states: frozenset[int], kind: int | None, *, skip: int = 0
+        self, pool: Readable, states: frozenset[int], kind: int | None, *, skip: int = 0
     ) -> None:
         self._pool = pool
         self._states = None if states == FINISHED else states
         self._kind = kind
-        self._index = pool._history.appended - 1  # the newest entry, as an absolute index
+        self._index = pool.reader.history.appended - 1  # the newest entry, absolute
         self._skip = skip
         if self._states is None and kind is None:  # every entry matches: skip by index
             self._index -= skip
             self._skip = 0
-        self._buffer: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []  # oldest first
+        self._buffer: list[tuple[SortKey, tuple[Readable, TaskRef]]] = []  # oldest first
         self._done = False
         self.batch = 1
 
     def __iter__(self) -> FinishedCursor:
         return self
 
-    def __next__(self) -> tuple[SortKey, tuple[ManagedPool, TaskRef]]:
+    def __next__(self) -> tuple[SortKey, tuple[Readable, TaskRef]]:
         if not self._buffer:
             self._buffer = self._read(self.batch)
             self._buffer.reverse()  # popped from the end: newest first
@@ -214,19 +198,19 @@ class FinishedCursor:
                 raise StopIteration
         return self._buffer.pop()
 
-    def take(self, n: int) -> list[tuple[SortKey, tuple[ManagedPool, TaskRef]]]:
+    def take(self, n: int) -> list[tuple[SortKey, tuple[Readable, TaskRef]]]:
         """The next ``n`` entries (fewer at the end), newest first."""
         held = self._buffer[::-1][:n]
         del self._buffer[len(self._buffer) - len(held) :]
         return held + self._read(n - len(held))
 
-    def _read(self, n: int) -> list[tuple[SortKey, tuple[ManagedPool, TaskRef]]]:
-        out: list[tuple[SortKey, tuple[ManagedPool, TaskRef]]] = []
+    def _read(self, n: int) -> list[tuple[SortKey, tuple[Readable, TaskRef]]]:
+        out: list[tuple[SortKey, tuple[Readable, TaskRef]]] = []
         if self._done or n <= 0:
             return out
         pool, states, kind = self._pool, self._states, self._kind
-        with pool._lock:
-            history = pool._history
+        with pool.lock:
+            history = pool.reader.history
             oldest = history.appended - len(history)
             cap = history.capacity
             i = self._index
@@ -246,56 +230,51 @@ class FinishedCursor:
         return out
 
 
-def resolve_refs(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> list[R]:
+def resolve_refs(pool: Readable, refs: list[TaskRef]) -> list[TaskInfo]:
     """The records of tasks chosen by ``select_parts`` (one evicted since is left out)."""
-    with pool._lock:
-        return _resolve_locked(pool, refs, build)
-
-
-def _resolve_locked(pool: ManagedPool, refs: list[TaskRef], build: Builder[R]) -> list[R]:
-    history = pool._history
-    rows: list[Row] = []
-    for ref in refs:
-        if isinstance(ref, tuple):
-            slot, seq = ref
-            if history.seq_at(slot) == seq:  # else evicted between selecting and resolving
-                rows.append(history.row(slot))
-        else:
-            rows.append(_future_row(ref))
-    return _records(build, pool, rows)
+    with pool.lock:
+        r = pool.reader
+        history = r.history
+        rows: list[Row] = []
+        for ref in refs:
+            if isinstance(ref, tuple):
+                slot, seq = ref
+                if history.seq_at(slot) == seq:  # else evicted between selecting and resolving
+                    rows.append(history.row(slot))
+            else:
+                rows.append(item_row(ref))
+        return [build_info(r, row) for row in rows]
 
 
 _NO_KIND = -1  # a task name this pool has never run: nothing matches
 
 
-def _kind_filter(pool: ManagedPool, name: str | None) -> int | None:
+def _kind_filter(r: PoolReader, name: str | None) -> int | None:
     if name is None:
         return None
-    k = pool._kinds_by_name.get(name)
+    k = r.kinds.by_name.get(name)
     return _NO_KIND if k is None else k.index
 
 
 def _live_locked(
-    pool: ManagedPool, states: frozenset[int] | None, kind: int | None, skip: int, limit: int
-) -> tuple[list[TaskFuture], int]:
+    r: PoolReader, states: frozenset[int] | None, kind: int | None, skip: int, limit: int
+) -> tuple[list[WorkItem], int]:
     """Matching unfinished tasks, newest submission first: ``limit`` after ``skip``, and
     how many match."""
     live_states = LIVE if states is None else LIVE & states
     if not live_states:
         return [], 0
     if kind is None and live_states == LIVE:
-        return list(itertools.islice(reversed(pool._live.values()), skip, skip + limit)), len(
-            pool._live
-        )
+        return list(itertools.islice(reversed(r.live.values()), skip, skip + limit)), len(r.live)
     everything = [
-        f
-        for f in reversed(pool._live.values())
-        if f._tstate in live_states and (kind is None or f._kind.index == kind)
+        item
+        for item in reversed(r.live.values())
+        if item.state in live_states and (kind is None or item.kind.index == kind)
     ]
     return everything[skip : skip + limit], len(everything)
 
 
-def _done_count_locked(pool: ManagedPool, done_states: frozenset[int], kind: int | None) -> int:
+def _done_count_locked(r: PoolReader, done_states: frozenset[int], kind: int | None) -> int:
     if not done_states:
         return 0
-    return pool._history.count(kinds=None if kind is None else [kind], states=sorted(done_states))
+    return r.history.count(kinds=None if kind is None else [kind], states=sorted(done_states))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from typing import Any
@@ -96,15 +97,20 @@ class TestOptions:
             manager.create_pool("p", max_workers=max_workers)
         assert manager.pools() == []
 
-    @pytest.mark.parametrize("max_workers", ["2", 2.5, None])
+    def test_max_workers_none_is_the_stdlib_default(self, manager: Any) -> None:
+        cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+        pool = manager.create_pool("defaulted")
+        assert pool.stats().max_workers == min(32, cpus + 4)
+
+    @pytest.mark.parametrize("max_workers", ["2", 2.5])
     def test_max_workers_wrong_type(self, manager: Any, max_workers: Any) -> None:
         with pytest.raises((TypeError, ValueError), match="max_workers"):
             manager.create_pool("p", max_workers=max_workers)
         assert manager.pools() == []
 
-    def test_max_workers_is_required(self, manager: Any) -> None:
+    def test_unknown_setting_is_refused(self, manager: Any) -> None:
         with pytest.raises(TypeError):
-            manager.create_pool("p")
+            manager.create_pool("p", max_wokers=2)
         assert manager.pools() == []
 
     @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ INFO_FIELDS = {
     "cancel_requested",
     "worker",
     "trace_id",
+    "overdue_stack",
 }
 
 

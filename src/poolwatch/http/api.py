@@ -484,16 +484,15 @@ class ControlApi:
             query = parse_task_query(request.query_params)
         except FieldError as exc:
             raise _invalid(exc) from None
-        # Records are written as JSON text straight from the engine's fields.
-        items, total = self.manager._task_page(
+        found = self.manager.tasks(
             pool=query.pool,
             state=query.state,
             name=query.name,
             offset=query.offset,
             limit=query.per_page,
-            build=task_json_text,
         )
-        page = dumps(pagination(query.page, query.per_page, total))
+        items = [task_json_text(info) for info in found.items]
+        page = dumps(pagination(query.page, query.per_page, found.total))
         return _json_text(f'{{"data":[{",".join(items)}],"pagination":{page}}}')
 
     def _task_not_found(self, task_id: str) -> ApiError:
@@ -506,7 +505,7 @@ class ControlApi:
     async def get_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
         try:
-            return _json_text(self.manager._task_record(task_id, task_json_text))
+            return _json_text(task_json_text(self.manager.get_task(task_id)))
         except KeyError:
             raise self._task_not_found(task_id) from None
 

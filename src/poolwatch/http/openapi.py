@@ -41,8 +41,11 @@ def _record_schema(cls: type, description: str, enums: Mapping[str, list[str]]) 
         annotation = str(f.type).replace(" ", "")
         nullable = annotation.endswith("|None")
         base = annotation.removesuffix("|None")
-        if f.name in _TIME_FIELDS:
-            schema: dict[str, Any] = {"type": "string", "format": "date-time"}
+        if f.name == "overdue_stack":  # a TaskStack, or null
+            schema: dict[str, Any] = {"type": "object", "nullable": True}
+            nullable = False
+        elif f.name in _TIME_FIELDS:
+            schema = {"type": "string", "format": "date-time"}
         elif f.name in enums:
             schema = {"type": "string", "enum": list(enums[f.name])}
         else:

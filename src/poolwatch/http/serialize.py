@@ -13,8 +13,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
-from poolwatch.history import ErrorInfo
-from poolwatch.records import PoolStats, TaskInfo, TaskState
+from poolwatch.records import PoolStats, TaskInfo
 from poolwatch.tasks import TaskType
 
 __all__ = [
@@ -123,6 +122,7 @@ def task_json(info: TaskInfo) -> dict[str, Any]:
         "cancel_requested": info.cancel_requested,
         "worker": info.worker,
         "trace_id": info.trace_id,
+        "overdue_stack": _stack(info.overdue_stack),
     }
 
 
@@ -137,47 +137,35 @@ def _number(value: float | None) -> str:
     return "null" if value is None else repr(value)
 
 
-def task_json_text(
-    task_id: str,
-    pool: str,
-    name: str,
-    state: TaskState,
-    submitted_at: float,
-    started_at: float | None,
-    finished_at: float | None,
-    queue_wait: float | None,
-    run_time: float | None,
-    error: ErrorInfo | None,
-    cancel_requested: bool,
-    worker: str | None,
-    trace_id: int,
-) -> str:
-    """``dumps(task_json(info))``, written straight from a task's fields.
-
-    A record builder (``poolwatch.views.Builder``): task pages are the API's heaviest
-    read, and skipping the ``TaskInfo`` and the dict makes them several times cheaper.
-    The output is the same text, character for character.
+def task_json_text(info: TaskInfo) -> str:
+    """``dumps(task_json(info))``, written directly: task pages are the API's heaviest
+    read, and skipping the dict makes them cheaper. The same text, character for character.
     """
-    if error is None:
+    if info.error_type is None:
         error_text = _NO_ERROR
     else:
         error_text = (
-            f'"error_type":{encode_basestring(error.type)},'
-            f'"error_message":{encode_basestring(error.message)},'
-            f'"traceback":{encode_basestring(error.traceback)}'
+            f'"error_type":{encode_basestring(info.error_type)},'
+            f'"error_message":{_text(info.error_message)},'
+            f'"traceback":{_text(info.traceback)}'
         )
-    started = "null" if started_at is None else f'"{_iso_time(started_at)}"'
-    finished = "null" if finished_at is None else f'"{_iso_time(finished_at)}"'
-    trace = f'"{trace_id:032x}"' if trace_id else "null"
+    started = "null" if info.started_at is None else f'"{_iso_time(info.started_at)}"'
+    finished = "null" if info.finished_at is None else f'"{_iso_time(info.finished_at)}"'
+    trace = "null" if info.trace_id is None else f'"{info.trace_id}"'
+    stack = "null" if info.overdue_stack is None else dumps(_stack(info.overdue_stack))
     return (
-        f'{{"id":{encode_basestring(task_id)},"pool":{encode_basestring(pool)},'
-        f'"name":{encode_basestring(name)},"state":"{state._value_}",'
-        f'"submitted_at":"{_iso_time(submitted_at)}","started_at":{started},'
-        f'"finished_at":{finished},"queue_wait":{_number(queue_wait)},'
-        f'"run_time":{_number(run_time)},{error_text},'
-        f'"cancel_requested":{"true" if cancel_requested else "false"},'
-        f'"worker":{_text(worker)},"trace_id":{trace}}}'
+        f'{{"id":{encode_basestring(info.id)},"pool":{encode_basestring(info.pool)},'
+        f'"name":{encode_basestring(info.name)},"state":"{info.state._value_}",'
+        f'"submitted_at":"{_iso_time(info.submitted_at)}","started_at":{started},'
+        f'"finished_at":{finished},"queue_wait":{_number(info.queue_wait)},'
+        f'"run_time":{_number(info.run_time)},{error_text},'
+        f'"cancel_requested":{"true" if info.cancel_requested else "false"},'
+        f'"worker":{_text(info.worker)},"trace_id":{trace},"overdue_stack":{stack}}}'
     )
+
+
+def _stack(stack: Any) -> Any:
+    return None if stack is None else stack
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))

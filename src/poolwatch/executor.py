@@ -1,0 +1,100 @@
+"""``poolwatch.ThreadPoolExecutor``: the stdlib's constructor, making a managed pool.
+
+``ThreadPoolExecutor(max_workers=None, thread_name_prefix="", initializer=None,
+initargs=())`` as in ``concurrent.futures``, plus poolwatch's own keyword settings,
+``name=`` and ``manager=``. The pool lives on ``manager`` (``default_manager()``, which
+exports to the global Prometheus registry, unless given) and is held there weakly, as
+code written for the stdlib expects: dropped without ``shutdown()``, it is collected and
+its idle workers exit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from . import options
+from .manager import PoolManager
+from .pool import ManagedPool
+
+__all__ = ["ThreadPoolExecutor", "default_manager"]
+
+_default: PoolManager | None = None
+_default_lock = threading.Lock()
+_counter = itertools.count()  # numbers default thread names as the stdlib does
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def default_manager() -> PoolManager:
+    """The process's own ``PoolManager``, made on first use (global registry and tracer)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = PoolManager()
+        return _default
+
+
+class ThreadPoolExecutor(ManagedPool):
+    """A ``ManagedPool`` made the way ``concurrent.futures.ThreadPoolExecutor`` is.
+
+    Without ``name`` the pool is named from ``thread_name_prefix``, else from the module
+    and function that created it (names stable across runs, so dashboards keep working).
+    Threads are named ``{thread_name_prefix}_{index}``, or without a prefix
+    ``ThreadPoolExecutor-{n}_{index}`` as the stdlib names them.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        name: str | None = None,
+        manager: PoolManager | None = None,
+        **settings: Any,
+    ) -> None:
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
+        ):
+            options.check_max_workers(max_workers)  # raises, with the stdlib's words
+        mgr = manager if manager is not None else default_manager()
+        if name is None:
+            base = _derived_name(thread_name_prefix, self)
+            name = mgr._unique_name(base)  # the constructor's own naming step
+        else:
+            options.check_pool_name(name)
+        prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_counter)}"
+        engine = mgr._new_engine(  # the manager builds what it will own
+            name, max_workers=max_workers, thread_name_prefix=prefix,
+            initializer=initializer, initargs=initargs, kind="thread", **settings,
+        )  # fmt: skip
+        super().__init__(engine)
+        mgr._add(self, weak=True)  # held weakly: see the module's notes
+
+
+def _derived_name(prefix: str, instance: object) -> str:
+    """A pool name from the thread name prefix, else from the code creating the pool."""
+    if prefix:
+        return _safe(prefix)
+    frame: FrameType | None = sys._getframe(2)  # the caller of ThreadPoolExecutor.__init__
+    while frame is not None and (
+        frame.f_locals.get("self") is instance
+        or frame.f_globals.get("__name__", "").startswith(_PACKAGE + ".")
+    ):
+        frame = frame.f_back  # a subclass's __init__, or poolwatch itself
+    if frame is None:
+        return "executor"
+    module = frame.f_globals.get("__name__") or "main"
+    return _safe(f"{module}.{frame.f_code.co_qualname}")
+
+
+def _safe(text: str) -> str:
+    name = _UNSAFE.sub("_", text).lstrip("_.-")[:64]
+    return name or "executor"
