@@ -96,5 +96,6 @@ def _derived_name(prefix: str, instance: object) -> str:
 
 
 def _safe(text: str) -> str:
-    name = _UNSAFE.sub("_", text).lstrip("_.-")[:64]
+    # The end of a long name (the function) tells more than its start (the package).
+    name = _UNSAFE.sub("_", text)[-64:].lstrip("_.-")
     return name or "executor"

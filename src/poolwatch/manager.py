@@ -211,7 +211,7 @@ class PoolManager:
             if self._live_locked(base) is None:
                 return base
             for n in itertools.count(2):
-                candidate = f"{base[: 64 - len(str(n)) - 1]}-{n}"
+                candidate = f"{base}-{n}"[-64:].lstrip("_.-")
                 if self._live_locked(candidate) is None:
                     return candidate
         raise AssertionError("unreachable")

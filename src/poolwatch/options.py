@@ -44,7 +44,7 @@ def check_max_workers(value: Any) -> int:
     if not _is_int(value):
         raise TypeError(f"max_workers must be an integer >= 1, got {value!r}")
     if value < 1:
-        raise ValueError(f"max_workers must be an integer >= 1, got {value!r}")
+        raise ValueError(f"max_workers must be greater than 0 (an integer >= 1), got {value!r}")
     return int(value)
 
 

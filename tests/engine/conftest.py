@@ -18,6 +18,7 @@ import pytest
 from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client import CollectorRegistry
 
+import poolwatch
 from poolwatch import PoolManager
 
 
@@ -143,12 +144,13 @@ def invariant() -> Callable[[Any], None]:
 ExecutorFactory = Callable[[int], Executor]
 
 
-@pytest.fixture(params=["thread", "managed"])
+@pytest.fixture(params=["thread", "managed", "constructor"])
 def executor_factory(request: pytest.FixtureRequest, gates: Gates) -> Iterator[ExecutorFactory]:
-    """Builds a stdlib ``ThreadPoolExecutor`` or a ``ManagedPool`` with ``n`` workers.
+    """Builds a stdlib ``ThreadPoolExecutor``, a ``ManagedPool`` from ``create_pool``, or
+    one from ``poolwatch.ThreadPoolExecutor``, with ``n`` workers.
 
-    The conformance suite runs every test against both, so any difference from the
-    stdlib shows up as a failure on the ``managed`` side only.
+    The conformance suite runs every test against all three, so any difference from the
+    stdlib shows up as a failure on a poolwatch side only.
     """
     executors: list[Executor] = []
     managers: list[Any] = []
@@ -159,7 +161,10 @@ def executor_factory(request: pytest.FixtureRequest, gates: Gates) -> Iterator[E
         else:
             mgr = PoolManager(registry=CollectorRegistry(), tracer_provider=NoOpTracerProvider())
             managers.append(mgr)
-            executor = mgr.create_pool("p", max_workers=n)
+            if request.param == "managed":
+                executor = mgr.create_pool("p", max_workers=n)
+            else:
+                executor = poolwatch.ThreadPoolExecutor(n, manager=mgr)
         executors.append(executor)
         return executor
 
