@@ -128,20 +128,16 @@ class PoolEngine:
         self._broken: str | None = None
         self._terminated = threading.Event()
         self._gone: list[threading.Thread] = []  # workers that left while shutting down
-        # counts
-        self._submitted = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._cancelled = 0
-        self._rejected_full = 0
-        self._rejected_shutdown = 0
-        self._timeouts_queue = 0
-        self._timeouts_run = 0
-        self._overdue = 0
-        self._queue_wait = Histogram()
+        self._zero_counts()
         self._kinds = TaskKinds(task_label_limit)
         self._history = History(history_size)
         self._reader = self._make_reader()
+
+    def _zero_counts(self) -> None:
+        self._submitted = self._succeeded = self._failed = self._cancelled = 0
+        self._rejected_full = self._rejected_shutdown = 0
+        self._timeouts_queue = self._timeouts_run = self._overdue = 0
+        self._queue_wait = Histogram()
 
     def _make_reader(self) -> PoolReader:
         return PoolReader(
@@ -816,11 +812,8 @@ class PoolEngine:
         self._lock = threading.Lock()
         self._queue = deque()
         self._live = {}
-        self._queued = self._active = self._tombstones = self._overdue = 0
-        self._submitted = self._succeeded = self._failed = self._cancelled = 0
-        self._rejected_full = self._rejected_shutdown = 0
-        self._timeouts_queue = self._timeouts_run = 0
-        self._queue_wait = Histogram()
+        self._queued = self._active = self._tombstones = 0
+        self._zero_counts()
         self._caller_runs = {}
         self._workers = WorkerSet(self._workers.prefix)
         self._gone = []

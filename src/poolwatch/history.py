@@ -121,39 +121,47 @@ class History:
         n = self.appended
         self.appended = n + 1
         if n < self.capacity:
-            self._seq.append(seq)
-            self._kind.append(kind)
-            self._worker.append(worker)
-            self._state.append(state)
-            self._flags.append(cancel_requested)
-            self._submitted.append(submitted)
-            self._started.append(started)
-            self._finished.append(finished)
-            self._trace.append(trace_id >> 64)
-            self._trace.append(trace_id & 0xFFFF_FFFF_FFFF_FFFF)
-            if error is not None:
-                self._errors[n] = error
-            if overdue_stack is not None:
-                self._stacks[n] = overdue_stack
-            return
-        slot = n % self.capacity
-        counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
+            self._grow(seq, kind, state, worker, submitted, started, finished, trace_id,
+                       cancel_requested)  # fmt: skip
+            slot = n
+        else:
+            slot = n % self.capacity
+            self._overwrite(slot, seq, kind, state, worker, submitted, started, finished,
+                            trace_id, cancel_requested)  # fmt: skip
+        if error is not None:
+            self._errors[slot] = error
+        if overdue_stack is not None:
+            self._stacks[slot] = overdue_stack
+
+    def _grow(self, seq: int, kind: int, state: int, worker: int, submitted: float,
+              started: float, finished: float, trace_id: int, flag: bool) -> None:  # fmt: skip
+        self._seq.append(seq)
+        self._kind.append(kind)
+        self._worker.append(worker)
+        self._state.append(state)
+        self._flags.append(flag)
+        self._submitted.append(submitted)
+        self._started.append(started)
+        self._finished.append(finished)
+        self._trace.append(trace_id >> 64)
+        self._trace.append(trace_id & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def _overwrite(self, slot: int, seq: int, kind: int, state: int, worker: int,
+                   submitted: float, started: float, finished: float, trace_id: int,
+                   flag: bool) -> None:  # fmt: skip
+        self._counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
         self._errors.pop(slot, None)
         self._stacks.pop(slot, None)
         self._seq[slot] = seq
         self._kind[slot] = kind
         self._worker[slot] = worker
         self._state[slot] = state
-        self._flags[slot] = cancel_requested
+        self._flags[slot] = flag
         self._submitted[slot] = submitted
         self._started[slot] = started
         self._finished[slot] = finished
         self._trace[2 * slot] = trace_id >> 64
         self._trace[2 * slot + 1] = trace_id & 0xFFFF_FFFF_FFFF_FFFF
-        if error is not None:
-            self._errors[slot] = error
-        if overdue_stack is not None:
-            self._stacks[slot] = overdue_stack
 
     def row(self, slot: int) -> tuple[Any, ...]:
         """A slot's fields: seq, kind, state, worker, submitted, started (or None),

@@ -9,7 +9,6 @@ lets its idle workers exit.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import logging
 import os
@@ -17,7 +16,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
@@ -31,15 +29,7 @@ from .metrics import PoolCollector
 from .pool import ManagedPool
 from .records import TaskInfo, TaskPage, TaskState
 from .tracing import Tracing
-from .views import (
-    STATE_CODES,
-    FinishedCursor,
-    Readable,
-    SortKey,
-    TaskRef,
-    resolve_refs,
-    select_parts,
-)
+from .views import STATE_CODES, page_of
 
 __all__ = ["PoolManager", "default_max_workers"]
 
@@ -305,44 +295,9 @@ class PoolManager:
             owners, skip = [found.engine], offset
         else:
             owners, skip = [p.engine for p in self.pools()], 0
-        # Unfinished tasks come first: each pool gives up to a page's worth, merged by
-        # sorting (in C). Finished ones are merged from per-pool cursors that read the
-        # history lazily, so a page costs O(pools + page), not O(pools x page).
-        offset -= skip
-        need = offset + limit
-        total = 0
-        live: list[tuple[SortKey, tuple[Readable, TaskRef]]] = []
-        cursors: list[FinishedCursor] = []
-        for p in owners:
-            refs, count, cursor = select_parts(p, states=states, name=name, skip=skip, limit=need)
-            total += count
-            live.extend([(key, (p, ref)) for key, ref in refs])
-            if cursor is not None:
-                cursors.append(cursor)
-        live.sort(key=itemgetter(0))
-        chosen = [owner_ref for _, owner_ref in live[offset:need]]
-        if len(chosen) < limit and cursors:
-            rest = max(0, offset - len(live))
-            want = rest + limit - len(chosen)
-            if len(cursors) == 1:  # nothing to merge: read the page at once
-                finished = cursors[0].take(want)[rest:]
-            else:  # each cursor starts with its share of the page, then reads more
-                for cursor in cursors:
-                    cursor.batch = max(1, want // len(cursors))
-                merged = heapq.merge(*cursors, key=itemgetter(0))
-                finished = list(itertools.islice(merged, rest, want))
-            chosen.extend([owner_ref for _, owner_ref in finished])
-        # Records are built for the page only, one lock acquisition per pool on it.
-        by_pool: dict[Any, list[TaskRef]] = {}
-        for owner, ref in chosen:
-            by_pool.setdefault(owner, []).append(ref)
-        resolved = {owner: iter(resolve_refs(owner, refs)) for owner, refs in by_pool.items()}
-        page = []
-        for owner, _ in chosen:
-            record = next(resolved[owner], None)
-            if record is not None:
-                page.append(record)
-        return TaskPage(page, total)
+        items, total = page_of(owners, states=states, name=name, skip=skip,
+                               offset=offset - skip, limit=limit)  # fmt: skip
+        return TaskPage(items, total)
 
     # -- timeouts ----------------------------------------------------------------------
 

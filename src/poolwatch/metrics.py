@@ -230,6 +230,13 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
         shown = name + "_total" if kind == "counter" and not openmetrics else name
         w(f"# HELP {shown} {doc}\n# TYPE {shown} {kind}\n")
 
+    _render_counters(snaps, w, header)
+    _render_histograms(snaps, w, header, openmetrics)
+    _render_gauges(snaps, w, header)
+    return "".join(out)
+
+
+def _render_counters(snaps: list[PoolSnapshot], w: Any, header: Any) -> None:
     header("poolwatch_tasks_submitted")
     for s in snaps:
         w(f'poolwatch_tasks_submitted_total{{pool="{s.stats.name}"}} {s.stats.submitted}.0\n')
@@ -253,6 +260,9 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
     for s in snaps:
         pre = f'poolwatch_tasks_timeouts_total{{pool="{s.stats.name}",kind='
         w(f'{pre}"queue"}} {s.timeouts_queue}.0\n{pre}"run"}} {s.timeouts_run}.0\n')
+
+
+def _render_histograms(snaps: list[PoolSnapshot], w: Any, header: Any, openmetrics: bool) -> None:
     header("poolwatch_task_queue_wait_seconds")
     for s in snaps:
         _write_histogram(
@@ -272,6 +282,9 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
                 hist,
                 openmetrics,
             )
+
+
+def _render_gauges(snaps: list[PoolSnapshot], w: Any, header: Any) -> None:
     gauges = [_gauges(s) for s in snaps]
     for i, name in enumerate(_GAUGES):
         header(name)
@@ -287,7 +300,6 @@ def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
         w(f'poolwatch_pool_info{{pool="{s.stats.name}",kind="{s.kind}"}} 1.0\n')
     header("poolwatch_build_info")
     w(f'poolwatch_build_info{{version="{__version__}"}} 1.0\n')
-    return "".join(out)
 
 
 def _write_histogram(

@@ -11,16 +11,18 @@ one pool is O(1).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .records import TaskInfo, TaskState
 from .states import FINISHED, LIVE, QUEUED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .accounting import TaskKinds
     from .history import ErrorInfo, History
@@ -36,6 +38,7 @@ __all__ = [
     "TaskRef",
     "build_info",
     "item_row",
+    "page_of",
     "resolve_refs",
     "select_parts",
 ]
@@ -128,6 +131,68 @@ def find_info(pool: Readable, seq: int) -> TaskInfo | None:
 # A reference to a task chosen for a page, resolved into a record afterwards: the live
 # item, or the history slot with the task's sequence number (to notice an eviction).
 TaskRef = Any
+
+
+def page_of(
+    owners: Sequence[Readable],
+    *,
+    states: frozenset[int] | None,
+    name: str | None,
+    skip: int,
+    offset: int,
+    limit: int,
+) -> tuple[list[TaskInfo], int]:
+    """A page of the tasks of ``owners`` matching the filter, and how many match in all.
+
+    Each pool skips ``skip`` of its own matches (one pool alone skips by index, without
+    building anything); then ``offset`` and ``limit`` apply to the merged order.
+    Unfinished tasks come first: each pool gives up to a page's worth, merged by sorting
+    (in C). Finished ones are merged from per-pool cursors that read the history lazily,
+    so a page costs O(pools + page), not O(pools x page).
+    """
+    need = offset + limit
+    total = 0
+    live: list[tuple[SortKey, tuple[Readable, TaskRef]]] = []
+    cursors: list[FinishedCursor] = []
+    for p in owners:
+        refs, count, cursor = select_parts(p, states=states, name=name, skip=skip, limit=need)
+        total += count
+        live.extend([(key, (p, ref)) for key, ref in refs])
+        if cursor is not None:
+            cursors.append(cursor)
+    live.sort(key=itemgetter(0))
+    chosen = [owner_ref for _, owner_ref in live[offset:need]]
+    if len(chosen) < limit and cursors:
+        rest = max(0, offset - len(live))
+        chosen.extend(_finished_part(cursors, rest, rest + limit - len(chosen)))
+    return _records_of(chosen), total
+
+
+def _finished_part(
+    cursors: list[FinishedCursor], rest: int, want: int
+) -> list[tuple[Readable, TaskRef]]:
+    if len(cursors) == 1:  # nothing to merge: read the page at once
+        finished = cursors[0].take(want)[rest:]
+    else:  # each cursor starts with its share of the page, then reads more
+        for cursor in cursors:
+            cursor.batch = max(1, want // len(cursors))
+        merged = heapq.merge(*cursors, key=itemgetter(0))
+        finished = list(itertools.islice(merged, rest, want))
+    return [owner_ref for _, owner_ref in finished]
+
+
+def _records_of(chosen: list[tuple[Readable, TaskRef]]) -> list[TaskInfo]:
+    """Records for the page only, one lock acquisition per pool on it, in page order."""
+    by_pool: dict[Readable, list[TaskRef]] = {}
+    for owner, ref in chosen:
+        by_pool.setdefault(owner, []).append(ref)
+    resolved = {owner: iter(resolve_refs(owner, refs)) for owner, refs in by_pool.items()}
+    page = []
+    for owner, _ in chosen:
+        record = next(resolved[owner], None)
+        if record is not None:
+            page.append(record)
+    return page
 
 
 def select_parts(
