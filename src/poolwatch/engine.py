@@ -25,7 +25,6 @@ import logging
 import re
 import threading
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from time import monotonic
 from typing import Any
 
 from .accounting import BUCKETS, Histogram, PoolSnapshot, TaskKind, TaskKinds
+from .backlog import Backlog
 from .errors import RejectedError, TaskCancelledError
 from .future import TaskFuture
 from .history import History, error_info
@@ -113,9 +113,7 @@ class PoolEngine:
         self._queue_timeout = queue_timeout
         self._run_timeout = run_timeout
         # the queue and the tasks not finished yet
-        self._queue: deque[WorkItem] = deque()
-        self._tombstones = 0
-        self._queued = 0
+        self._backlog = Backlog()
         self._live: dict[int, WorkItem] = {}
         self._next_seq = 1
         self._workers = WorkerSet(thread_name_prefix or name)
@@ -288,8 +286,7 @@ class PoolEngine:
 
     def _enqueue_locked(self, item: WorkItem) -> None:
         self._track_locked(item)
-        self._queue.append(item)
-        self._queued += 1
+        self._backlog.push(item)
 
     def _room_locked(self) -> int:
         """How many more tasks fit, counting tasks a free worker would start at once."""
@@ -297,7 +294,7 @@ class PoolEngine:
         if cap is None:
             return 1 << 62
         ws = self._workers
-        room = cap - (self._queued - ws.waking)
+        room = cap - (self._backlog.count - ws.waking)
         if not self._paused:
             room += len(ws.idle) + max(0, self._max_workers - ws.count)
         return room
@@ -316,11 +313,11 @@ class PoolEngine:
         if policy == "caller_runs":
             self._track_locked(item)
             caller = threading.current_thread()
-            self._start_locked(item, self._workers.caller_index(caller.name), now, queued=False)
+            self._start_locked(item, self._workers.caller_index(caller.name), now)
             self._caller_runs[item] = caller
             return True
         if policy == "discard_oldest":
-            oldest = self._pop_oldest_locked()
+            oldest = self._backlog.pop()
             if oldest is not None:
                 self._cancel_queued_locked(oldest, now)
                 notify.append(oldest)
@@ -349,21 +346,13 @@ class PoolEngine:
 
     def _full_error(self, detail: str) -> RejectedError:
         return RejectedError(
-            f"pool {self.name!r} rejected the task: its queue is full ({self._queued} queued, "
-            f"capacity {self._capacity}{'; ' + detail if detail else ''}); raise "
+            f"pool {self.name!r} rejected the task: its queue is full "
+            f"({self._backlog.count} queued, capacity {self._capacity}"
+            f"{'; ' + detail if detail else ''}); raise "
             "queue_capacity or max_workers, or choose another rejection_policy",
             pool=self.name,
             reason="queue_full",
         )
-
-    def _pop_oldest_locked(self) -> WorkItem | None:
-        q = self._queue
-        while q:
-            item = q.popleft()
-            if item.state == QUEUED:
-                return item
-            self._tombstones -= 1
-        return None
 
     @staticmethod
     def _settle_cancelled(items: list[WorkItem]) -> None:
@@ -381,7 +370,7 @@ class PoolEngine:
         does, so a burst of blocking tasks gets its threads at once.
         """
         ws = self._workers
-        if self._paused or self._queued <= ws.waking:
+        if self._paused or self._backlog.count <= ws.waking:
             return None
         if ws.idle:
             return ws.wake_idle() if ws.waking == 0 else None
@@ -402,7 +391,7 @@ class PoolEngine:
         """Choose up to ``limit`` workers for queued tasks nobody is coming for; the caller
         wakes them (``_wake``) once the lock is released."""
         chosen: list[Worker] = []
-        while len(chosen) < limit and self._queued > self._workers.waking:
+        while len(chosen) < limit and self._backlog.count > self._workers.waking:
             w = self._next_worker_locked()
             if w is None:
                 break
@@ -445,7 +434,7 @@ class PoolEngine:
             self._broken = _BROKEN
             self._closing = True
             now = monotonic()
-            while (item := self._pop_oldest_locked()) is not None:
+            while (item := self._backlog.pop()) is not None:
                 if not self._cancel_queued_locked(item, now, BrokenThreadPool(_BROKEN)):
                     failed.append(item)
             woken = self._wake_all_idle_locked()
@@ -513,7 +502,7 @@ class PoolEngine:
             elif self._paused and not self._closing:
                 park = True
             else:
-                item = self._pop_oldest_locked()
+                item = self._backlog.pop()
                 if item is not None:
                     self._start_locked(item, w.index, now)
                     w.item = item
@@ -526,19 +515,16 @@ class PoolEngine:
             if leave:
                 self._leave_locked(w, counted=not w.retire)
             chain = None
-            if not park and self._queued > ws.waking == 0:
+            if not park and self._backlog.count > ws.waking == 0:
                 # More work behind this task (or a worker leaving): send the next worker.
                 chain = self._next_worker_locked()
         return item, park, leave, resolved, chain
 
-    def _start_locked(self, item: WorkItem, worker: int, now: float, *, queued: bool = True
-                      ) -> None:  # fmt: skip
+    def _start_locked(self, item: WorkItem, worker: int, now: float) -> None:
         item.state = RUNNING
         item.started = now
         item.worker = worker
         item.future.start_locked()
-        if queued:
-            self._queued -= 1
         self._active += 1
         wait = now - item.submitted
         h = self._queue_wait
@@ -643,7 +629,6 @@ class PoolEngine:
         outcome = CANCELLED if failure is None else FAILED
         item.state = outcome
         item.finished = now
-        self._queued -= 1
         if failure is None:
             self._cancelled += 1
             item.kind.stats.cancelled += 1
@@ -662,13 +647,7 @@ class PoolEngine:
     def _tombstone_locked(self, item: WorkItem, now: float) -> bool:
         """Cancel a queued task in place; the worker that meets it in the deque skips it."""
         resolved = self._cancel_queued_locked(item, now)
-        self._tombstones += 1
-        queue = self._queue
-        if self._tombstones > 64 and self._tombstones * 2 > len(queue):
-            live = [t for t in queue if t.state == QUEUED]
-            queue.clear()
-            queue.extend(live)
-            self._tombstones = 0
+        self._backlog.tombstone()
         return resolved
 
     def cancel_queued(self, seq: int) -> bool:
@@ -768,7 +747,7 @@ class PoolEngine:
             self._paused = False
             if cancel_futures:
                 now = monotonic()
-                while (item := self._pop_oldest_locked()) is not None:
+                while (item := self._backlog.pop()) is not None:
                     if not self._cancel_queued_locked(item, now):
                         cancelled.append(item)
             # Every idle worker comes to drain the queue or to leave.
@@ -802,7 +781,7 @@ class PoolEngine:
         self._maybe_terminated_locked()
 
     def _maybe_terminated_locked(self) -> None:
-        if (self._closing and self._workers.count == 0 and self._queued == 0
+        if (self._closing and self._workers.count == 0 and self._backlog.count == 0
                 and self._active == 0):  # fmt: skip
             self._terminated.set()
 
@@ -810,9 +789,9 @@ class PoolEngine:
         """In a child process: no thread of the parent runs here and none of its tasks is
         the child's. Start with an empty pool and zero counts, settings kept."""
         self._lock = threading.Lock()
-        self._queue = deque()
+        self._backlog = Backlog()
         self._live = {}
-        self._queued = self._active = self._tombstones = 0
+        self._active = 0
         self._zero_counts()
         self._caller_runs = {}
         self._workers = WorkerSet(self._workers.prefix)
@@ -846,16 +825,11 @@ class PoolEngine:
         overdue: list[tuple[WorkItem, int, str]] = []
         with self._lock:
             limit = self._queue_timeout
-            q = self._queue
-            while limit is not None and q:
-                head = q[0]
-                if head.state != QUEUED:
-                    q.popleft()
-                    self._tombstones -= 1
-                    continue
+            backlog = self._backlog
+            while limit is not None and (head := backlog.oldest()) is not None:
                 if now - head.submitted <= limit:
                     break
-                q.popleft()
+                backlog.pop()
                 if not self._cancel_queued_locked(head, now):
                     expired.append(head)
                 self._timeouts_queue += 1
@@ -917,7 +891,7 @@ class PoolEngine:
             workers=len(ws.all),
             active=self._active,
             idle=len(ws.idle),
-            queued=self._queued,
+            queued=self._backlog.count,
             queue_capacity=self._capacity,
             rejection_policy=self._policy,
             queue_timeout=self._queue_timeout,
@@ -934,11 +908,8 @@ class PoolEngine:
         )
 
     def _oldest_age_locked(self, now: float) -> float:
-        q = self._queue
-        while q and q[0].state != QUEUED:
-            q.popleft()
-            self._tombstones -= 1
-        return max(0.0, now - q[0].submitted) if q else 0.0
+        head = self._backlog.oldest()
+        return 0.0 if head is None else max(0.0, now - head.submitted)
 
     def metrics_snapshot(self) -> PoolSnapshot:
         """Everything the metrics collector exports, copied under the lock."""
