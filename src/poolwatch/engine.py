@@ -40,7 +40,7 @@ from .records import PoolState, PoolStats, TaskInfo
 from .states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from .tracing import Tracing, capture_context
 from .views import PoolReader, find_info
-from .work import WorkItem, set_current
+from .work import CURRENT, WorkItem
 from .workers import Worker, WorkerSet
 
 __all__ = ["EngineServices", "PoolEngine", "interpreter_exiting", "parse_task_id"]
@@ -207,18 +207,13 @@ class PoolEngine:
                 self._services.watch(self)
         return kind
 
-    def _item(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: TaskKind,
-              now: float, ctx: Any) -> WorkItem:  # fmt: skip
-        item = WorkItem(TaskFuture(self, 0), 0, fn, args, kwargs, kind, now)
-        item.trace_ctx = ctx
-        return item
-
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> TaskFuture:  # fmt: skip
         kind = self._kind_for(fn)
         now = monotonic()
-        ctx = capture_context() if self._tracing.tracer(now) is not None else None
-        item = self._item(fn, args, kwargs, kind, now, ctx)
+        item = WorkItem(TaskFuture(self, 0), fn, args, kwargs, kind, now)
+        if self._tracing.tracer(now) is not None:
+            item.trace_ctx = capture_context()
         wake: Worker | None = None
         notify: list[WorkItem] | None = None  # made only when the queue is full
         run_here = False
@@ -247,7 +242,10 @@ class PoolEngine:
         batch = [tuple(args) for args in arg_tuples]
         now = monotonic()
         ctx = capture_context() if self._tracing.tracer(now) is not None else None
-        items = [self._item(fn, args, {}, kind, now, ctx) for args in batch]
+        items = [WorkItem(TaskFuture(self, 0), fn, args, {}, kind, now) for args in batch]
+        if ctx is not None:
+            for item in items:
+                item.trace_ctx = ctx
         run_here: list[WorkItem] = []
         notify: list[WorkItem] = []
         with self._lock:
@@ -328,7 +326,9 @@ class PoolEngine:
         self._next_seq += 1
         item.future.number_locked(seq)
         item.state = CANCELLED
-        item.fn = item.args = item.kwargs = item.trace_ctx = None
+        item.fn = item.args = item.kwargs = None
+        if item.trace_ctx is not None:
+            item.trace_ctx = None
         if not item.future.settle_locked(CANCELLED, None):
             notify.append(item)
         return False
@@ -491,7 +491,8 @@ class PoolEngine:
                 resolved = self._finish_locked(done, outcome, payload, now)
                 w.item = None
             ws = self._workers
-            ws.arrived(w)
+            if w.woken:
+                ws.arrived(w)
             item: WorkItem | None = None
             park = leave = False
             if w.retire:
@@ -533,7 +534,8 @@ class PoolEngine:
 
     def _execute(self, item: WorkItem, thread: str) -> tuple[int, Any]:
         """Run a started task; returns (outcome, result or exception)."""
-        previous = set_current(item)
+        previous = getattr(CURRENT, "item", None)
+        CURRENT.item = item
         span = None
         tracer = self._tracing.tracer(item.started) if item.trace_ctx is not None else None
         if tracer is not None:
@@ -552,7 +554,7 @@ class PoolEngine:
             outcome = FAILED
             payload = exc
         finally:
-            set_current(previous)
+            CURRENT.item = previous
         if outcome == FAILED:
             item.error = error_info(payload)
         if span is not None:
@@ -615,7 +617,9 @@ class PoolEngine:
             now, item.trace_id, item.cancel_requested, item.error, item.overdue_stack,
         )  # fmt: skip
         del self._live[item.seq]
-        item.fn = item.args = item.kwargs = item.trace_ctx = None
+        item.fn = item.args = item.kwargs = None
+        if item.trace_ctx is not None:
+            item.trace_ctx = None
         return item.future.settle_locked(outcome, payload)
 
     # -- cancelling ----------------------------------------------------------------------
@@ -641,7 +645,9 @@ class PoolEngine:
             item.cancel_requested, item.error,
         )  # fmt: skip
         del self._live[item.seq]
-        item.fn = item.args = item.kwargs = item.trace_ctx = None
+        item.fn = item.args = item.kwargs = None
+        if item.trace_ctx is not None:
+            item.trace_ctx = None
         return item.future.settle_locked(outcome, failure)
 
     def _tombstone_locked(self, item: WorkItem, now: float) -> bool:

@@ -122,19 +122,38 @@ class History:
         self.appended = n + 1
         if n < self.capacity:
             self._grow(seq, kind, state, worker, submitted, started, finished, trace_id,
-                       cancel_requested)  # fmt: skip
-            slot = n
-        else:
-            slot = n % self.capacity
-            self._overwrite(slot, seq, kind, state, worker, submitted, started, finished,
-                            trace_id, cancel_requested)  # fmt: skip
+                       cancel_requested, error, overdue_stack)  # fmt: skip
+            return
+        slot = n % self.capacity
+        counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
+        errors, stacks = self._errors, self._stacks
+        if errors:
+            errors.pop(slot, None)
+        if stacks:
+            stacks.pop(slot, None)
+        self._seq[slot] = seq
+        self._kind[slot] = kind
+        self._worker[slot] = worker
+        self._state[slot] = state
+        self._flags[slot] = cancel_requested
+        self._submitted[slot] = submitted
+        self._started[slot] = started
+        self._finished[slot] = finished
+        self._trace[2 * slot] = trace_id >> 64
+        self._trace[2 * slot + 1] = trace_id & 0xFFFF_FFFF_FFFF_FFFF
+        if error is not None:
+            errors[slot] = error
+        if overdue_stack is not None:
+            stacks[slot] = overdue_stack
+
+    def _grow(self, seq: int, kind: int, state: int, worker: int, submitted: float,
+              started: float, finished: float, trace_id: int, flag: bool,
+              error: ErrorInfo | None, overdue_stack: Any) -> None:  # fmt: skip
+        slot = len(self._seq)
         if error is not None:
             self._errors[slot] = error
         if overdue_stack is not None:
             self._stacks[slot] = overdue_stack
-
-    def _grow(self, seq: int, kind: int, state: int, worker: int, submitted: float,
-              started: float, finished: float, trace_id: int, flag: bool) -> None:  # fmt: skip
         self._seq.append(seq)
         self._kind.append(kind)
         self._worker.append(worker)
@@ -145,23 +164,6 @@ class History:
         self._finished.append(finished)
         self._trace.append(trace_id >> 64)
         self._trace.append(trace_id & 0xFFFF_FFFF_FFFF_FFFF)
-
-    def _overwrite(self, slot: int, seq: int, kind: int, state: int, worker: int,
-                   submitted: float, started: float, finished: float, trace_id: int,
-                   flag: bool) -> None:  # fmt: skip
-        self._counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
-        self._errors.pop(slot, None)
-        self._stacks.pop(slot, None)
-        self._seq[slot] = seq
-        self._kind[slot] = kind
-        self._worker[slot] = worker
-        self._state[slot] = state
-        self._flags[slot] = flag
-        self._submitted[slot] = submitted
-        self._started[slot] = started
-        self._finished[slot] = finished
-        self._trace[2 * slot] = trace_id >> 64
-        self._trace[2 * slot + 1] = trace_id & 0xFFFF_FFFF_FFFF_FFFF
 
     def row(self, slot: int) -> tuple[Any, ...]:
         """A slot's fields: seq, kind, state, worker, submitted, started (or None),

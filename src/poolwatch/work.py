@@ -26,7 +26,8 @@ __all__ = [
     "set_current",
 ]
 
-_local = threading.local()
+#: ``.item``: the task running in this thread (set by the pool engine).
+CURRENT = threading.local()
 
 
 def current_task() -> WorkItem | None:
@@ -35,25 +36,25 @@ def current_task() -> WorkItem | None:
     Its ``task_id``, ``cancel_requested`` and ``raise_if_cancel_requested()`` let a task
     cooperate with cancellation and run timeouts.
     """
-    return getattr(_local, "item", None)
+    return getattr(CURRENT, "item", None)
 
 
 def set_current(item: WorkItem | None) -> WorkItem | None:
     """Make ``item`` this thread's current task; returns the one it replaces."""
-    previous: WorkItem | None = getattr(_local, "item", None)
-    _local.item = item
+    previous: WorkItem | None = getattr(CURRENT, "item", None)
+    CURRENT.item = item
     return previous
 
 
 def cancel_requested() -> bool:
     """Whether the running task was asked to stop; ``False`` outside a task."""
-    item: WorkItem | None = getattr(_local, "item", None)
+    item: WorkItem | None = getattr(CURRENT, "item", None)
     return item is not None and item.cancel_requested
 
 
 def raise_if_cancel_requested() -> None:
     """``current_task().raise_if_cancel_requested()``; does nothing outside a task."""
-    item: WorkItem | None = getattr(_local, "item", None)
+    item: WorkItem | None = getattr(CURRENT, "item", None)
     if item is not None and item.cancel_requested:
         item.raise_if_cancel_requested()
 
@@ -65,56 +66,41 @@ class WorkItem:
     it (-1 before it starts). Read-only for everyone but the pool engine.
     """
 
-    __slots__ = (
-        "args",
-        "cancel_requested",
-        "cancel_requested_at",
-        "error",
-        "finished",
-        "fn",
-        "future",
-        "kind",
-        "kwargs",
-        "overdue_at",
-        "overdue_stack",
-        "seq",
-        "started",
-        "state",
-        "submitted",
-        "trace_ctx",
-        "trace_id",
-        "worker",
-    )
+    __slots__ = ("__dict__", "args", "finished", "fn", "future", "kind", "kwargs", "seq",
+                 "started", "state", "submitted", "worker")  # fmt: skip
+
+    seq: int  # set when the pool accepts the task
+    started: float  # set when it starts
+    finished: float  # set when it ends
+    # Rarely set: read from these defaults until the pool sets them (in __dict__).
+    cancel_requested = False
+    cancel_requested_at = 0.0
+    overdue_at = 0.0
+    overdue_stack: Any = None
+    trace_ctx: Any = None
+    trace_id = 0
+    error: ErrorInfo | None = None
 
     def __init__(
         self,
         future: TaskFuture,
-        seq: int,
         fn: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         kind: TaskKind,
         submitted: float,
     ) -> None:
+        # Only what every task needs is set here; the rest is read from the class's
+        # defaults until the pool sets it, which saves a store per field on every task.
         self.future = future
-        self.seq = seq
         # Dropped (set to None) when the task finishes, so records never keep them alive.
         self.fn: Any = fn
         self.args: Any = args
         self.kwargs: Any = kwargs
         self.kind = kind
         self.submitted = submitted
-        self.started = 0.0
-        self.finished = 0.0
         self.state = QUEUED
-        self.cancel_requested = False
-        self.cancel_requested_at = 0.0
-        self.overdue_at = 0.0
-        self.overdue_stack: Any = None
         self.worker = -1
-        self.trace_ctx: Any = None
-        self.trace_id = 0
-        self.error: ErrorInfo | None = None
 
     @property
     def task_id(self) -> str:
