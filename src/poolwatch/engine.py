@@ -336,7 +336,9 @@ class PoolEngine:
     def _refusal_locked(self) -> RuntimeError:
         if self._broken is not None:
             return BrokenThreadPool(self._broken)
-        after = "interpreter shutdown" if _interpreter_exiting else "shutdown"
+        if _interpreter_exiting:  # as the stdlib words it, for code that matches on it
+            return RuntimeError("cannot schedule new futures after interpreter shutdown")
+        after = "shutdown"
         return RejectedError(
             f"cannot schedule new futures after {after} (pool {self.name!r} is "
             f"{self._state_locked().value})",

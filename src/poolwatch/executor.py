@@ -91,8 +91,12 @@ def _derived_name(prefix: str, instance: object) -> str:
         frame = frame.f_back  # a subclass's __init__, or poolwatch itself
     if frame is None:
         return "executor"
-    module = frame.f_globals.get("__name__") or "main"
-    return _safe(f"{module}.{frame.f_code.co_qualname}")
+    module = frame.f_globals.get("__name__") or "__main__"
+    parts = [
+        "main" if module == "__main__" else module,
+        *(p for p in frame.f_code.co_qualname.split(".") if p not in ("<module>", "<locals>")),
+    ]
+    return _safe(".".join(parts))
 
 
 def _safe(text: str) -> str:

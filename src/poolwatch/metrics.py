@@ -21,7 +21,7 @@ import math
 import threading
 from collections.abc import Iterable, Iterator
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -38,7 +38,30 @@ from ._version import __version__
 from .accounting import BUCKETS, HistogramSnapshot, PoolSnapshot
 
 if TYPE_CHECKING:
-    from .manager import PoolManager
+    from collections.abc import Sequence
+
+    from prometheus_client import CollectorRegistry
+
+
+class _Exporting(Protocol):
+    def metrics_snapshot(self) -> PoolSnapshot: ...
+
+
+class PoolSource(Protocol):
+    """What the metrics need of a manager: its pools."""
+
+    def pools(self) -> Sequence[_Exporting]: ...
+
+
+class MetricsSource(PoolSource, Protocol):
+    """A manager as ``render_metrics`` reads it."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    @property
+    def collector(self) -> PoolCollector: ...
+
 
 __all__ = ["FAMILIES", "PoolCollector", "render_metrics"]
 
@@ -107,7 +130,7 @@ _OUTCOMES = ("succeeded", "failed", "cancelled")
 class PoolCollector(Collector):
     """Exports the ``poolwatch_*`` families of every pool of one manager."""
 
-    def __init__(self, manager: PoolManager) -> None:
+    def __init__(self, manager: PoolSource) -> None:
         self._manager = manager
         self._local = threading.local()
 
@@ -203,7 +226,7 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: Histogra
 # -- the fast text rendering used by the /metrics route ---------------------------------
 
 
-def render_metrics(manager: PoolManager, accept: str | None = None) -> tuple[bytes, str]:
+def render_metrics(manager: MetricsSource, accept: str | None = None) -> tuple[bytes, str]:
     """The registry's exposition for an HTTP ``Accept`` header: (body, content type).
 
     OpenMetrics (with exemplars) when the header asks for it, else Prometheus text 0.0.4.
