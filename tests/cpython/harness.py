@@ -83,21 +83,22 @@ def find_python313() -> str | None:
 
 def interpreter_problem(python: str) -> str | None:
     """Why ``python`` cannot run the suite (not 3.13, no test package), or None."""
-    probe = "import sys, test.test_concurrent_futures.util; print(*sys.version_info[:2])"
+    probe = "import sys; print(*sys.version_info[:2]); import test.test_concurrent_futures.util"
     try:
         done = subprocess.run(
             [python, "-c", probe], check=False, capture_output=True, text=True, timeout=60
         )
     except OSError as exc:
         return f"{python} cannot run: {exc}"
+    version = done.stdout.split()[:2]
+    if version and version != ["3", "13"]:
+        return f"{python} is Python {'.'.join(version)}, not 3.13"
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return (
             f"{python} cannot import test.test_concurrent_futures ({last}); "
             "Debian ships it in libpython3.13-testsuite"
         )
-    if done.stdout.split() != ["3", "13"]:
-        return f"{python} is Python {'.'.join(done.stdout.split())}, not 3.13"
     return None
 
 
@@ -168,8 +169,8 @@ class SuiteRun:
         if stdlib:
             tests = sorted({str(e["test"] or "start-up") for e in stdlib})
             problems.append(
-                f"{len(stdlib)} stdlib ThreadPoolExecutors were created, in {len(tests)} tests "
-                f"(first: {tests[0]})"
+                f"the stdlib ThreadPoolExecutor was created {len(stdlib)} times, in "
+                f"{len(tests)} tests (first: {tests[0]})"
             )
         managed = [e for e in made if e["kind"] in ("subclass", "shim")]
         problems += [
@@ -190,7 +191,9 @@ class SuiteRun:
             for e in self.executors
             if e["kind"] == "startup" and e["substitute"]
         }
-        return "; ".join(sorted(starts)) or "no substitute"
+        if not self.substitute:
+            return "the stdlib"
+        return "; ".join(sorted(starts)) or "nothing substituted"
 
     def report(self, *, details: bool = True) -> str:
         text = self.full_report(details=details)
@@ -364,8 +367,11 @@ def tail(path: Path) -> str:
 
 def environment(substitute: bool, log: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POOLWATCH_CONFORMANCE")}
-    front = os.environ.get("PYTHONPATH", "") if substitute else ""
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (front, str(SUBSTITUTE_DIR)) if p)
+    # The caller's PYTHONPATH (say, another source tree) goes first, made absolute: the
+    # runners work in their own directory.
+    front = os.environ.get("PYTHONPATH", "").split(os.pathsep) if substitute else []
+    paths = [os.path.abspath(p) for p in front if p] + [str(SUBSTITUTE_DIR)]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["POOLWATCH_CONFORMANCE"] = "substitute" if substitute else "observe"
     env["POOLWATCH_CONFORMANCE_LOG"] = str(log)
     env.pop("PYTHONHOME", None)

@@ -125,6 +125,7 @@ class EventResult(unittest.TestResult):
             outcome=self.outcome,
             detail="\n".join(self.details),
         )
+        support.environment_altered, self.warnings = False, []
         super().stopTest(test)
 
     def _fail(self, test: Any, outcome: str, text: str) -> None:
@@ -197,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             ids=[short_id(t.id()) for t in tests],
         )
         unittest.TestSuite([t for t in tests if short_id(t.id()) not in skip]).run(result)
+        if support.environment_altered:  # by the module's cleanup, after its last test
+            result.emit(
+                event="fixture",
+                id=f"module cleanup of {args.module}",
+                outcome="env changed",
+                detail="".join(result.warnings).strip(),
+            )
         result.emit(event="done")
     sys.stdout.flush()
     faulthandler.dump_traceback_later(EXIT_TIMEOUT, exit=True, file=dump)

@@ -36,6 +36,9 @@ def runs() -> dict[str, harness.SuiteRun]:
     venv = harness.venv_python()
     if not os.access(venv, os.X_OK):
         unavailable(f"{venv} is missing: scripts/test.sh creates it")
+    problem = harness.interpreter_problem(str(venv))
+    if problem:
+        unavailable(f"{problem} (scripts/test.sh creates .venv313)")
     control, managed = harness.run_suites(str(venv), [False, True])
     return {"control": control, "poolwatch": managed}
 
