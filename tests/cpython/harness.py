@@ -56,6 +56,7 @@ FRESH_INTERPRETER_TESTS = (
     "test_shutdown.ThreadPoolShutdownTest.test_cancel_futures_wait_false",
 )
 PER_TEST_TIMEOUT = 20.0
+EXIT_TIMEOUT = 15.0  # for the interpreter to exit after its tests
 BUDGET = 100.0
 PARALLEL = 4
 OUTPUT_TAIL = 2000
@@ -249,6 +250,8 @@ class ModuleJob:
             str(self.path("dump")),
             "--per-test-timeout",
             str(PER_TEST_TIMEOUT),
+            "--exit-timeout",
+            str(EXIT_TIMEOUT),
         ]
         with open(self.path("out"), "wb") as out:
             self.proc = subprocess.Popen(
@@ -268,17 +271,16 @@ class ModuleJob:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
-    def collect(self, *, out_of_time: bool = False) -> None:
-        """Read what the finished (or killed) runner wrote; restart it when it died early."""
-        self.kill()
-        events = read_jsonl(self.path("events"))
+    def absorb(self, events: list[dict[str, object]]) -> tuple[str | None, bool]:
+        """Take in a runner's events: the test it started and never finished, and
+        whether it got to the end."""
         started = None
         done = False
         for event in events:
             if event["event"] == "selected":
-                self.selected = self.selected or [str(i) for i in event["ids"]]  # type: ignore[union-attr]
-                self.run.runner_pids.add(int(event["pid"]))
-                self.run.stdlib = str(event["stdlib"])  # type: ignore[call-overload]
+                self.selected = self.selected or [str(i) for i in event["ids"]]  # type: ignore[attr-defined]
+                self.run.runner_pids.add(int(str(event["pid"])))
+                self.run.stdlib = str(event["stdlib"])
             elif event["event"] == "start":
                 started = str(event["id"])
             elif event["event"] == "result":
@@ -293,6 +295,13 @@ class ModuleJob:
                 )
             elif event["event"] == "done":
                 done = True
+        return started, done
+
+    def collect(self, *, out_of_time: bool = False) -> None:
+        """Read what the finished (or killed) runner wrote; a test it started and never
+        finished is hung (the watchdog's dump says where) or crashed its interpreter."""
+        self.kill()
+        started, done = self.absorb(read_jsonl(self.path("events")))
         dump = summarise_dump(self.path("dump"))
         output = tail(self.path("out"))
         if done:
@@ -300,7 +309,7 @@ class ModuleJob:
             if dump:
                 self.run.problems.append(
                     f"{self.module}: the interpreter did not exit within "
-                    f"15s after its tests:\n{dump}"
+                    f"{EXIT_TIMEOUT:.0f}s after its tests:\n{dump}"
                 )
             return
         if started is None:

@@ -39,7 +39,6 @@ TEST_ENV = "POOLWATCH_CONFORMANCE_TEST"
 # Waits the tests bound by SHORT_TIMEOUT (30 s) end sooner, so a test that fails by
 # waiting fails before the hang watchdog fires.
 SHORT_TIMEOUT = 10.0
-EXIT_TIMEOUT = 15.0
 TRACEBACK_FRAMES = 3
 
 
@@ -168,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", required=True)
     parser.add_argument("--hang-dump", required=True)
     parser.add_argument("--skip", default="[]", help="JSON list of test ids already run")
-    parser.add_argument("--per-test-timeout", type=float, default=25.0)
+    parser.add_argument("--per-test-timeout", type=float, default=20.0)
+    parser.add_argument("--exit-timeout", type=float, default=15.0)
     args = parser.parse_args(argv)
     support.SHORT_TIMEOUT = SHORT_TIMEOUT
     if os.environ.get("POOLWATCH_CONFORMANCE") == "substitute":
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         result.emit(event="done")
     sys.stdout.flush()
-    faulthandler.dump_traceback_later(EXIT_TIMEOUT, exit=True, file=dump)
+    faulthandler.dump_traceback_later(args.exit_timeout, exit=True, file=dump)
     return 0
 
 
