@@ -3,10 +3,16 @@
     python loadtest/bench.py            # the full table (a few minutes)
     python loadtest/bench.py --quick    # smaller sizes, for a quick look
     python loadtest/bench.py --only throughput,memory
+    python loadtest/bench.py --cpus 0   # every thread on one CPU
 
-Each throughput figure is the median of several repeats, poolwatch and the bare
-``ThreadPoolExecutor`` interleaved so that drift in the machine's load hits both alike.
-Results are printed as a table and written to ``loadtest/results/bench.json``.
+Rows with a ratio run poolwatch and the bare ``ThreadPoolExecutor`` in alternating
+rounds (the order flips each round, so drift in the machine's load and warm-up hit both
+alike). A value is the median over the rounds; the ratio is the median of the per-round
+ratios, and "spread" gives their range (or the value's, as +-% of its median).
+Throughput covers every common way of waiting for tasks: ``result()`` in submission
+order, ``wait(futures)``, ``as_completed()``, ``map()``, and fire-and-forget followed by
+``shutdown(wait=True)``. Results are printed as a table and written to
+``loadtest/results/bench.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -21,7 +28,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
@@ -48,30 +55,54 @@ def add_one(x: int) -> int:
     return x + 1
 
 
-def run_tasks(executor: Executor, n: int) -> float:
-    """Submit ``n`` trivial tasks, wait for all; returns tasks per second."""
-    start = time.perf_counter()
+# -- ways of waiting ------------------------------------------------------------------
+
+
+def wait_results(executor: Executor, n: int) -> None:
     futures = [executor.submit(add_one, i) for i in range(n)]
     for f in futures:
         f.result()
-    return n / (time.perf_counter() - start)
 
 
-def median_of(repeats: int, fns: dict[str, Callable[[], float]]) -> dict[str, float]:
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():  # interleaved: drift hits every variant alike
-            gc.collect()
-            samples[key].append(fn())
-    return {k: statistics.median(v) for k, v in samples.items()}
+def wait_all(executor: Executor, n: int) -> None:
+    wait([executor.submit(add_one, i) for i in range(n)])
 
 
-def stdlib_throughput(n: int) -> float:
+def wait_as_completed(executor: Executor, n: int) -> None:
+    for f in as_completed([executor.submit(add_one, i) for i in range(n)]):
+        f.result()
+
+
+def wait_map(executor: Executor, n: int) -> None:
+    for _ in executor.map(add_one, range(n)):
+        pass
+
+
+def fire_and_forget(executor: Executor, n: int) -> None:
+    for i in range(n):
+        executor.submit(add_one, i)
+    executor.shutdown(wait=True)
+
+
+WAYS: dict[str, Callable[[Executor, int], None]] = {
+    "result() in submission order": wait_results,
+    "wait(futures)": wait_all,
+    "as_completed()": wait_as_completed,
+    "map()": wait_map,
+    "fire-and-forget, then shutdown(wait=True)": fire_and_forget,
+}
+
+
+def stdlib_rate(way: Callable[[Executor, int], None], n: int) -> float:
+    """Tasks per second through a fresh ``ThreadPoolExecutor(10)``, waited for by ``way``."""
     with ThreadPoolExecutor(10) as ex:
-        return run_tasks(ex, n)
+        start = time.perf_counter()
+        way(ex, n)
+        return n / (time.perf_counter() - start)
 
 
-def poolwatch_throughput(n: int, *, traced: bool) -> float:
+def poolwatch_rate(way: Callable[[Executor, int], None], n: int, *, traced: bool) -> float:
+    """The same through a fresh managed pool: history, metrics and (optionally) tracing."""
     provider = None
     if traced:
         provider = TracerProvider()
@@ -79,64 +110,112 @@ def poolwatch_throughput(n: int, *, traced: bool) -> float:
     manager = poolwatch.PoolManager(registry=CollectorRegistry(), tracer_provider=provider)
     try:
         pool = manager.create_pool("bench", max_workers=10, history_size=10_000)
-        return run_tasks(pool, n)
+        start = time.perf_counter()
+        way(pool, n)
+        return n / (time.perf_counter() - start)
     finally:
         manager.shutdown()
         if provider is not None:
             provider.shutdown()
 
 
+# -- rounds -------------------------------------------------------------------------------
+
+
+def rounds(repeats: int, fns: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """``repeats`` samples of each after a warm-up; the order rotates every round so no
+    variant always runs first (with two, they alternate)."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for fn in fns.values():  # one untimed warm-up each: imports, caches, first threads
+        fn()
+    for r in range(repeats):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            gc.collect()
+            samples[key].append(fns[key]())
+    return samples
+
+
+def baseline_row(name: str, samples: list[float], unit: str) -> dict[str, Any]:
+    med = statistics.median(samples)
+    spread = (max(samples) - min(samples)) / 2 / med * 100 if med else 0.0
+    return row(name, med, unit, None, None, spread=f"+-{spread:.0f}%")
+
+
+def compared_row(
+    name: str, samples: list[float], base: list[float], unit: str, target: str | None
+) -> dict[str, Any]:
+    """A row against ``base``: median value, median and range of the per-round ratios."""
+    ratios = [s / b for s, b in zip(samples, base, strict=True)]
+    return row(name, statistics.median(samples), unit, statistics.median(ratios), target,
+               spread=f"{min(ratios):.2f}-{max(ratios):.2f}x")  # fmt: skip
+
+
 # -- rows -----------------------------------------------------------------------------
 
 
 def bench_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each way of waiting, stdlib and poolwatch side by side; tracing on ``result()``."""
     n = args.tasks
-    med = median_of(
-        args.repeats,
-        {
-            "stdlib": lambda: stdlib_throughput(n),
-            "poolwatch": lambda: poolwatch_throughput(n, traced=False),
-            "traced": lambda: poolwatch_throughput(n, traced=True),
-        },
-    )
-    base = med["stdlib"]
-    return [
-        row("trivial tasks/s, ThreadPoolExecutor(10)", base, "tasks/s", None, None),
-        row("trivial tasks/s, poolwatch history+metrics", med["poolwatch"], "tasks/s",
-            med["poolwatch"] / base, ">= 1.2x"),
-        row("trivial tasks/s, poolwatch +tracing (100%, no-op export)", med["traced"], "tasks/s",
-            med["traced"] / base, ">= 0.4x"),
-    ]  # fmt: skip
+    rows = []
+    for label, way in WAYS.items():
+        fns: dict[str, Callable[[], float]] = {
+            "stdlib": lambda way=way: stdlib_rate(way, n),  # type: ignore[misc]
+            "poolwatch": lambda way=way: poolwatch_rate(way, n, traced=False),  # type: ignore[misc]
+        }
+        if way is wait_results:
+            fns["traced"] = lambda: poolwatch_rate(wait_results, n, traced=True)
+        samples = rounds(args.repeats, fns)
+        base = samples["stdlib"]
+        rows.append(baseline_row(f"{label}: ThreadPoolExecutor(10)", base, "tasks/s"))
+        rows.append(compared_row(f"{label}: poolwatch history+metrics", samples["poolwatch"],
+                                 base, "tasks/s", ">= 1.3x"))  # fmt: skip
+        if "traced" in samples:
+            rows.append(compared_row(f"{label}: poolwatch +tracing (100%, no-op export)",
+                                     samples["traced"], base, "tasks/s", ">= 0.4x"))  # fmt: skip
+    return rows
 
 
 def bench_batch(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Submit rate alone (waiting is not timed): a loop of submit() and submit_many()."""
     n = args.tasks
 
-    def stdlib_submit() -> float:
+    def submit_rate(executor: Executor, batch: bool) -> float:
+        start = time.perf_counter()
+        if batch:
+            futures = executor.submit_many(add_one, ((i,) for i in range(n)))  # type: ignore[attr-defined]
+        else:
+            futures = [executor.submit(add_one, i) for i in range(n)]
+        elapsed = time.perf_counter() - start
+        for f in futures:
+            f.result()
+        return n / elapsed
+
+    def stdlib_loop() -> float:
         with ThreadPoolExecutor(10) as ex:
-            start = time.perf_counter()
-            futures = [ex.submit(add_one, i) for i in range(n)]
-            elapsed = time.perf_counter() - start
-            for f in futures:
-                f.result()
-        return n / elapsed
+            return submit_rate(ex, batch=False)
 
-    def pw_submit_many() -> float:
+    def poolwatch_submit(batch: bool) -> float:
         with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
-            pool = manager.create_pool("bench", max_workers=10)
-            start = time.perf_counter()
-            futures = pool.submit_many(add_one, ((i,) for i in range(n)))
-            elapsed = time.perf_counter() - start
-            for f in futures:
-                f.result()
-        return n / elapsed
+            return submit_rate(manager.create_pool("bench", max_workers=10), batch)
 
-    med = median_of(args.repeats, {"stdlib": stdlib_submit, "batch": pw_submit_many})
+    samples = rounds(
+        args.repeats,
+        {
+            "stdlib": stdlib_loop,
+            "loop": lambda: poolwatch_submit(False),
+            "batch": lambda: poolwatch_submit(True),
+        },
+    )
     return [
-        row("submit rate, ThreadPoolExecutor loop of submit()", med["stdlib"], "tasks/s",
-            None, None),
-        row("submit rate, poolwatch submit_many()", med["batch"], "tasks/s",
-            med["batch"] / med["stdlib"], ">= 2x"),
+        baseline_row("submit rate, ThreadPoolExecutor loop of submit()", samples["stdlib"],
+                     "tasks/s"),
+        compared_row("submit rate, poolwatch loop of submit()", samples["loop"],
+                     samples["stdlib"], "tasks/s", None),
+        compared_row("submit rate, poolwatch submit_many()", samples["batch"],
+                     samples["stdlib"], "tasks/s", ">= 2x"),
+        compared_row("submit rate, poolwatch submit_many() vs its own submit() loop",
+                     samples["batch"], samples["loop"], "tasks/s", None),
     ]  # fmt: skip
 
 
@@ -308,7 +387,7 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
         provider.shutdown()
         return cost
 
-    med = median_of(
+    samples = rounds(
         args.repeats,
         {
             "off": lambda: submit_cost(False),
@@ -316,6 +395,7 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
             "sdk": sdk_span_cost,
         },
     )
+    med = {k: statistics.median(v) for k, v in samples.items()}
     return [
         row("submit() cost per task, tracing off", med["off"], "us", None, None),
         row("submit() cost per task, tracing on (context capture)", med["on"], "us", None, None),
@@ -336,18 +416,34 @@ BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
 
 
 def row(
-    name: str, value: float, unit: str, ratio: float | None, target: str | None
+    name: str,
+    value: float,
+    unit: str,
+    ratio: float | None,
+    target: str | None,
+    *,
+    spread: str | None = None,
 ) -> dict[str, Any]:
-    return {"name": name, "value": value, "unit": unit, "ratio": ratio, "target": target}
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "ratio": ratio,
+        "spread": spread,
+        "target": target,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--only", default="", help=f"comma-separated rows of: {', '.join(BENCHES)}")
-    parser.add_argument("--repeats", type=int, default=None, help="repeats per median (default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per median (default 7)")
+    parser.add_argument("--cpus", default="", help="pin the run to these CPUs, e.g. 0 or 0,1")
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (3 if args.quick else 5)
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
+    args.repeats = args.repeats or (3 if args.quick else 7)
     args.tasks = 20_000 if args.quick else 50_000
     args.memory_tasks = 20_000 if args.quick else 100_000
     chosen = [b for b in args.only.split(",") if b] or list(BENCHES)
@@ -359,17 +455,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows.extend(BENCHES[name](args))
     width = max(len(r["name"]) for r in rows)
-    print(f"\n{'benchmark':<{width}}  {'value':>12}  unit      ratio  target")
+    print(f"\n{'benchmark':<{width}}  {'value':>12}  unit      ratio  {'spread':>11}  target")
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
         print(
             f"{r['name']:<{width}}  {r['value']:>12,.2f}  {r['unit']:<8} {ratio:>6}  "
-            f"{r['target'] or ''}"
+            f"{r['spread'] or '':>11}  {r['target'] or ''}"
         )
     machine = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpus": len(__import__("os").sched_getaffinity(0)),
+        "cpus": sorted(os.sched_getaffinity(0)),
         "threads_at_end": threading.active_count(),
         "poolwatch": poolwatch.__version__,
     }

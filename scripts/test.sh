@@ -27,6 +27,14 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
 
+# CPython 3.13's own executor tests run against poolwatch under a 3.13 venv (tests/cpython).
+if py313=$(python3 tests/cpython/harness.py find-python); then
+  [ -x .venv313/bin/python ] || "$py313" -m venv .venv313
+  .venv313/bin/python -m pip install -q -e .
+else
+  echo "warning: no usable Python 3.13; tests/cpython will be skipped" >&2
+fi
+
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

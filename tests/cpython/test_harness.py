@@ -1,0 +1,97 @@
+"""The conformance harness's own judgement: what counts as a run that tested poolwatch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cpython import harness
+
+RUNNER_PID = 100
+FRESH_PID = 200
+
+
+def executor(kind: str, test: str = "", pid: int = RUNNER_PID, **extra: Any) -> dict[str, Any]:
+    cls = "concurrent.futures.thread.ThreadPoolExecutor"
+    if kind in ("subclass", "shim"):
+        cls = "poolwatch.executor.ThreadPoolExecutor"
+    return {"kind": kind, "class": cls, "pid": pid, "test": test, **extra}
+
+
+def substituted_run(*extra: dict[str, Any]) -> harness.SuiteRun:
+    """A run whose record shows poolwatch everywhere it has to be."""
+    run = harness.SuiteRun("poolwatch", substitute=True, runner_pids={RUNNER_PID})
+    run.executors = [
+        executor("startup", substitute="poolwatch.ThreadPoolExecutor", poolwatch="/src"),
+        executor("subclass", "test_wait.ThreadPoolWaitTests.test_timeout"),
+        *(executor("subclass", t, FRESH_PID) for t in harness.FRESH_INTERPRETER_TESTS),
+        *extra,
+    ]
+    return run
+
+
+def test_a_run_with_poolwatch_everywhere_passes() -> None:
+    assert substituted_run().substitution_problems() == []
+
+
+def test_a_stdlib_executor_in_a_substituted_run_is_reported() -> None:
+    run = substituted_run(executor("stdlib", "test_x.ThreadPoolTest.test_y", FRESH_PID))
+    (problem,) = run.substitution_problems()
+    assert "the stdlib ThreadPoolExecutor was created 1 times" in problem
+    assert "test_x.ThreadPoolTest.test_y" in problem
+
+
+def test_a_fresh_interpreter_without_poolwatch_is_reported() -> None:
+    run = substituted_run()
+    missing = harness.FRESH_INTERPRETER_TESTS[0]
+    run.executors = [e for e in run.executors if e["test"] != missing]
+    assert run.substitution_problems() == [
+        f"{missing}: its fresh interpreter created no poolwatch executor"
+    ]
+
+
+def test_the_fallback_shim_and_start_up_errors_fail_the_run() -> None:
+    shim = executor("startup", substitute="fallback shim over PoolManager.create_pool")
+    broken = executor("startup", substitute=None, error="import poolwatch: ImportError()")
+    problems = substituted_run(shim, broken).substitution_problems()
+    assert any("does not exist: ran through the fallback shim" in p for p in problems)
+    assert any("substitution failed at start-up: import poolwatch" in p for p in problems)
+
+
+def test_a_control_run_must_show_the_stdlib_executor() -> None:
+    control = harness.SuiteRun("stdlib control", substitute=False, runner_pids={RUNNER_PID})
+    assert control.substitution_problems() == [
+        "the guard saw no stdlib ThreadPoolExecutor in the control run"
+    ]
+    control.executors = [executor("stdlib", "test_wait.ThreadPoolWaitTests.test_timeout")]
+    assert control.substitution_problems() == []
+
+
+def test_a_hang_is_summed_up_by_the_test_thread_frames() -> None:
+    dump = (
+        "Timeout (0:00:20)!\n"
+        "Thread 0x1 (most recent call first):\n"
+        '  File "/lib/poolwatch/engine.py", line 9 in _work\n'
+        "\n"
+        "Thread 0x2 (most recent call first):\n"
+        '  File "/lib/threading.py", line 1092 in join\n'
+        '  File "/lib/test/test_concurrent_futures/test_shutdown.py", line 190 in test_del\n'
+        '  File "/lib/unittest/case.py", line 606 in _callTestMethod\n'
+    )
+    assert harness.hang_cause(dump) == (
+        f"no result within {harness.PER_TEST_TIMEOUT:.0f}s, stuck at /lib/threading.py, "
+        "line 1092 in join <- /lib/test/test_concurrent_futures/test_shutdown.py, line 190 "
+        "in test_del"
+    )
+
+
+def test_failures_list_every_test_that_did_not_pass() -> None:
+    run = harness.SuiteRun("poolwatch", substitute=True)
+    run.outcomes = {
+        "a": harness.Outcome("a", "passed"),
+        "b": harness.Outcome("b", "hung", "stack\nno result within 20s"),
+        "c": harness.Outcome("c", "env changed", "Dangling thread"),
+    }
+    assert [o.id for o in run.failures] == ["b", "c"]
+    report = run.report()
+    assert "1 of 3 passed" in report
+    assert "HUNG  b: no result within 20s" in report
