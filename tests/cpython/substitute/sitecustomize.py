@@ -36,48 +36,6 @@ def record(kind: str, cls: type, **extra: Any) -> None:
         log.write(json.dumps(event) + "\n")
 
 
-def fallback_factory() -> Any:
-    """A stdlib-signature constructor over ``PoolManager.create_pool``.
-
-    Only for an engine that has no ``poolwatch.ThreadPoolExecutor`` yet: a run through
-    it is reported as such and fails, so it cannot pass for the real constructor.
-    """
-    import itertools
-
-    from prometheus_client import CollectorRegistry
-
-    import poolwatch
-
-    manager = poolwatch.PoolManager(registry=CollectorRegistry())
-    numbers = itertools.count(1)
-
-    class ThreadPoolExecutor:
-        # A class, as the real one: the tests keep it as a class attribute and call
-        # it through ``self``, which would bind a plain function.
-        def __new__(
-            cls,
-            max_workers: int | None = None,
-            thread_name_prefix: str = "",
-            initializer: Any = None,
-            initargs: tuple[Any, ...] = (),
-            **settings: Any,
-        ) -> Any:
-            if max_workers is None:
-                max_workers = min(32, (os.process_cpu_count() or 1) + 4)  # the stdlib's
-            if thread_name_prefix:
-                settings["thread_name_prefix"] = thread_name_prefix
-            if initializer is not None:
-                settings["initializer"] = initializer
-                settings["initargs"] = initargs
-            pool = manager.create_pool(
-                f"cpython-{next(numbers)}", max_workers=max_workers, **settings
-            )
-            record("shim", type(pool))
-            return pool
-
-    return ThreadPoolExecutor
-
-
 def install() -> None:
     import concurrent.futures
     import concurrent.futures.thread
@@ -108,10 +66,8 @@ def install() -> None:
         record("startup", stdlib, substitute=None, error=f"import poolwatch: {exc!r}")
         raise
 
-    factory = getattr(poolwatch, "ThreadPoolExecutor", None)
+    factory = poolwatch.ThreadPoolExecutor
     name = "poolwatch.ThreadPoolExecutor"
-    if factory is None:
-        factory, name = fallback_factory(), "fallback shim over PoolManager.create_pool"
     concurrent.futures.ThreadPoolExecutor = factory  # type: ignore[misc]
     concurrent.futures.thread.ThreadPoolExecutor = factory  # type: ignore[misc]
     record("startup", stdlib, substitute=name, poolwatch=os.path.dirname(poolwatch.__file__))
