@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import PoolExistsError, RejectedError, TaskCancelledError
-from .executor import ThreadPoolExecutor, default_manager
+from .executor import ThreadPoolExecutor, default_manager, instrument, uninstrument
 from .future import TaskFuture
 from .manager import PoolManager
 from .pool import ManagedPool
@@ -41,8 +41,10 @@ __all__ = [
     "create_app",
     "current_task",
     "default_manager",
+    "instrument",
     "raise_if_cancel_requested",
     "task",
+    "uninstrument",
 ]
 
 

@@ -22,9 +22,11 @@ from . import options
 from .manager import PoolManager
 from .pool import ManagedPool
 
-__all__ = ["ThreadPoolExecutor", "default_manager"]
+__all__ = ["ThreadPoolExecutor", "default_manager", "instrument", "uninstrument"]
 
 _default: PoolManager | None = None
+_instrumented: PoolManager | None = None  # where instrumented constructors put their pools
+_originals: dict[str, Any] = {}
 _default_lock = threading.Lock()
 _counter = itertools.count()  # numbers default thread names as the stdlib does
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -64,7 +66,7 @@ class ThreadPoolExecutor(ManagedPool):
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
         ):
             options.check_max_workers(max_workers)  # raises, with the stdlib's words
-        mgr = manager if manager is not None else default_manager()
+        mgr = manager if manager is not None else (_instrumented or default_manager())
         if name is None:
             base = _derived_name(thread_name_prefix, self)
             name = mgr._unique_name(base)  # the constructor's own naming step
@@ -103,3 +105,39 @@ def _safe(text: str) -> str:
     # The end of a long name (the function) tells more than its start (the package).
     name = _UNSAFE.sub("_", text)[-64:].lstrip("_.-")
     return name or "executor"
+
+
+def instrument(manager: PoolManager | None = None) -> None:
+    """From now on every ``concurrent.futures.ThreadPoolExecutor(...)`` is a managed pool.
+
+    Whichever way code names the class after this call (``concurrent.futures.X``,
+    ``from concurrent.futures import X``, ``concurrent.futures.thread.X``), it gets
+    ``poolwatch.ThreadPoolExecutor``, on ``manager`` (default: ``default_manager()``);
+    asyncio's default executor becomes a pool named ``asyncio``. Code that imported the
+    class *before* this call keeps the stdlib's: call it first (``poolwatch run`` does).
+    Calling it again only changes the manager.
+    """
+    global _instrumented
+    import concurrent.futures
+    import concurrent.futures.thread
+
+    with _default_lock:
+        _instrumented = manager
+        if not _originals:
+            _originals["futures"] = concurrent.futures.thread.ThreadPoolExecutor
+        concurrent.futures.ThreadPoolExecutor = ThreadPoolExecutor  # type: ignore[misc]
+        concurrent.futures.thread.ThreadPoolExecutor = ThreadPoolExecutor  # type: ignore[misc]
+
+
+def uninstrument() -> None:
+    """Undo ``instrument()``: new executors are the stdlib's again (pools made stay)."""
+    global _instrumented
+    import concurrent.futures
+    import concurrent.futures.thread
+
+    with _default_lock:
+        original = _originals.pop("futures", None)
+        _instrumented = None
+        if original is not None:
+            concurrent.futures.ThreadPoolExecutor = original  # type: ignore[misc]
+            concurrent.futures.thread.ThreadPoolExecutor = original  # type: ignore[misc]
