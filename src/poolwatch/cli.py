@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--read-only", action="store_true", help="refuse every change (POST/PATCH/DELETE: 403)"
     )
 
+    commands.add_parser(
+        "run",
+        help="run a Python program with every executor observed and the service on a side "
+        "port: poolwatch run [--host H] [--port 9464] [--quiet] -- PROGRAM [ARGS...]",
+        add_help=False,
+    )
     demo = commands.add_parser(
         "demo",
         help="serve demo pools under a built-in load generator",
@@ -256,6 +262,11 @@ def _config_for(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["run"]:  # its own parser: everything after -- is the program's
+        from .runner import main as run_main
+
+        return run_main(given[1:])
     parser = build_parser()
     args: Any = parser.parse_args(argv)
     _configure_logging()

@@ -1,0 +1,105 @@
+"""``poolwatch run``: a real program, its executors observed, its behaviour its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support import free_port, wait_until
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+APP = textwrap.dedent(
+    """
+    import sys
+    from concurrent.futures import ThreadPoolExecutor  # imported by the program itself
+    with ThreadPoolExecutor(2, thread_name_prefix="work") as ex:
+        print(sum(ex.map(abs, range(-5, 5))))
+    print("argv", sys.argv[1:], flush=True)
+    sys.stdin.readline()  # the test says when to end
+    sys.exit(3)
+    """
+)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "POOLWATCH_"))}
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(tmp_path: Path, *args: str, port: int) -> subprocess.Popen[str]:
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    return subprocess.Popen(
+        [sys.executable, "-m", "poolwatch", "run", "--port", str(port), *args,
+         "--", "python", str(script), "a", "--flag"],
+        env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return None
+
+
+def test_program_runs_observed_with_its_own_output_argv_and_exit_code(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _run(tmp_path, port=port)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout.readline() == "25\n"
+        assert proc.stdout.readline() == "argv ['a', '--flag']\n"
+        metrics = wait_until(
+            lambda: (r := _get(f"http://127.0.0.1:{port}/metrics")) is not None and r.text,
+            timeout=20, message="the side port serves /metrics",
+        )  # fmt: skip
+        assert 'poolwatch_tasks_submitted_total{pool="work"} 10.0' in metrics
+        pools = httpx.get(f"http://127.0.0.1:{port}/api/pools", timeout=5).json()["data"]
+        assert [p["name"] for p in pools] == ["work"]
+        console = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert console.status_code == 200
+        out, err = proc.communicate("\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3
+    assert out == ""
+    assert err.splitlines() == [f"poolwatch: console at http://127.0.0.1:{port}/"]
+
+
+def test_quiet_adds_nothing_and_module_form_runs(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "mod_app.py").write_text("import sys\nprint('module', sys.argv[1:])\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "poolwatch", "run", "--quiet", "--port", str(port),
+         "-m", "mod_app", "x"],
+        env={**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{_env()['PYTHONPATH']}"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "module ['x']\n", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [([], "nothing to run"), (["--", "no-such-program-here"], "program not found"),
+     (["--port", "0", "--", "python", "-c", "pass"], "--port must be from 1 to 65535")],
+)  # fmt: skip
+def test_bad_invocations_say_what_is_wrong(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "poolwatch", "run", *args],
+        env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr
