@@ -73,7 +73,7 @@ def test_values_are_frozen() -> None:
         ("[srever]\n", 'unknown key srever; did you mean "server"?'),
         (
             '[[pools]]\nname = "a"\nmax_workers = 1\n[[pools]]\nname = "b"\nmax_workers = "ten"\n',
-            'pools[1].max_workers must be an integer >= 1 and <= 10000, got "ten"',
+            'pools[1].max_workers must be greater than 0 (an integer of at most 10000), got "ten"',
         ),
         ("[[pools]]\nmax_workers = 1\n", "pools[0].name is required"),
         ('[[pools]]\nname = "a"\n', "pools[0].max_workers is required"),
