@@ -1,4 +1,4 @@
-"""The ``poolwatch`` command: ``serve``, ``demo`` and ``--version``.
+"""The ``poolwatch`` command: ``serve``, ``demo``, ``ctl`` and ``--version``.
 
 Exit codes: 0 after a clean stop (including SIGTERM/SIGINT), 2 for bad arguments or
 configuration (one message, no traceback), 1 when the server cannot start (the port
@@ -18,6 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from poolwatch import ctl
 from poolwatch._version import __version__
 from poolwatch.config import (
     TOKEN_ENV,
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", type=_host, default="127.0.0.1", help="default 127.0.0.1")
     demo.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    ctl.add_parser(commands)
     return parser
 
 
@@ -258,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args: Any = parser.parse_args(argv)
+    if args.command == "ctl":
+        return ctl.run(args)
     _configure_logging()
     try:
         config = _config_for(args)
