@@ -17,6 +17,7 @@ from .records import PoolState, PoolStats, TaskInfo, TaskPage, TaskState
 from .tasks import TaskType, task
 
 if TYPE_CHECKING:
+    from .config import load_config
     from .http import create_app
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "__version__",
     "create_app",
     "current_task",
+    "load_config",
     "task",
 ]
 
@@ -45,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from .http import create_app
 
         return create_app
+    if name == "load_config":
+        from .config import load_config
+
+        return load_config
     raise AttributeError(f"module 'poolwatch' has no attribute {name!r}")

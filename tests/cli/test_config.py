@@ -211,3 +211,14 @@ def test_blank_host_names_file_and_key(tmp_path: Path, host: str) -> None:
 def test_host_is_trimmed_like_the_flag(tmp_path: Path) -> None:
     path = _write(tmp_path, '[server]\nhost = " 127.0.0.1 "\n')
     assert load_config(path, env={}).server.host == "127.0.0.1"
+
+
+def test_load_config_is_public(tmp_path: Path) -> None:
+    import poolwatch
+
+    path = _write(tmp_path, '[[pools]]\nname = "io"\nmax_workers = 4\nqueue_capacity = 0\n')
+    config = poolwatch.load_config(path, env={})
+    assert [(p.name, p.max_workers, p.queue_capacity) for p in config.pools] == [("io", 4, 0)]
+    assert "load_config" in poolwatch.__all__
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        poolwatch.load_config(tmp_path / "missing.toml")

@@ -18,6 +18,7 @@ from poolwatch._version import __version__
 from poolwatch.http.api import ControlApi
 from poolwatch.http.auth import TOKEN_RULE, AccessPolicy, token_problem
 from poolwatch.http.errors import CatchAllMiddleware, error_response, exception_handlers
+from poolwatch.http.guards import RequestGuard
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.openapi import openapi_document
 from poolwatch.http.otel import ServerSpanMiddleware
@@ -49,6 +50,7 @@ def create_app(
     bind_host: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     lifecycle: Lifecycle | None = None,
+    body_timeout: float | None = None,
 ) -> Starlette:
     """The control API, metrics, health checks and web console of ``manager``.
 
@@ -66,7 +68,11 @@ def create_app(
 
     ``max_body_bytes`` bounds request bodies (413 past it). ``lifecycle`` is shared
     with whoever runs the server: after ``lifecycle.begin_shutdown()`` ``/readyz``
-    answers 503 and new work is refused.
+    answers 503 and new work is refused; after ``lifecycle.close_requests()`` requests
+    still waiting for a pool to drain (or a ``caller_runs`` task) are answered with 503.
+    ``body_timeout`` (seconds) bounds how long a request body may take to arrive (408
+    past it; None: no limit). Every response carries headers that forbid framing by
+    other sites and a Content-Security-Policy fitting the console.
     """
     if token is not None:
         if not isinstance(token, str):
@@ -80,6 +86,14 @@ def create_app(
         or max_body_bytes < 1
     ):
         raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
+    if body_timeout is not None and (
+        isinstance(body_timeout, bool)
+        or not isinstance(body_timeout, int | float)
+        or not body_timeout > 0
+    ):
+        raise ValueError(
+            f"body_timeout must be a number of seconds > 0 or None, got {body_timeout!r}"
+        )
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=bind_host)
     version = package_version()
@@ -142,6 +156,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestGuard, body_timeout=body_timeout),
             Middleware(CatchAllMiddleware),
             Middleware(
                 ServerSpanMiddleware,
