@@ -28,14 +28,14 @@ import pytest
 
 import support
 from ops import opsfiles
-from ops.livestack import Stack, live_stack, prometheus_config, wait_for
+from ops.livestack import JOB, Stack, live_stack, prometheus_config, wait_for
 
 pytestmark = pytest.mark.prometheus
 
 #: Grafana variables, as "All" (or the only job) would expand them.
 VARIABLES = {
     "$__rate_interval": "1m",
-    "$job": "poolwatch",
+    "$job": JOB,
     "$instance": ".*",
     "$pool": ".*",
     "$task": ".*",
@@ -65,6 +65,11 @@ class Trouble:
         s.create_pool(name="ops-stalled", max_workers=1)
         s.create_pool(name="ops-backlog", max_workers=1)
         s.pause("ops-backlog")
+        # A small bounded queue, 7 of 8 full: the backlog alert is relative to capacity.
+        s.create_pool(name="ops-nearly-full", max_workers=1, queue_capacity=8)
+        s.pause("ops-nearly-full")
+        for _ in range(7):
+            self.accepted(s.submit("ops-nearly-full", "demo.sleep", seconds=0.01))
         s.create_pool(name="ops-failing", max_workers=4)
         s.create_pool(name="ops-rejecting", max_workers=1, queue_capacity=1)
         s.create_pool(name="ops-timeouts", max_workers=2, run_timeout=0.1)
@@ -127,6 +132,7 @@ def expected_alerts(stack: Stack) -> set[tuple[str, str]]:
         ("PoolwatchPoolSaturated", "ops-saturated"),
         ("PoolwatchPoolStalled", "ops-stalled"),
         ("PoolwatchQueueBacklogGrowing", "ops-backlog"),
+        ("PoolwatchQueueBacklogGrowing", "ops-nearly-full"),
         ("PoolwatchQueueWaitTooLong", "ops-backlog"),
         ("PoolwatchHighFailureRatio", "ops-failing"),
         ("PoolwatchTasksRejected", "ops-rejecting"),
@@ -163,7 +169,12 @@ def test_induced_trouble_fires_the_matching_alerts(stack: Stack, trouble: Troubl
     }
     stalled = labels["PoolwatchPoolStalled"]
     assert stalled["labels"]["severity"] == "critical"
-    assert stalled["annotations"]["runbook_url"] == "docs/runbook.md#poolwatchpoolstalled"
+    assert (
+        stalled["annotations"]["runbook_url"] == f"{opsfiles.runbook_base()}#poolwatchpoolstalled"
+    )
+    # The job is not named "poolwatch" here: the alert knows it by its metrics.
+    down = labels["PoolwatchTargetDown"]
+    assert down["labels"]["job"] == JOB
 
 
 def has_data(stack: Stack, expr: str) -> bool:
@@ -220,7 +231,7 @@ def test_run_time_exemplars_carry_trace_ids(stack: Stack) -> None:
     def trace_ids() -> set[str]:
         data = stack.api(
             "query_exemplars",
-            query='poolwatch_task_run_seconds_bucket{job="poolwatch"}',
+            query=f'poolwatch_task_run_seconds_bucket{{job="{JOB}"}}',
             start="0",
             end="9999999999",
         )
