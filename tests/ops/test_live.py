@@ -28,7 +28,14 @@ import pytest
 
 import support
 from ops import opsfiles
-from ops.livestack import JOB, Stack, live_stack, prometheus_config, wait_for
+from ops.livestack import (
+    JOB,
+    Stack,
+    live_stack,
+    poolwatch_command,
+    prometheus_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.prometheus
 
@@ -295,3 +302,45 @@ def test_generated_prometheus_config_is_valid(tmp_path: Path) -> None:
     assert {rule["for"] for rule in rules} == {"1s"}
     wait = next(rule for rule in rules if rule["alert"] == "PoolwatchQueueWaitTooLong")
     assert wait["expr"].strip() == "poolwatch_pool_oldest_queued_seconds > 1"
+
+
+def test_pool_changes_show_as_annotations(stack: Stack, trouble: Trouble) -> None:
+    """Each change annotation's query finds the change that was made over the API."""
+    stack.create_pool(name="ops-changes", max_workers=1, queue_capacity=4)
+    # Prometheus must see the settings before the change, or there is no change to see.
+    support.wait_until(
+        functools.partial(has_data, stack, 'poolwatch_pool_max_workers{pool="ops-changes"} == 1'),
+        timeout=20,
+        message="a scrape of the new pool",
+    )
+    body = {"max_workers": 3, "queue_capacity": 9}
+    changed = json.loads(
+        subprocess.run(
+            [
+                *poolwatch_command(),
+                "ctl",
+                "--url",
+                stack.demo_url,
+                "--json",
+                "pools",
+                "set",
+                "ops-changes",
+                *(f"{k}={v}" for k, v in body.items()),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    )
+    assert (changed["max_workers"], changed["queue_capacity"]) == (3, 9)
+    stack.pause("ops-changes")
+    board = opsfiles.dashboards()["poolwatch-pool.json"]
+    for annotation in board["annotations"]["list"]:
+        query = substitute(annotation["expr"])
+        support.wait_until(
+            functools.partial(has_data, stack, query),
+            timeout=20,
+            interval=0.25,
+            message=f"the {annotation['name']} annotation to find the change: {query}",
+        )
