@@ -42,6 +42,30 @@ def console_directory() -> Path:
     return Path(str(importlib.resources.files("poolwatch") / "console"))
 
 
+def _check_arguments(token: Any, max_body_bytes: Any, body_timeout: Any) -> None:
+    """ValueError for ``create_app`` arguments it cannot use."""
+    if token is not None:
+        if not isinstance(token, str):
+            raise ValueError(f"token must be a string or None, got {type(token).__name__}")
+        problem = token_problem(token)
+        if problem is not None:
+            raise ValueError(f"token {problem}: {TOKEN_RULE}")
+    if (
+        isinstance(max_body_bytes, bool)
+        or not isinstance(max_body_bytes, int)
+        or max_body_bytes < 1
+    ):
+        raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
+    if body_timeout is not None and (
+        isinstance(body_timeout, bool)
+        or not isinstance(body_timeout, int | float)
+        or not body_timeout > 0
+    ):
+        raise ValueError(
+            f"body_timeout must be a number of seconds > 0 or None, got {body_timeout!r}"
+        )
+
+
 def create_app(
     manager: PoolManager,
     *,
@@ -74,26 +98,7 @@ def create_app(
     past it; None: no limit). Every response carries headers that forbid framing by
     other sites and a Content-Security-Policy fitting the console.
     """
-    if token is not None:
-        if not isinstance(token, str):
-            raise ValueError(f"token must be a string or None, got {type(token).__name__}")
-        problem = token_problem(token)
-        if problem is not None:
-            raise ValueError(f"token {problem}: {TOKEN_RULE}")
-    if (
-        isinstance(max_body_bytes, bool)
-        or not isinstance(max_body_bytes, int)
-        or max_body_bytes < 1
-    ):
-        raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
-    if body_timeout is not None and (
-        isinstance(body_timeout, bool)
-        or not isinstance(body_timeout, int | float)
-        or not body_timeout > 0
-    ):
-        raise ValueError(
-            f"body_timeout must be a number of seconds > 0 or None, got {body_timeout!r}"
-        )
+    _check_arguments(token, max_body_bytes, body_timeout)
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=bind_host)
     version = package_version()
