@@ -95,7 +95,7 @@ def create_app(
     answers 503 and new work is refused; after ``lifecycle.close_requests()`` requests
     still waiting for a pool to drain (or a ``caller_runs`` task) are answered with 503.
     ``body_timeout`` (seconds) bounds how long a request body may take to arrive (408
-    past it; None: no limit). Every response carries headers that forbid framing by
+    past it; None: no limit). Pages (the console) carry headers that forbid framing by
     other sites and a Content-Security-Policy fitting the console.
     """
     _check_arguments(token, max_body_bytes, body_timeout)

@@ -1,8 +1,10 @@
 """Rules every response and request body follows, as one ASGI middleware.
 
-- Security headers on every response: the console may not be framed by another site
-  (``X-Frame-Options: DENY``, CSP ``frame-ancestors 'none'``), and its page may load
-  scripts, styles and data only from this server (the console uses no inline code).
+- Security headers: every response says ``X-Content-Type-Options: nosniff``; every
+  page (``text/html``: the console) may not be framed by another site
+  (``X-Frame-Options: DENY``, CSP ``frame-ancestors 'none'``) and may load scripts,
+  styles and data only from this server (the console uses no inline code). JSON and
+  scripts get no CSP: a policy applies to documents only.
 - A request body must arrive within ``body_timeout`` seconds of the handler asking for
   it, or the answer is a JSON 408 and the connection closes.
 - A request still running when the server cuts it off at shutdown is answered with a
@@ -20,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poolwatch.http.errors import ApiError
 
-__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "RequestGuard"]
+__all__ = ["CONTENT_SECURITY_POLICY", "PAGE_HEADERS", "SECURITY_HEADERS", "RequestGuard"]
 
 logger = logging.getLogger("poolwatch.http")
 
@@ -28,10 +30,12 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-SECURITY_HEADERS = (
+#: On every response.
+SECURITY_HEADERS = ((b"x-content-type-options", b"nosniff"),)
+#: On every page (``text/html``) as well.
+PAGE_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 )
 _CUT_OFF = json.dumps(
@@ -62,7 +66,10 @@ class RequestGuard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+                headers = [*message.get("headers", ()), *SECURITY_HEADERS]
+                if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers.extend(PAGE_HEADERS)
+                message["headers"] = headers
             await send(message)
 
         try:

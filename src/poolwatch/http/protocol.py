@@ -58,7 +58,9 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         limit = self.limits.max_connections
         if len(self.connections) > limit:
-            logger.warning("refused a connection: %d are open, the limit is %d", limit, limit)
+            logger.warning(
+                "refused a connection: %d are open, the limit is %d", len(self.connections), limit
+            )
             transport.write(
                 _json_error(
                     503,
