@@ -30,6 +30,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
 from panels import (
+    CHANGE_ANNOTATIONS,
     FAILED,
     FAILURE_RATIO_WARN,
     INSTANCES,
@@ -537,6 +538,16 @@ def render(name: str) -> str:
     # Stable panel ids, in layout order: Grafana keys panel links and view URLs on them.
     for number, panel in enumerate(data["panels"], start=1):
         panel["id"] = number
+    # The Prometheus fields of an annotation query, which the SDK does not model.
+    titles = {name: title for name, _, _, title in CHANGE_ANNOTATIONS}
+    for annotation in data.get("annotations", {}).get("list", []):
+        annotation.update(
+            step="15s",
+            titleFormat=titles[annotation["name"]],
+            textFormat="{{instance}} (job {{job}})",
+            tagKeys="pool,instance",
+            useValueForTime=False,
+        )
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 

@@ -28,6 +28,7 @@ INSTANCES = 'job=~"$job", instance=~"$instance"'
 POOLS = f'{INSTANCES}, pool=~"$pool"'
 TASKS = f'{POOLS}, task=~"$task"'
 FAILED = 'outcome="failed"'
+PAUSED = 'state="paused"'
 
 QUANTILES = (0.5, 0.95, 0.99)
 
@@ -221,6 +222,52 @@ def variables(
     return result
 
 
+_POOL_SERIES = sel("poolwatch_pool_max_workers")
+
+#: Pool changes marked on every graph, derived from the metrics, so they show whatever
+#: made them (the console, the API, ``poolwatch ctl``, a config reload):
+#: (name, colour, expression, title). The generator adds each one's Prometheus fields.
+CHANGE_ANNOTATIONS = (
+    (
+        "Resized",
+        "blue",
+        f"changes({sel('poolwatch_pool_max_workers')}[1m]) > 0",
+        "max_workers of {{pool}} changed",
+    ),
+    (
+        "Queue capacity changed",
+        "purple",
+        f"changes({sel('poolwatch_pool_queue_capacity')}[1m]) > 0",
+        "queue_capacity of {{pool}} changed",
+    ),
+    (
+        "Paused or resumed",
+        "orange",
+        f"changes({sel('poolwatch_pool_state', extra=PAUSED)}[1m]) > 0",
+        "{{pool}} paused or resumed",
+    ),
+    (
+        "Pools added or removed",
+        "green",
+        f"({_POOL_SERIES} unless {_POOL_SERIES} offset 1m)"
+        f" or ({_POOL_SERIES} offset 1m unless {_POOL_SERIES})",
+        "pool {{pool}} added or removed (config reload, API or ctl)",
+    ),
+)
+
+
+def change_annotations() -> list[dashboard.AnnotationQuery]:
+    return [
+        dashboard.AnnotationQuery()
+        .name(name)
+        .datasource(DATASOURCE)
+        .enable(True)
+        .icon_color(colour)
+        .expr(expr)
+        for name, colour, expr, _ in CHANGE_ANNOTATIONS
+    ]
+
+
 def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
     return (
         dashboard.Dashboard(title)
@@ -232,6 +279,7 @@ def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
         .refresh("10s")
         .time("now-30m", "now")
         .tooltip(models.DashboardCursorSync.CROSSHAIR)
+        .annotations(change_annotations())
         .link(
             dashboard.DashboardLink("poolwatch dashboards")
             .type(models.DashboardLinkType.DASHBOARDS)

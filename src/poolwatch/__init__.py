@@ -19,6 +19,7 @@ from .tasks import TaskType, task
 from .work import WorkItem, cancel_requested, current_task, raise_if_cancel_requested
 
 if TYPE_CHECKING:
+    from .config import load_config
     from .http import create_app
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "current_task",
     "default_manager",
     "instrument",
+    "load_config",
     "raise_if_cancel_requested",
     "task",
     "uninstrument",
@@ -54,4 +56,8 @@ def __getattr__(name: str) -> Any:
         from .http import create_app
 
         return create_app
+    if name == "load_config":
+        from .config import load_config
+
+        return load_config
     raise AttributeError(f"module 'poolwatch' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The ``poolwatch`` command: ``serve``, ``demo`` and ``--version``.
+"""The ``poolwatch`` command: ``serve``, ``demo``, ``ctl`` and ``--version``.
 
 Exit codes: 0 after a clean stop (including SIGTERM/SIGINT), 2 for bad arguments or
 configuration (one message, no traceback), 1 when the server cannot start (the port
@@ -12,12 +12,15 @@ import importlib
 import logging
 import os
 import re
+import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import trace
 
+from poolwatch import ctl
 from poolwatch._version import __version__
 from poolwatch.config import (
     TOKEN_ENV,
@@ -33,12 +36,16 @@ from poolwatch.http.app import create_app
 from poolwatch.http.auth import is_loopback
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.otel import build_tracer_provider
+from poolwatch.http.protocol import ConnectionLimits
 from poolwatch.http.server import ServeError, Service, bind_socket
 from poolwatch.manager import PoolManager
+from poolwatch.reload import ConfigReloader
 
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("poolwatch")
+
+Overrides = dict[str, Any] | None
 
 
 def _port(text: str) -> int:
@@ -82,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--read-only", action="store_true", help="refuse every change (POST/PATCH/DELETE: 403)"
     )
+    serve.add_argument(
+        "--watch-config",
+        action="store_true",
+        help="reload the config file whenever it changes (SIGHUP always reloads it)",
+    )
 
     commands.add_parser(
         "run",
@@ -97,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", type=_host, default="127.0.0.1", help="default 127.0.0.1")
     demo.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    ctl.add_parser(commands)
     return parser
 
 
@@ -162,7 +175,16 @@ def _check_exposure(config: Config, *, demo: bool) -> None:
         )
 
 
-def _serve(config: Config, *, demo: bool) -> int:
+def _create_pools(manager: PoolManager, config: Config) -> None:
+    for index, pool in enumerate(config.pools):
+        try:
+            manager.create_pool(pool.name, **pool.create_kwargs())
+        except (ValueError, TypeError) as exc:
+            where = f"{config.source}: pools[{index}]" if config.source else f"pool {pool.name}"
+            raise UsageError(f"{where}: {exc}") from None
+
+
+def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overrides = None) -> int:
     _check_exposure(config, demo=demo)
     _import_tasks(config.tasks, config)
     provider = build_tracer_provider(config.tracing)
@@ -170,58 +192,87 @@ def _serve(config: Config, *, demo: bool) -> int:
         trace.set_tracer_provider(provider)
     manager = PoolManager(tracer_provider=provider)
     generator: LoadGenerator | None = None
+    reloader: ConfigReloader | None = None
     try:
-        for index, pool in enumerate(config.pools):
-            try:
-                manager.create_pool(pool.name, **pool.create_kwargs())
-            except (ValueError, TypeError) as exc:
-                where = f"{config.source}: pools[{index}]" if config.source else f"pool {pool.name}"
-                raise UsageError(f"{where}: {exc}") from None
+        _create_pools(manager, config)
         try:
             sock = bind_socket(config.server.host, config.server.port)
         except ServeError as exc:
             print(f"poolwatch: error: {exc}", file=sys.stderr)
             return 1
-        lifecycle = Lifecycle()
-        app = create_app(
-            manager,
-            token=config.server.token,
-            read_only=config.server.read_only,
-            bind_host=config.server.host,
-            max_body_bytes=config.server.max_body_bytes,
-            lifecycle=lifecycle,
-        )
-        on_start: Callable[[str], None] = _announce(config)
-        on_stop: Callable[[], None] | None = None
+        service = _service(manager, config, sock)
         if demo:
             generator = LoadGenerator(manager)
             generator.start()
-            on_stop = generator.stop
-        service = Service(
-            manager=manager,
-            app=app,
-            lifecycle=lifecycle,
-            sock=sock,
-            grace_period=config.shutdown.grace_period,
-            on_start=on_start,
-            on_stop=on_stop,
-        )
+            service.on_stop = generator.stop
+        if config.source is not None:
+            reloader = ConfigReloader(manager, config, overrides=overrides)
+            service.on_reload = reloader.reload
+            if watch:
+                threading.Thread(
+                    target=reloader.watch, name="poolwatch-config-watch", daemon=True
+                ).start()
         code = service.run()
     finally:
+        if reloader is not None:
+            reloader.stop()
         if generator is not None:
             generator.stop()
         manager.shutdown(wait=False, cancel_futures=True)
         if provider is not None:
             provider.shutdown()
-    if not service.finished:
-        # Threads are never killed: tasks that ignored the cancel request would keep the
-        # interpreter alive at exit. The grace period is over, so leave without them.
-        logger.warning("exiting while some tasks still run: they did not stop when asked")
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return _leave(code, service.still_running)
+
+
+def _service(manager: PoolManager, config: Config, sock: socket.socket) -> Service:
+    server = config.server
+    lifecycle = Lifecycle()
+    app = create_app(
+        manager,
+        token=server.token,
+        read_only=server.read_only,
+        bind_host=server.host,
+        max_body_bytes=server.max_body_bytes,
+        lifecycle=lifecycle,
+        body_timeout=server.body_timeout,
+    )
+    return Service(
+        manager=manager,
+        app=app,
+        lifecycle=lifecycle,
+        sock=sock,
+        grace_period=config.shutdown.grace_period,
+        on_start=_announce(config),
+        limits=ConnectionLimits(
+            header_timeout=server.header_timeout, max_connections=server.max_connections
+        ),
+    )
+
+
+def _leave(code: int, still_running: int) -> int:
+    """Return ``code``, or exit at once when worker threads would hold the interpreter."""
+    workers = [
+        t
+        for t in threading.enumerate()
+        if t.is_alive() and not t.daemon and t is not threading.current_thread()
+    ]
+    if not still_running and not workers:
+        return code
+    # Threads are never killed: tasks that ignored the cancel request would keep the
+    # interpreter alive at exit. The grace period is over, so leave without them.
+    if still_running:
+        logger.warning(
+            "exiting with %d task(s) still running: they did not stop when asked to cancel",
+            still_running,
+        )
+    else:
+        logger.warning(
+            "exiting with %d worker thread(s) of removed pools still running", len(workers)
+        )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _announce(config: Config) -> Callable[[str], None]:
@@ -244,6 +295,16 @@ def _announce(config: Config) -> Callable[[str], None]:
     return announce
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's changes to the config file, applied again on every reload."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "read_only": args.read_only,
+        "tasks": tuple(args.tasks),
+    }
+
+
 def _config_for(args: argparse.Namespace) -> Config:
     if args.command == "demo":
         base = parse_config({}, source=None)
@@ -254,10 +315,10 @@ def _config_for(args: argparse.Namespace) -> Config:
             pools=DEMO_POOLS,
             tasks=("poolwatch.demo",),
         )
+    if args.watch_config and not args.config:
+        raise UsageError("--watch-config needs a config file to watch: add --config FILE")
     config = load_config(args.config) if args.config else parse_config({}, source=None)
-    return config.with_overrides(
-        host=args.host, port=args.port, read_only=args.read_only, tasks=tuple(args.tasks)
-    )
+    return config.with_overrides(**_overrides(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,10 +330,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_main(given[1:])
     parser = build_parser()
     args: Any = parser.parse_args(argv)
+    if args.command == "ctl":
+        return ctl.run(args)
     _configure_logging()
     try:
         config = _config_for(args)
-        return _serve(config, demo=args.command == "demo")
+        if args.command == "demo":
+            return _serve(config, demo=True)
+        return _serve(config, demo=False, watch=args.watch_config, overrides=_overrides(args))
     except (ConfigError, UsageError) as exc:
         print(f"poolwatch: error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,8 @@ A file looks like ``examples/poolwatch.toml``::
 
 Every problem is reported as one :class:`ConfigError` naming the file, the key
 (``pools[1].max_workers``) and the fix; unknown keys are errors, with a suggestion.
-Pool keys follow the same rules as the HTTP API (:mod:`poolwatch.http.schemas`).
+Pool keys are checked by the engine's own rules (:mod:`poolwatch.options`), as the
+HTTP API checks them: a value is accepted or refused alike, in the same words.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class ServerConfig:
     token: str | None = None
     read_only: bool = False
     max_body_bytes: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,25 @@ _SERVER = _fields(
     Field("token", "string", "API token for mutations.", max_length=4096),
     Field("read_only", "boolean", "Refuse every mutation."),
     Field("max_body_bytes", "integer", "Largest request body.", minimum=1, maximum=64 << 20),
+    Field(
+        "header_timeout",
+        "number",
+        "Seconds a request line and headers may take to arrive.",
+        exclusive_minimum=0,
+        maximum=3600,
+        unit="seconds",
+    ),
+    Field(
+        "body_timeout",
+        "number",
+        "Seconds a request body may take to arrive.",
+        exclusive_minimum=0,
+        maximum=3600,
+        unit="seconds",
+    ),
+    Field(
+        "max_connections", "integer", "Most connections open at once.", minimum=1, maximum=1 << 20
+    ),
 )
 _TRACING = _fields(
     Field("enabled", "boolean", "Export spans over OTLP."),

@@ -231,7 +231,10 @@ def render_metrics(manager: MetricsSource, accept: str | None = None) -> tuple[b
 
     OpenMetrics (with exemplars) when the header asks for it, else Prometheus text 0.0.4.
     """
-    encoder, content_type = choose_encoder(accept or "")
+    try:
+        encoder, content_type = choose_encoder(accept or "")
+    except (TypeError, ValueError):  # an unreadable OpenMetrics version: use the text format
+        encoder, content_type = choose_encoder("")
     openmetrics = content_type.startswith("application/openmetrics-text")
     snaps = [pool.metrics_snapshot() for pool in manager.pools()]
     with manager.collector.suppressed():

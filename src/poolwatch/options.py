@@ -1,89 +1,223 @@
-"""Checks of pool settings, shared by ``create_pool`` and ``configure``.
+"""The rules for pool settings, stated once.
 
-Each check names the setting, the rule and the value it got, so the message can be shown
-to a user unchanged (the HTTP API does).
+``create_pool`` and ``configure`` call these checks; the config file and the HTTP API
+call the very same ones (``poolwatch.http.schemas`` builds its fields from the
+:class:`Setting` objects here), so a value is accepted or refused alike everywhere and
+the refusal reads the same. Each message starts with the setting's name, states the
+rule and shows the value it got, so it can be shown to a user unchanged; the config
+file only puts the key's place in front (``pools[1].max_workers must be ...``).
+
+Bounds, and why:
+
+- ``max_workers``: 1 to 10,000 threads. Past that a pool exhausts the process's thread
+  limit long before it does useful work.
+- ``queue_capacity``: 0 to 10,000,000, or None for unbounded. 0 means no waiting room:
+  a task starts on a free worker at once or meets the rejection policy.
+- ``queue_timeout``/``run_timeout``: more than 0 and at most 30 days, or None for no
+  limit. Longer waits overflow some platforms' timers.
+- ``history_size``: 0 to 1,000,000 finished tasks kept per pool; 0 keeps none (the
+  counters still count every task).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 __all__ = [
+    "HISTORY_SIZE",
+    "MAX_SECONDS",
+    "MAX_WORKERS",
     "POOL_NAME_RE",
+    "QUEUE_CAPACITY",
+    "QUEUE_TIMEOUT",
     "REJECTION_POLICIES",
+    "RUN_TIMEOUT",
+    "SETTINGS",
+    "Setting",
+    "bounds_text",
     "check_history_size",
     "check_max_workers",
     "check_pool_name",
     "check_queue_capacity",
     "check_rejection_policy",
     "check_timeout",
+    "show",
 ]
 
 POOL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REJECTION_POLICIES = ("abort", "caller_runs", "discard", "discard_oldest")
+#: The longest timeout accepted (30 days).
+MAX_SECONDS = 2_592_000.0
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def show(value: Any, limit: int = 60) -> str:
+    """A short JSON-like rendering of a value for an error message."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        try:
+            text = repr(value)
+        except ValueError:
+            if not isinstance(value, int):
+                raise
+            # Past the interpreter's int-to-text digit limit.
+            text = f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def bounds_text(
+    minimum: float | None, exclusive_minimum: float | None, maximum: float | None
+) -> str:
+    """Bounds in words: ``> 0 and <= 30``; empty when there are none."""
+    bounds = []
+    if exclusive_minimum is not None:
+        bounds.append(f"> {_num(exclusive_minimum)}")
+    if minimum is not None:
+        bounds.append(f">= {_num(minimum)}")
+    if maximum is not None:
+        bounds.append(f"<= {_num(maximum)}")
+    return " and ".join(bounds)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """The rule for one numeric pool setting: its kind, bounds and what None means.
+
+    ``minimum``/``maximum`` are inclusive, ``exclusive_minimum`` strict. ``none_means``
+    is set for settings that accept None (null in JSON, left out in a config file).
+    ``lead`` replaces the start of the rule's wording where a familiar message exists
+    (the stdlib's "max_workers must be greater than 0").
+    """
+
+    name: str
+    kind: Literal["integer", "number"]
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    maximum: float | None = None
+    none_means: str | None = None
+    unit: str = ""
+    lead: str = ""
+
+    @property
+    def nullable(self) -> bool:
+        return self.none_means is not None
+
+    def rule(self) -> str:
+        """What a valid value looks like, in words."""
+        noun = "an integer" if self.kind == "integer" else "a number"
+        if self.unit:
+            noun += f" of {self.unit}"
+        if self.lead:
+            text = f"{self.lead} ({noun}"
+            if self.maximum is not None:
+                text += f" of at most {_num(self.maximum)}"
+            text += ")"
+        elif self.minimum is not None and self.maximum is not None:
+            text = f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
+        else:
+            bounds = bounds_text(self.minimum, self.exclusive_minimum, self.maximum)
+            text = f"{noun} {bounds}".strip()
+        if self.none_means is not None:
+            text += f", or None (null) for {self.none_means}"
+        return text
+
+    def message(self, value: Any) -> str:
+        return f"{self.name} must be {self.rule()}, got {show(value)}"
+
+    def check(self, value: Any) -> Any:
+        """``value`` checked (integers stay int, numbers become float): TypeError for the
+        wrong type, ValueError out of bounds."""
+        if value is None:
+            if self.none_means is not None:
+                return None
+            raise TypeError(self.message(value))
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(self.message(value))
+        if self.kind == "integer" and not isinstance(value, int):
+            raise TypeError(self.message(value))
+        # Comparisons of a huge int with these floats are exact and never overflow.
+        if (
+            (isinstance(value, float) and not math.isfinite(value))
+            or (self.minimum is not None and value < self.minimum)
+            or (self.exclusive_minimum is not None and value <= self.exclusive_minimum)
+            or (self.maximum is not None and value > self.maximum)
+        ):
+            raise ValueError(self.message(value))
+        return int(value) if self.kind == "integer" else float(value)
+
+
+MAX_WORKERS = Setting("max_workers", "integer", minimum=1, maximum=10_000, lead="greater than 0")
+QUEUE_CAPACITY = Setting(
+    "queue_capacity", "integer", minimum=0, maximum=10_000_000, none_means="an unbounded queue"
+)
+QUEUE_TIMEOUT = Setting(
+    "queue_timeout",
+    "number",
+    exclusive_minimum=0,
+    maximum=MAX_SECONDS,
+    none_means="no limit",
+    unit="seconds",
+)
+RUN_TIMEOUT = Setting(
+    "run_timeout",
+    "number",
+    exclusive_minimum=0,
+    maximum=MAX_SECONDS,
+    none_means="no limit",
+    unit="seconds",
+)
+HISTORY_SIZE = Setting("history_size", "integer", minimum=0, maximum=1_000_000)
+
+#: Every numeric setting, by name.
+SETTINGS = {
+    s.name: s for s in (MAX_WORKERS, QUEUE_CAPACITY, QUEUE_TIMEOUT, RUN_TIMEOUT, HISTORY_SIZE)
+}
 
 
 def check_pool_name(name: Any) -> str:
     if not isinstance(name, str):
-        raise TypeError(f"pool name must be a string, got {type(name).__name__}")
+        raise TypeError(f"name must be a string matching {POOL_NAME_RE.pattern}, got {show(name)}")
     if not POOL_NAME_RE.fullmatch(name):
         raise ValueError(
-            f"pool name must match {POOL_NAME_RE.pattern} (start with a letter or digit, then "
-            f"letters, digits, '_', '.', '-'; at most 64 characters), got {name!r}"
+            f"name must match {POOL_NAME_RE.pattern} (start with a letter or digit, then "
+            f"letters, digits, '_', '.', '-'; at most 64 characters), got {show(name)}"
         )
     return name
 
 
 def check_max_workers(value: Any) -> int:
-    if not _is_int(value):
-        raise TypeError(f"max_workers must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"max_workers must be greater than 0 (an integer >= 1), got {value!r}")
-    return int(value)
+    result: int = MAX_WORKERS.check(value)
+    return result
 
 
 def check_queue_capacity(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise TypeError(
-            f"queue_capacity must be an integer >= 0, or None for unbounded, got {value!r}"
-        )
-    if value < 0:
-        raise ValueError(
-            f"queue_capacity must be an integer >= 0, or None for unbounded, got {value!r}"
-        )
-    return int(value)
+    result: int | None = QUEUE_CAPACITY.check(value)
+    return result
 
 
 def check_rejection_policy(value: Any) -> str:
-    if value not in REJECTION_POLICIES or not isinstance(value, str):
+    if not isinstance(value, str) or value not in REJECTION_POLICIES:
         raise ValueError(
-            f"rejection_policy must be one of {', '.join(map(repr, REJECTION_POLICIES))}, "
-            f"got {value!r}"
+            f"rejection_policy must be one of {', '.join(map(json.dumps, REJECTION_POLICIES))}, "
+            f"got {show(value)}"
         )
     return value
 
 
 def check_timeout(setting: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise TypeError(f"{setting} must be a number of seconds > 0, or None, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{setting} must be a number of seconds > 0, or None, got {value!r}")
-    return float(value)
+    """``setting`` is ``"queue_timeout"`` or ``"run_timeout"``."""
+    result: float | None = SETTINGS[setting].check(value)
+    return result
 
 
 def check_history_size(value: Any) -> int:
-    if not _is_int(value):
-        raise TypeError(f"history_size must be an integer >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"history_size must be an integer >= 0, got {value!r}")
-    return int(value)
+    result: int = HISTORY_SIZE.check(value)
+    return result

@@ -51,8 +51,8 @@ def test_bad_config_file_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
     assert main(["serve", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        f"poolwatch: error: {path}: pools[0].max_workers must be an integer >= 1 and <= 10000, "
-        'got "ten"'
+        f"poolwatch: error: {path}: pools[0].max_workers must be greater than 0 (an integer of "
+        'at most 10000), got "ten"'
     )
 
 

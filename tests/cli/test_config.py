@@ -73,7 +73,7 @@ def test_values_are_frozen() -> None:
         ("[srever]\n", 'unknown key srever; did you mean "server"?'),
         (
             '[[pools]]\nname = "a"\nmax_workers = 1\n[[pools]]\nname = "b"\nmax_workers = "ten"\n',
-            'pools[1].max_workers must be an integer >= 1 and <= 10000, got "ten"',
+            'pools[1].max_workers must be greater than 0 (an integer of at most 10000), got "ten"',
         ),
         ("[[pools]]\nmax_workers = 1\n", "pools[0].name is required"),
         ('[[pools]]\nname = "a"\n', "pools[0].max_workers is required"),
@@ -211,3 +211,14 @@ def test_blank_host_names_file_and_key(tmp_path: Path, host: str) -> None:
 def test_host_is_trimmed_like_the_flag(tmp_path: Path) -> None:
     path = _write(tmp_path, '[server]\nhost = " 127.0.0.1 "\n')
     assert load_config(path, env={}).server.host == "127.0.0.1"
+
+
+def test_load_config_is_public(tmp_path: Path) -> None:
+    import poolwatch
+
+    path = _write(tmp_path, '[[pools]]\nname = "io"\nmax_workers = 4\nqueue_capacity = 0\n')
+    config = poolwatch.load_config(path, env={})
+    assert [(p.name, p.max_workers, p.queue_capacity) for p in config.pools] == [("io", 4, 0)]
+    assert "load_config" in poolwatch.__all__
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        poolwatch.load_config(tmp_path / "missing.toml")

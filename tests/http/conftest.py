@@ -132,13 +132,13 @@ def gate_fixture() -> Callable[[str], threading.Event]:
 class LiveServer:
     """A real uvicorn server for ``app`` on a free loopback port, in a thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         import uvicorn
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off", **options
         )
         self.server = uvicorn.Server(config)  # off the main thread it leaves signals alone
         self.thread = threading.Thread(target=self.server.run, name="live-uvicorn")
@@ -155,11 +155,11 @@ class LiveServer:
 
 @pytest.fixture
 def live_server() -> Iterator[Callable[[Any], LiveServer]]:
-    """``live_server(app)``: start a real server (stopped after the test)."""
+    """``live_server(app, **uvicorn_options)``: start a real server (stopped after the test)."""
     servers: list[LiveServer] = []
 
-    def start(app: Any) -> LiveServer:
-        server = LiveServer(app).__enter__()
+    def start(app: Any, **options: Any) -> LiveServer:
+        server = LiveServer(app, **options).__enter__()
         servers.append(server)
         return server
 

@@ -7,6 +7,7 @@ error must have the ``{"error": {"code", "message"}}`` shape.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from poolwatch import PoolManager
+from poolwatch.http import create_app
+from poolwatch.http.protocol import ConnectionLimits, protocol_class
 
 # st.text() leaves out unpaired surrogates; JSON's "\ud800" escapes still produce them.
 TEXT = st.text() | st.text(alphabet=st.sampled_from("\ud800\udc00\udfffa\u00e9"), min_size=1)
@@ -136,6 +139,11 @@ def _check(response: Any, documented: set[int], request: dict[str, Any]) -> None
         return
     assert status in documented | {404, 405}, (request, status, response.text)
     if status >= 400:
+        assert response.headers["content-type"].startswith("application/json"), (
+            request,
+            response.headers,
+            response.text,
+        )
         body = response.json()
         assert set(body) == {"error"}, body
         assert isinstance(body["error"]["code"], str)
@@ -197,5 +205,80 @@ def test_generated_requests_with_a_token_never_fail(make_client, manager: PoolMa
             follow_redirects=False,
         )
         _check(response, request["documented"], request)
+
+    run()
+
+
+ACCEPT = st.one_of(
+    st.text(max_size=60),
+    st.builds(
+        "application/openmetrics-text; version={}".format,
+        st.text(alphabet="0123456789.ax-", max_size=8),
+    ),
+    st.sampled_from(["*/*", "text/plain;version=0.0.4", "application/openmetrics-text"]),
+)
+
+
+def test_any_accept_header_gets_a_scrape(client, manager: PoolManager) -> None:
+    manager.create_pool("fz", max_workers=1)
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(ACCEPT)
+    def run(accept: str) -> None:
+        try:
+            header = accept.strip().encode("latin-1")
+        except UnicodeEncodeError:
+            return  # not sendable as a header value
+        if any(b < 0x20 or b == 0x7F for b in header):
+            return  # control characters: not a header value either
+        response = client.get("/metrics", headers={"Accept": header})
+        assert response.status_code == 200, (accept, response.text)
+        assert "poolwatch_pool_max_workers" in response.text
+
+    run()
+
+
+TOKENS = st.sampled_from(
+    [b"GET", b"POST", b"PATCH", b" ", b"/", b"/api/pools", b"HTTP/1.1", b"HTTP/1.0", b"\r\n",
+     b":", b"Host: x", b"Content-Length: 3", b"Transfer-Encoding: chunked", b"\x00", b"\xff",
+     b"?a=b", b"%", b"0\r\n\r\n", b"{}"]
+)  # fmt: skip
+RAW = st.lists(TOKENS | st.binary(max_size=8), max_size=12).map(b"".join)
+
+
+def _json_answers(raw: bytes) -> list[int]:
+    """The statuses of the answers in ``raw``; each must have a JSON body if it is an error."""
+    statuses = []
+    while raw.startswith(b"HTTP/1.1 "):
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers.get("content-length", "0"))
+        body, raw = rest[:length], rest[length:]
+        if status >= 400:
+            assert headers["content-type"].startswith("application/json"), (status, head, body)
+            assert set(json.loads(body)["error"]) == {"code", "message"}
+        statuses.append(status)
+    assert raw == b"", raw
+    return statuses
+
+
+def test_raw_request_bytes_never_get_a_plain_text_error(live_server, manager) -> None:
+    limits = ConnectionLimits(header_timeout=0.3, max_connections=50)
+    server = live_server(
+        create_app(manager, bind_host="127.0.0.1", body_timeout=0.3), http=protocol_class(limits)
+    )
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(RAW)
+    def run(data: bytes) -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(data + b"\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        assert all(status < 500 for status in _json_answers(received)), received
 
     run()

@@ -54,8 +54,8 @@ def test_duplicate_pool_is_409(client, manager: PoolManager, assert_error) -> No
 
 def test_create_pool_rejects_bad_fields_naming_them(client, assert_error) -> None:
     cases = [
-        ({"name": "x", "max_workers": "ten"}, "max_workers must be an integer >= 1", '"ten"'),
-        ({"name": "x", "max_workers": 0}, "max_workers must be an integer >= 1", "got 0"),
+        ({"name": "x", "max_workers": "ten"}, "max_workers must be greater than 0", '"ten"'),
+        ({"name": "x", "max_workers": 0}, "max_workers must be greater than 0", "got 0"),
         ({"name": "x", "max_workers": True}, "max_workers", "true"),
         (
             {"name": "x"},
@@ -67,11 +67,11 @@ def test_create_pool_rejects_bad_fields_naming_them(client, assert_error) -> Non
         ),
         (
             {"name": "bad name!", "max_workers": 1},
-            "name must be a string matching",
+            "name must match",
         ),
         ({"name": "x", "max_workers": 1, "rejection_policy": "drop"}, '"abort"', '"drop"'),
         ({"name": "x", "max_workers": 1, "queue_timeout": -1}, "queue_timeout", "> 0"),
-        ({"name": "x", "max_workers": 1, "queue_capacity": 0}, "queue_capacity", ">= 1"),
+        ({"name": "x", "max_workers": 1, "queue_capacity": -1}, "queue_capacity", "from 0 to"),
         (
             {"name": "x", "max_workers": 1, "color": "red"},
             "unknown field color",

@@ -1,4 +1,5 @@
-"""Schemathesis against a real server: every documented check passes, never a 5xx.
+"""Schemathesis against a real server: every documented check passes, never a 5xx, and
+every error is JSON in the ``{"error": {"code", "message"}}`` shape.
 
 Runs when schemathesis is installed (it is in the dev extra); skipped otherwise.
 """
@@ -15,6 +16,24 @@ from poolwatch.http import create_app
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 positive_data_acceptance = schemathesis.checks.positive_data_acceptance
+
+
+def _assert_json_error_shape(response: Any) -> None:
+    """A 5xx, or an error that is not the JSON error shape, fails the run."""
+    status = response.status_code
+    assert status < 500, (status, response.text)
+    if status < 400:
+        return
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    kind = headers.get("content-type", [""])
+    kind = kind[0] if isinstance(kind, list) else kind
+    assert kind.startswith("application/json"), (status, kind, response.text)
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert isinstance(body["error"]["code"], str), body
+    assert isinstance(body["error"]["message"], str), body
+    assert body["error"]["message"], body
 
 
 def test_api_conforms_to_its_openapi_document(manager: PoolManager, live_server) -> None:
@@ -36,6 +55,9 @@ def test_api_conforms_to_its_openapi_document(manager: PoolManager, live_server)
         def run(case: Any) -> None:
             # Schema-valid bodies may still name an unregistered task or arguments that
             # do not fit its signature: a 422 there is right, so that check is left out.
-            case.call_and_validate(base_url=server.url, excluded_checks=[positive_data_acceptance])
+            response = case.call_and_validate(
+                base_url=server.url, excluded_checks=[positive_data_acceptance]
+            )
+            _assert_json_error_shape(response)
 
         run()

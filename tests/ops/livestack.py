@@ -32,6 +32,9 @@ from ops import opsfiles
 
 T = TypeVar("T")
 
+#: The scrape job of the demo: not "poolwatch", so nothing can rely on that name.
+JOB = "orders-service"
+
 #: Patience of every alert in the test copy of the rules (the shipped rules wait minutes).
 TEST_FOR = "1s"
 
@@ -76,6 +79,7 @@ def prometheus_config(directory: Path, live: Stack) -> Path:
     alertmanager = live.alertmanager_url.removeprefix("http://")
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     job = next(job for job in config["scrape_configs"] if job["job_name"] == "poolwatch")
+    job["job_name"] = JOB  # the rules and dashboards must not lean on the name "poolwatch"
     job["static_configs"] = [{"targets": [live.demo_target, live.dead_target]}]
     config["scrape_configs"] = [job]
     config["rule_files"] = [str(path) for path in write_test_rules(directory)]

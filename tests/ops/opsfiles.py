@@ -147,6 +147,13 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+def runbook_base() -> str:
+    """Where the alerts' runbook_url points (the rules file's ``# runbook base:`` line)."""
+    found = re.search(r"^# runbook base: (\S+)$", ALERT_RULES.read_text(), re.MULTILINE)
+    assert found, f"{ALERT_RULES} has no '# runbook base:' line"
+    return found.group(1)
+
+
 def runbook_anchors() -> set[str]:
     lines = RUNBOOK.read_text(encoding="utf-8").splitlines()
     return {github_anchor(line.lstrip("#")) for line in lines if line.startswith("#")}

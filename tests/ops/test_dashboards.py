@@ -191,3 +191,22 @@ def test_json_is_strict_and_stable() -> None:
         text = (opsfiles.DASHBOARD_DIR / name).read_text(encoding="utf-8")
         assert text == json.dumps(board, indent=2, sort_keys=True) + "\n"
         json.loads(text, parse_constant=reject_constant)
+
+
+def test_pool_changes_are_annotated_on_every_graph() -> None:
+    for name, board in opsfiles.dashboards().items():
+        annotations = {a["name"]: a for a in board["annotations"]["list"]}
+        assert set(annotations) == {
+            "Resized",
+            "Queue capacity changed",
+            "Paused or resumed",
+            "Pools added or removed",
+        }, name
+        for annotation in annotations.values():
+            assert annotation["enable"] is True
+            assert annotation["datasource"]["uid"] == "${datasource}"
+            assert 'job=~"$job"' in annotation["expr"], annotation
+            assert "changes(" in annotation["expr"] or " offset 1m" in annotation["expr"]
+            assert annotation["titleFormat"], annotation
+            unknown = opsfiles.raw_metric_families(annotation["expr"]) - opsfiles.CONTRACT_METRICS
+            assert not unknown, (name, annotation["name"], unknown)

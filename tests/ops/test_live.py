@@ -28,14 +28,21 @@ import pytest
 
 import support
 from ops import opsfiles
-from ops.livestack import Stack, live_stack, prometheus_config, wait_for
+from ops.livestack import (
+    JOB,
+    Stack,
+    live_stack,
+    poolwatch_command,
+    prometheus_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.prometheus
 
 #: Grafana variables, as "All" (or the only job) would expand them.
 VARIABLES = {
     "$__rate_interval": "1m",
-    "$job": "poolwatch",
+    "$job": JOB,
     "$instance": ".*",
     "$pool": ".*",
     "$task": ".*",
@@ -65,6 +72,11 @@ class Trouble:
         s.create_pool(name="ops-stalled", max_workers=1)
         s.create_pool(name="ops-backlog", max_workers=1)
         s.pause("ops-backlog")
+        # A small bounded queue, 7 of 8 full: the backlog alert is relative to capacity.
+        s.create_pool(name="ops-nearly-full", max_workers=1, queue_capacity=8)
+        s.pause("ops-nearly-full")
+        for _ in range(7):
+            self.accepted(s.submit("ops-nearly-full", "demo.sleep", seconds=0.01))
         s.create_pool(name="ops-failing", max_workers=4)
         s.create_pool(name="ops-rejecting", max_workers=1, queue_capacity=1)
         s.create_pool(name="ops-timeouts", max_workers=2, run_timeout=0.1)
@@ -127,6 +139,7 @@ def expected_alerts(stack: Stack) -> set[tuple[str, str]]:
         ("PoolwatchPoolSaturated", "ops-saturated"),
         ("PoolwatchPoolStalled", "ops-stalled"),
         ("PoolwatchQueueBacklogGrowing", "ops-backlog"),
+        ("PoolwatchQueueBacklogGrowing", "ops-nearly-full"),
         ("PoolwatchQueueWaitTooLong", "ops-backlog"),
         ("PoolwatchHighFailureRatio", "ops-failing"),
         ("PoolwatchTasksRejected", "ops-rejecting"),
@@ -163,7 +176,12 @@ def test_induced_trouble_fires_the_matching_alerts(stack: Stack, trouble: Troubl
     }
     stalled = labels["PoolwatchPoolStalled"]
     assert stalled["labels"]["severity"] == "critical"
-    assert stalled["annotations"]["runbook_url"] == "docs/runbook.md#poolwatchpoolstalled"
+    assert (
+        stalled["annotations"]["runbook_url"] == f"{opsfiles.runbook_base()}#poolwatchpoolstalled"
+    )
+    # The job is not named "poolwatch" here: the alert knows it by its metrics.
+    down = labels["PoolwatchTargetDown"]
+    assert down["labels"]["job"] == JOB
 
 
 def has_data(stack: Stack, expr: str) -> bool:
@@ -220,7 +238,7 @@ def test_run_time_exemplars_carry_trace_ids(stack: Stack) -> None:
     def trace_ids() -> set[str]:
         data = stack.api(
             "query_exemplars",
-            query='poolwatch_task_run_seconds_bucket{job="poolwatch"}',
+            query=f'poolwatch_task_run_seconds_bucket{{job="{JOB}"}}',
             start="0",
             end="9999999999",
         )
@@ -284,3 +302,45 @@ def test_generated_prometheus_config_is_valid(tmp_path: Path) -> None:
     assert {rule["for"] for rule in rules} == {"1s"}
     wait = next(rule for rule in rules if rule["alert"] == "PoolwatchQueueWaitTooLong")
     assert wait["expr"].strip() == "poolwatch_pool_oldest_queued_seconds > 1"
+
+
+def test_pool_changes_show_as_annotations(stack: Stack, trouble: Trouble) -> None:
+    """Each change annotation's query finds the change that was made over the API."""
+    stack.create_pool(name="ops-changes", max_workers=1, queue_capacity=4)
+    # Prometheus must see the settings before the change, or there is no change to see.
+    support.wait_until(
+        functools.partial(has_data, stack, 'poolwatch_pool_max_workers{pool="ops-changes"} == 1'),
+        timeout=20,
+        message="a scrape of the new pool",
+    )
+    body = {"max_workers": 3, "queue_capacity": 9}
+    changed = json.loads(
+        subprocess.run(
+            [
+                *poolwatch_command(),
+                "ctl",
+                "--url",
+                stack.demo_url,
+                "--json",
+                "pools",
+                "set",
+                "ops-changes",
+                *(f"{k}={v}" for k, v in body.items()),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    )
+    assert (changed["max_workers"], changed["queue_capacity"]) == (3, 9)
+    stack.pause("ops-changes")
+    board = opsfiles.dashboards()["poolwatch-pool.json"]
+    for annotation in board["annotations"]["list"]:
+        query = substitute(annotation["expr"])
+        support.wait_until(
+            functools.partial(has_data, stack, query),
+            timeout=20,
+            interval=0.25,
+            message=f"the {annotation['name']} annotation to find the change: {query}",
+        )

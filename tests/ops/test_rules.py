@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -83,7 +86,10 @@ def test_alert_is_labelled_annotated_and_has_a_runbook_section(rule: dict[str, A
     assert set(annotations) == {"summary", "description", "runbook_url"}
     assert "{{ $labels.instance }}" in annotations["summary"]
     page, _, anchor = annotations["runbook_url"].partition("#")
-    assert page == "docs/runbook.md"
+    assert page == opsfiles.runbook_base()
+    parts = urlsplit(page)
+    assert parts.scheme == "https", f"{name}: runbook_url must be absolute, got {page}"
+    assert parts.netloc, f"{name}: runbook_url must be absolute, got {page}"
     assert anchor == name.lower()
     assert anchor in opsfiles.runbook_anchors(), f"docs/runbook.md has no '## {name}' section"
     assert re.fullmatch(r"\d+[smh]", rule["for"]), f"{name} needs a `for` to ride out blips"
@@ -101,3 +107,35 @@ def test_runbook_tuning_table_matches_the_rules() -> None:
         _, _, _, patience, severity = table[name]
         assert patience == f"{rule['for']}", f"{name}: runbook says for {patience}"
         assert severity == rule["labels"]["severity"], f"{name}: runbook says {severity}"
+
+
+def test_the_runbook_base_is_one_command_away(tmp_path: Path) -> None:
+    """runbook_base.py re-points every alert, and the rule unit tests still pass."""
+    rules = tmp_path / "rules"
+    shutil.copytree(opsfiles.RULES_DIR, rules, ignore=shutil.ignore_patterns("__pycache__"))
+    base = "https://wiki.example.com/ops/poolwatch-runbook"
+    alerts = rules / opsfiles.ALERT_RULES.name
+    tests = rules / "tests" / opsfiles.RULE_TESTS.name
+    done = subprocess.run(
+        ["python3", str(rules / "runbook_base.py"), base, str(alerts), str(tests)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    urls = re.findall(r"runbook_url: (\S+)", alerts.read_text() + tests.read_text())
+    assert len(urls) >= 18
+    assert {url.partition("#")[0] for url in urls} == {base}
+    assert f"# runbook base: {base}" in alerts.read_text()
+    tested = promtool("test", "rules", str(tests))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    refused = subprocess.run(
+        ["python3", str(rules / "runbook_base.py"), "docs/runbook.md", str(alerts)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "absolute http(s) URL" in refused.stderr

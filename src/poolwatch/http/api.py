@@ -1,8 +1,9 @@
 """The ``/api`` routes: pools, tasks, task types, totals and server info.
 
 Handlers are async and call the engine directly where it only takes a pool lock
-briefly; anything that can wait (removing a pool, a ``caller_runs`` submission) runs in
-a worker thread so the event loop never stalls. Reads cost O(page size).
+briefly; anything that can wait (removing a pool, a ``caller_runs`` submission) runs on
+threads of its own (:mod:`poolwatch.http.blocking`), so neither the event loop nor
+scrapes and reads ever wait behind it. Reads cost O(page size).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from poolwatch.errors import PoolExistsError, RejectedError
 from poolwatch.http.auth import AccessPolicy, audit
+from poolwatch.http.blocking import BlockingRunner
 from poolwatch.http.errors import ApiError
 from poolwatch.http.fields import FieldError, show
 from poolwatch.http.lifecycle import Lifecycle
@@ -155,6 +156,7 @@ class ControlApi:
         self.lifecycle = lifecycle
         self.max_body_bytes = max_body_bytes
         self.version = version
+        self.blocking = BlockingRunner(lifecycle)
 
     def routes(self) -> list[Route]:
         """The routes, busiest first (they are tried in order; no two overlap)."""
@@ -409,7 +411,8 @@ class ControlApi:
             raise _invalid(exc) from None
         self._pool(name)
         try:
-            final = await run_in_threadpool(
+            final = await self.blocking.run(
+                f"the removal of pool {show(name)}",
                 self.manager.remove_pool,
                 name,
                 wait=True,
@@ -447,7 +450,13 @@ class ControlApi:
         try:
             if pool.rejection_policy == "caller_runs":
                 # A full queue runs the task in the caller: never on the event loop.
-                future = await run_in_threadpool(pool.submit, task_type.fn, *args, **kwargs)
+                future = await self.blocking.run(
+                    f"the submission to pool {show(pool.name)}",
+                    pool.submit,
+                    task_type.fn,
+                    *args,
+                    **kwargs,
+                )
             else:
                 # Short and lock-bound; a thread hop would cost fifty times the submit.
                 # Nothing awaits between the check and the submit, so a PATCH of the

@@ -18,6 +18,7 @@ from poolwatch._version import __version__
 from poolwatch.http.api import ControlApi
 from poolwatch.http.auth import TOKEN_RULE, AccessPolicy, token_problem
 from poolwatch.http.errors import CatchAllMiddleware, error_response, exception_handlers
+from poolwatch.http.guards import RequestGuard
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.openapi import openapi_document
 from poolwatch.http.otel import ServerSpanMiddleware
@@ -41,6 +42,30 @@ def console_directory() -> Path:
     return Path(str(importlib.resources.files("poolwatch") / "console"))
 
 
+def _check_arguments(token: Any, max_body_bytes: Any, body_timeout: Any) -> None:
+    """ValueError for ``create_app`` arguments it cannot use."""
+    if token is not None:
+        if not isinstance(token, str):
+            raise ValueError(f"token must be a string or None, got {type(token).__name__}")
+        problem = token_problem(token)
+        if problem is not None:
+            raise ValueError(f"token {problem}: {TOKEN_RULE}")
+    if (
+        isinstance(max_body_bytes, bool)
+        or not isinstance(max_body_bytes, int)
+        or max_body_bytes < 1
+    ):
+        raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
+    if body_timeout is not None and (
+        isinstance(body_timeout, bool)
+        or not isinstance(body_timeout, int | float)
+        or not body_timeout > 0
+    ):
+        raise ValueError(
+            f"body_timeout must be a number of seconds > 0 or None, got {body_timeout!r}"
+        )
+
+
 def create_app(
     manager: PoolManager,
     *,
@@ -49,6 +74,7 @@ def create_app(
     bind_host: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     lifecycle: Lifecycle | None = None,
+    body_timeout: float | None = None,
 ) -> Starlette:
     """The control API, metrics, health checks and web console of ``manager``.
 
@@ -66,20 +92,13 @@ def create_app(
 
     ``max_body_bytes`` bounds request bodies (413 past it). ``lifecycle`` is shared
     with whoever runs the server: after ``lifecycle.begin_shutdown()`` ``/readyz``
-    answers 503 and new work is refused.
+    answers 503 and new work is refused; after ``lifecycle.close_requests()`` requests
+    still waiting for a pool to drain (or a ``caller_runs`` task) are answered with 503.
+    ``body_timeout`` (seconds) bounds how long a request body may take to arrive (408
+    past it; None: no limit). Pages (the console) carry headers that forbid framing by
+    other sites and a Content-Security-Policy fitting the console.
     """
-    if token is not None:
-        if not isinstance(token, str):
-            raise ValueError(f"token must be a string or None, got {type(token).__name__}")
-        problem = token_problem(token)
-        if problem is not None:
-            raise ValueError(f"token {problem}: {TOKEN_RULE}")
-    if (
-        isinstance(max_body_bytes, bool)
-        or not isinstance(max_body_bytes, int)
-        or max_body_bytes < 1
-    ):
-        raise ValueError(f"max_body_bytes must be an integer >= 1, got {max_body_bytes!r}")
+    _check_arguments(token, max_body_bytes, body_timeout)
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=bind_host)
     version = package_version()
@@ -142,6 +161,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestGuard, body_timeout=body_timeout),
             Middleware(CatchAllMiddleware),
             Middleware(
                 ServerSpanMiddleware,

@@ -39,7 +39,14 @@ from starlette.requests import Request
 
 from poolwatch.http.errors import ApiError
 
-__all__ = ["TOKEN_RULE", "AccessPolicy", "audit", "is_loopback", "token_problem"]
+__all__ = [
+    "TOKEN_RULE",
+    "AccessPolicy",
+    "audit",
+    "audit_record",
+    "is_loopback",
+    "token_problem",
+]
 
 audit_logger = logging.getLogger("poolwatch.audit")
 
@@ -256,14 +263,20 @@ def audit(
     """Log one control action as a JSON line on the ``poolwatch.audit`` logger."""
     if not audit_logger.isEnabledFor(logging.INFO):
         return
-    record = {
-        "event": "control",
-        "action": action,
-        "target": target,
-        "client": client_address(request),
-        "authenticated": authenticated,
-        "status": status,
-        "result": result,
-        **details,
-    }
+    audit_record(
+        {
+            "event": "control",
+            "action": action,
+            "target": target,
+            "client": client_address(request),
+            "authenticated": authenticated,
+            "status": status,
+            "result": result,
+            **details,
+        }
+    )
+
+
+def audit_record(record: dict[str, Any]) -> None:
+    """Log one audit record (a JSON object) as a line on the ``poolwatch.audit`` logger."""
     audit_logger.info(json.dumps(record, default=str, sort_keys=False))

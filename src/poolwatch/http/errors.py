@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -80,7 +80,24 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return error_response(status, code, message, exc.headers)
 
 
-exception_handlers = {ApiError: _api_error, HTTPException: _http_exception}
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    # Nobody is left to read an answer; this is routine, not an error of the server.
+    logger.debug(
+        "client %s disconnected before sending the whole body of %s %s",
+        request.client.host if request.client else "unknown",
+        request.method,
+        request.url.path,
+    )
+    return error_response(
+        400, "client_disconnected", "the client closed the connection before sending the body"
+    )
+
+
+exception_handlers = {
+    ApiError: _api_error,
+    HTTPException: _http_exception,
+    ClientDisconnect: _client_disconnect,
+}
 
 _INTERNAL = json.dumps(
     {

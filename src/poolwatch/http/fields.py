@@ -8,12 +8,13 @@ can never disagree.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from poolwatch.options import POOL_NAME_RE, Setting, bounds_text, show
 
 __all__ = [
     "POOL_NAME_PATTERN",
@@ -27,7 +28,7 @@ __all__ = [
 Kind = Literal["integer", "number", "string", "boolean", "array", "object"]
 
 #: Pool names are metric label values; the engine enforces the same rule.
-POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+POOL_NAME_PATTERN = POOL_NAME_RE.pattern
 
 _ARTICLE = {
     "integer": "an integer",
@@ -46,21 +47,6 @@ class FieldError(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """A short JSON-like rendering of a value for an error message."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=True)
-    except (TypeError, ValueError):
-        try:
-            text = repr(value)
-        except ValueError:
-            if not isinstance(value, int):
-                raise
-            # Past the interpreter's int-to-text digit limit.
-            text = f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -92,26 +78,45 @@ class Field:
     default: Any = None
     #: Overrides the wording of the type ("a table" instead of "an object").
     type_text: str | None = None
+    #: The engine's own check of this value (see :mod:`poolwatch.options`): when set, it
+    #: decides and words every refusal of a non-null value, so the API and the config file
+    #: refuse exactly what the library refuses, in the same words.
+    checker: Callable[[Any], Any] | None = None
+    #: The whole rule in words, where it comes from the engine's setting.
+    wording: str | None = None
+
+    @classmethod
+    def for_setting(cls, setting: Setting, description: str, **options: Any) -> Field:
+        """The field of a pool setting: bounds, nullability and check from ``setting``."""
+        return cls(
+            setting.name,
+            setting.kind,
+            description,
+            nullable=setting.nullable,
+            minimum=setting.minimum,
+            exclusive_minimum=setting.exclusive_minimum,
+            maximum=setting.maximum,
+            unit=setting.unit,
+            checker=setting.check,
+            wording=setting.rule(),
+            **options,
+        )
 
     # -- wording --------------------------------------------------------------------
 
     def rule(self) -> str:
         """What a valid value looks like, in words: ``an integer >= 1 or null``."""
+        if self.wording is not None:
+            return self.wording
         if self.choices is not None:
             text = "one of " + ", ".join(f'"{c}"' for c in self.choices)
         else:
             text = self.type_text or _ARTICLE[self.kind]
             if self.unit:
                 text += f" of {self.unit}"
-            bounds = []
-            if self.exclusive_minimum is not None:
-                bounds.append(f"> {_num(self.exclusive_minimum)}")
-            if self.minimum is not None:
-                bounds.append(f">= {_num(self.minimum)}")
-            if self.maximum is not None:
-                bounds.append(f"<= {_num(self.maximum)}")
+            bounds = bounds_text(self.minimum, self.exclusive_minimum, self.maximum)
             if bounds:
-                text += " " + " and ".join(bounds)
+                text += " " + bounds
             if self.pattern is not None:
                 text += f" matching {self.pattern}"
             if self.max_length is not None:
@@ -133,6 +138,8 @@ class Field:
             if self.nullable:
                 return None
             raise self.error(value, label)
+        if self.checker is not None:
+            return self._engine_check(value, label)
         kind = self.kind
         if kind == "integer":
             if not isinstance(value, int) or isinstance(value, bool):
@@ -171,6 +178,18 @@ class Field:
         if not isinstance(value, dict):
             raise self.error(value, label)
         return value
+
+    def _engine_check(self, value: Any, label: str | None) -> Any:
+        try:
+            return self.checker(value) if self.checker is not None else value
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+            name = label or self.name
+            # The engine's messages start with the setting's name; put the key's place
+            # (``pools[1].``) in front of it.
+            if label and message.startswith(self.name):
+                message = label + message[len(self.name) :]
+            raise FieldError(name, message) from None
 
     def _check_bounds(self, value: float, label: str | None) -> None:
         if self.minimum is not None and value < self.minimum:
@@ -218,10 +237,6 @@ class Field:
         if self.default is not None:
             schema["default"] = self.default
         return schema
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def check_object(

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from poolwatch import options
 from poolwatch.http.fields import POOL_NAME_PATTERN, Field, FieldError, check_object, show
 from poolwatch.records import TaskState
 from poolwatch.tasks import TaskType
@@ -32,10 +33,8 @@ __all__ = [
     "parse_task_query",
 ]
 
-#: The longest timeout accepted (30 days): longer waits overflow some platform timers.
-MAX_SECONDS = 2_592_000.0
 MAX_PER_PAGE = 200
-REJECTION_POLICIES = ("abort", "caller_runs", "discard", "discard_oldest")
+REJECTION_POLICIES = options.REJECTION_POLICIES
 TASK_STATES = tuple(state.value for state in TaskState)
 
 
@@ -49,49 +48,32 @@ NAME = Field(
     "Pool name; also the `pool` label of its metrics.",
     required=True,
     pattern=POOL_NAME_PATTERN,
+    checker=options.check_pool_name,
 )
-MAX_WORKERS = Field(
-    "max_workers", "integer", "Most worker threads the pool runs.", minimum=1, maximum=10_000
-)
-QUEUE_CAPACITY = Field(
-    "queue_capacity",
-    "integer",
-    "Most tasks waiting to start; null for an unbounded queue.",
-    nullable=True,
-    minimum=1,
-    maximum=10_000_000,
+MAX_WORKERS = Field.for_setting(options.MAX_WORKERS, "Most worker threads the pool runs.")
+QUEUE_CAPACITY = Field.for_setting(
+    options.QUEUE_CAPACITY,
+    "Most tasks waiting to start; 0 for none (a task starts at once or is rejected); "
+    "null for an unbounded queue.",
 )
 REJECTION_POLICY = Field(
     "rejection_policy",
     "string",
     "What happens to a task submitted while the queue is full.",
     choices=REJECTION_POLICIES,
+    checker=options.check_rejection_policy,
 )
-QUEUE_TIMEOUT = Field(
-    "queue_timeout",
-    "number",
+QUEUE_TIMEOUT = Field.for_setting(
+    options.QUEUE_TIMEOUT,
     "Seconds a task may wait before starting; it is cancelled after that. Null: no limit.",
-    nullable=True,
-    exclusive_minimum=0,
-    maximum=MAX_SECONDS,
-    unit="seconds",
 )
-RUN_TIMEOUT = Field(
-    "run_timeout",
-    "number",
+RUN_TIMEOUT = Field.for_setting(
+    options.RUN_TIMEOUT,
     "Seconds a task may run before it is marked overdue and asked to cancel. Null: no limit.",
-    nullable=True,
-    exclusive_minimum=0,
-    maximum=MAX_SECONDS,
-    unit="seconds",
 )
 PAUSED = Field("paused", "boolean", "true pauses the pool (nothing new starts), false resumes it.")
-HISTORY_SIZE = Field(
-    "history_size",
-    "integer",
-    "Finished tasks kept for inspection per pool.",
-    minimum=1,
-    maximum=1_000_000,
+HISTORY_SIZE = Field.for_setting(
+    options.HISTORY_SIZE, "Finished tasks kept for inspection per pool; 0 keeps none."
 )
 
 POOL_CREATE = _fields(
@@ -101,6 +83,7 @@ POOL_CREATE = _fields(
     REJECTION_POLICY,
     QUEUE_TIMEOUT,
     RUN_TIMEOUT,
+    HISTORY_SIZE,
 )
 POOL_PATCH = _fields(
     MAX_WORKERS, QUEUE_CAPACITY, REJECTION_POLICY, QUEUE_TIMEOUT, RUN_TIMEOUT, PAUSED

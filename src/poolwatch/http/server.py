@@ -3,7 +3,9 @@
 On the first signal: readiness goes 503 and new work is refused, ``on_stop`` runs
 (the demo stops its load generator there), running tasks get the grace period,
 queued ones are cancelled, the server stops and one line reports what every pool
-did. The process then exits 0. A second signal only reports the remaining grace.
+did, with the count of tasks still running. The process then exits 0, all within the
+grace period. A second signal only reports the remaining grace. SIGHUP calls
+``on_reload`` (``serve`` reloads its config file there).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from poolwatch.http.lifecycle import Lifecycle
+from poolwatch.http.protocol import ConnectionLimits, protocol_class
 from poolwatch.records import PoolStats
 
 if TYPE_CHECKING:
@@ -60,23 +63,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def summary_line(stats: list[PoolStats], *, finished: bool, grace: float) -> str:
-    """The final log line: totals, then each pool's counts."""
+def summary_line(stats: list[PoolStats], *, grace: float, cancel_requested: bool) -> str:
+    """The final log line: how it ended, totals, then each pool's counts.
+
+    ``running`` counts tasks still running as the line is written (they ignored the
+    cancel request); ``cancel_requested`` says whether the grace period ran out.
+    """
     totals = dict.fromkeys(_COUNTS, 0)
     parts = []
     for s in stats:
         for name in _COUNTS:
             totals[name] += getattr(s, name)
         counts = " ".join(f"{name}={getattr(s, name)}" for name in _COUNTS)
-        parts.append(f"{s.name}: {counts}")
+        parts.append(f"{s.name}: {counts} running={s.active}")
+    running = sum(s.active for s in stats)
     total = " ".join(f"{name}={value}" for name, value in totals.items())
-    ending = (
-        "all running tasks finished"
-        if finished
-        else f"some tasks were still running after the {grace:g}s grace period"
-    )
+    if running:
+        ending = f"{running} task(s) still running after the {grace:g}s grace period"
+    elif cancel_requested:
+        ending = (
+            f"all running tasks finished; those still running after the {grace:g}s grace "
+            "period stopped when asked to cancel"
+        )
+    else:
+        ending = "all running tasks finished"
     pools = "; ".join(parts) if parts else "no pools"
-    return f"poolwatch stopped ({ending}): total {total} | {pools}"
+    return f"poolwatch stopped ({ending}): total {total} running={running} | {pools}"
 
 
 class _Server(uvicorn.Server):
@@ -87,9 +99,20 @@ class _Server(uvicorn.Server):
         yield
 
 
+#: Of the grace period, the part kept for tasks asked to cancel and the server's own stop.
+_RESERVE = 0.2
+_RESERVE_MAX = 2.0
+
+
 @dataclass
 class Service:
-    """One manager's app, served until a signal arrives; :meth:`run` returns the exit code."""
+    """One manager's app, served until a signal arrives; :meth:`run` returns the exit code.
+
+    The whole stop fits in ``grace_period``: running tasks get most of it; then those
+    still running are asked to cancel and get part of the rest; then requests still
+    waiting (a draining DELETE, a ``caller_runs`` submission) are answered with 503 and
+    the server closes its connections.
+    """
 
     manager: PoolManager
     app: ASGIApp
@@ -98,8 +121,11 @@ class Service:
     grace_period: float = 30.0
     on_start: Callable[[str], None] | None = None
     on_stop: Callable[[], None] | None = None
-    #: After :meth:`run`: whether every task finished within the grace period.
-    finished: bool = True
+    #: Called (in a worker thread) on SIGHUP with the reason; None: nothing to reload.
+    on_reload: Callable[[str], object] | None = None
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    #: After :meth:`run`: tasks still running when it returned (they ignored the cancel).
+    still_running: int = 0
 
     @property
     def base_url(self) -> str:
@@ -110,16 +136,20 @@ class Service:
     def run(self) -> int:
         return asyncio.run(self._main())
 
-    async def _main(self) -> int:
+    def _server(self) -> _Server:
         config = uvicorn.Config(
             self.app,
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=5,
+            http=protocol_class(self.limits),
+            timeout_graceful_shutdown=1,
             server_header=False,
         )
-        server = _Server(config)
+        return _Server(config)
+
+    async def _main(self) -> int:
+        server = self._server()
         loop = asyncio.get_running_loop()
         signalled = asyncio.Event()
         deadline: list[float] = []
@@ -134,10 +164,22 @@ class Service:
             logger.info(
                 "received %s: stopping; running tasks get up to %gs", sig.name, self.grace_period
             )
+            deadline.append(time.monotonic() + self.grace_period)
             signalled.set()
+
+        def on_hangup() -> None:
+            if signalled.is_set():
+                logger.info("received SIGHUP while stopping: not reloading")
+            elif self.on_reload is None:
+                logger.warning(
+                    "received SIGHUP: there is no config file to reload (serve --config FILE)"
+                )
+            else:
+                loop.run_in_executor(None, self.on_reload, "SIGHUP")
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         serving = asyncio.create_task(server.serve(sockets=[self.sock]))
         try:
             while not server.started and not serving.done():
@@ -147,23 +189,44 @@ class Service:
             stopper = asyncio.create_task(signalled.wait())
             await asyncio.wait({serving, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            self.lifecycle.begin_shutdown()
-            deadline.append(time.monotonic() + self.grace_period)
-            if self.on_stop is not None:
-                await asyncio.to_thread(self.on_stop)
-            finished = await asyncio.to_thread(
-                self.manager.shutdown,
-                wait=True,
-                cancel_futures=True,
-                timeout=self.grace_period,
-            )
+            if not deadline:  # the server ended by itself
+                deadline.append(time.monotonic() + self.grace_period)
+            cancel_requested = await self._drain(deadline[0])
+            self.lifecycle.close_requests()
+            # Whatever is left of the grace period, for the server to answer and close.
+            server.config.timeout_graceful_shutdown = max(0.05, deadline[0] - time.monotonic())  # type: ignore[assignment]
             server.should_exit = True
             await serving
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.sock.close()
-        self.finished = bool(finished)
         stats = [pool.stats() for pool in sorted(self.manager.pools(), key=lambda p: p.name)]
-        logger.info("%s", summary_line(stats, finished=self.finished, grace=self.grace_period))
+        self.still_running = sum(s.active for s in stats)
+        line = summary_line(stats, grace=self.grace_period, cancel_requested=cancel_requested)
+        logger.info("%s", line)
         return 0
+
+    async def _drain(self, deadline: float) -> bool:
+        """Stop taking work and let the pools drain until ``deadline``, keeping a reserve
+        for the end; True when tasks had to be asked to cancel."""
+        self.lifecycle.begin_shutdown()
+        reserve = min(_RESERVE_MAX, self.grace_period * _RESERVE)
+        if self.on_stop is not None:
+            await asyncio.to_thread(self.on_stop)
+        finished = await asyncio.to_thread(
+            self.manager.shutdown,
+            wait=True,
+            cancel_futures=True,
+            timeout=max(0.0, deadline - reserve - time.monotonic()),
+        )
+        if finished:
+            return False
+        # Tasks still running have been asked to cancel: half the reserve to notice.
+        await asyncio.to_thread(
+            self.manager.shutdown,
+            wait=True,
+            cancel_futures=True,
+            timeout=max(0.0, deadline - reserve / 2 - time.monotonic()),
+        )
+        return True
