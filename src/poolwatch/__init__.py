@@ -14,6 +14,7 @@ from .future import TaskFuture, current_task
 from .manager import PoolManager
 from .pool import ManagedPool
 from .records import PoolState, PoolStats, TaskInfo, TaskPage, TaskState
+from .stacks import StackFrame, TaskStack
 from .tasks import TaskType, task
 
 if TYPE_CHECKING:
@@ -26,10 +27,12 @@ __all__ = [
     "PoolState",
     "PoolStats",
     "RejectedError",
+    "StackFrame",
     "TaskCancelledError",
     "TaskFuture",
     "TaskInfo",
     "TaskPage",
+    "TaskStack",
     "TaskState",
     "TaskType",
     "__version__",

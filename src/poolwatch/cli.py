@@ -184,6 +184,8 @@ def _serve(config: Config, *, demo: bool) -> int:
             bind_host=config.server.host,
             max_body_bytes=config.server.max_body_bytes,
             lifecycle=lifecycle,
+            trace_url=config.console.trace_url,
+            grafana_url=config.console.grafana_url,
         )
         on_start: Callable[[str], None] = _announce(config)
         on_stop: Callable[[], None] | None = None

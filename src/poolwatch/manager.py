@@ -287,6 +287,45 @@ class PoolManager:
                 page.append(record)
         return page, total
 
+    # -- live stacks -------------------------------------------------------------------
+
+    def task_stack(self, task_id: str) -> Any:
+        """The live Python stack of a running task (a ``poolwatch.TaskStack``).
+
+        ``KeyError`` for an unknown id, ``TaskNotRunningError`` when the task is queued
+        or finished. The stack is taken on request and costs nothing until then.
+        """
+        # Self-contained: the worker thread is found from the record's public fields
+        # (its name), and the record is read again after the capture so that a task
+        # that ended meanwhile is reported as not running, never with another's stack.
+        from .errors import TaskNotRunningError
+        from .stacks import capture_stack
+
+        def not_running(state: TaskState) -> TaskNotRunningError:
+            return TaskNotRunningError(
+                f"task {task_id} is {state.value}, not running: only a running task has a "
+                "live stack"
+            )
+
+        info = self.get_task(task_id)
+        if info.state is not TaskState.RUNNING or info.worker is None:
+            raise not_running(info.state)
+        threads = [t for t in threading.enumerate() if t.name == info.worker]
+        stack = None
+        if len(threads) == 1 and threads[0].ident is not None:
+            stack = capture_stack(
+                threads[0].ident, task_id=task_id, pool=info.pool, thread=info.worker
+            )
+        after = self.get_task(task_id)
+        if after.state is not TaskState.RUNNING:
+            raise not_running(after.state)
+        if stack is None:
+            raise TaskNotRunningError(
+                f"task {task_id} runs on thread {info.worker!r}, which cannot be found "
+                "by that name; retry in a moment"
+            )
+        return stack
+
     # -- timeouts ----------------------------------------------------------------------
 
     def _watch(self, pool: PoolCore) -> None:

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from poolwatch.history import ErrorInfo
 from poolwatch.records import PoolStats, TaskInfo, TaskState
+from poolwatch.stacks import TaskStack
 from poolwatch.tasks import TaskType
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "iso_time",
     "pagination",
     "pool_json",
+    "stack_json",
     "task_json",
     "task_json_text",
     "task_type_json",
@@ -178,6 +180,27 @@ def task_json_text(
         f'"cancel_requested":{"true" if cancel_requested else "false"},'
         f'"worker":{_text(worker)},"trace_id":{trace}}}'
     )
+
+
+def stack_json(stack: TaskStack) -> dict[str, Any]:
+    """A task's stack, innermost frame last; ``taken_at`` as ISO 8601 UTC."""
+    return {
+        "task_id": stack.task_id,
+        "pool": stack.pool,
+        "thread": stack.thread,
+        "taken_at": _iso_time(stack.taken_at),
+        "truncated": stack.truncated,
+        "frames": [
+            {
+                "file": f.file,
+                "line": f.line,
+                "function": f.function,
+                "source": f.source,
+                "library": f.library,
+            }
+            for f in stack.frames
+        ],
+    }
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
