@@ -27,10 +27,9 @@ import time
 import weakref
 import zlib
 from array import array
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from .accounting import BUCKETS, PoolSnapshot
 from .records import PoolStats
@@ -71,21 +70,17 @@ class PoolSource(Protocol):
     def pools(self) -> Sequence[SampledPool]: ...
 
 
-def _pack(values: array[int], width: int) -> bytes:
-    """Row-major int32 values, ``width`` to a row, stored column by column with the
-    bytes of each value split into planes: the high planes of small numbers are zeros,
-    which zlib reduces to almost nothing."""
-    columns = array("i")
-    for c in range(width):
-        columns.extend(values[c::width])
-    raw = columns.tobytes()
-    size = columns.itemsize
-    return zlib.compress(b"".join(raw[i::size] for i in range(size)), 6)
+def _compress(values: array[int]) -> bytes:
+    """int32 values with the bytes of each split into planes (the high planes of small
+    numbers are zeros, which deflate reduces to almost nothing), raw-deflated."""
+    raw = values.tobytes()
+    size = values.itemsize
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return packer.compress(b"".join(raw[i::size] for i in range(size))) + packer.flush()
 
 
-def _columns(blob: bytes, width: int) -> list[array[int]]:
-    """The columns of a block that ``_pack`` stored."""
-    raw = zlib.decompress(blob)
+def _decompress(blob: bytes) -> array[int]:
+    raw = zlib.decompress(blob, -15)
     size = array("i").itemsize
     plane = len(raw) // size
     out = bytearray(len(raw))
@@ -93,8 +88,24 @@ def _columns(blob: bytes, width: int) -> list[array[int]]:
         out[i::size] = raw[i * plane : (i + 1) * plane]
     values = array("i")
     values.frombytes(bytes(out))
-    rows = len(values) // width
-    return [values[c * rows : (c + 1) * rows] for c in range(width)]
+    return values
+
+
+def _read_checkpoints(values: array[int], labels: Sequence[str]) -> Iterator[_Checkpoint]:
+    """The checkpoints of a minute: each ``start, end, rows``, the queue-wait buckets,
+    then ``rows`` times a label's index in ``labels`` and its run-time buckets."""
+    at = 0
+    n = len(values)
+    while at < n:
+        start, end, rows = values[at], values[at + 1], values[at + 2]
+        at += 3
+        queue = values[at : at + _NBUCKETS]
+        at += _NBUCKETS
+        runs = {}
+        for _ in range(rows):
+            runs[labels[values[at]]] = values[at + 1 : at + 1 + _NBUCKETS]
+            at += 1 + _NBUCKETS
+        yield start, end, runs, queue
 
 
 def _clip(value: int) -> int:
@@ -156,30 +167,32 @@ class PoolSamples:
     values: dict[str, list[int]]
 
 
-@dataclass(slots=True)
-class _Checkpoint:
-    """What one interval added to a pool's histograms: bucket deltas, compressed."""
-
-    start: int
-    tick: int
-    labels: tuple[str, ...]
-    blob: bytes
+# One checkpoint: (first tick, last tick, run-time bucket deltas by task label,
+# queue-wait bucket deltas): what the pool's histograms gained over those ticks.
+_Checkpoint: TypeAlias = "tuple[int, int, dict[str, array[int]], array[int]]"
 
 
 @dataclass(slots=True)
 class _Track:
-    """Everything kept for one pool (one ``ManagedPool`` object)."""
+    """Everything kept for one pool (one ``ManagedPool`` object).
+
+    ``chunks`` are closed minutes: (first tick, task labels, compressed samples then
+    checkpoints). Plain lists, tuples and int32 arrays throughout: a deque alone, or
+    one checkpoint as lists of Python ints, would cost more than a compressed minute.
+    """
 
     pool: object
     first_tick: int
     counters: tuple[int, ...]
-    chunks: deque[tuple[int, bytes]] = field(default_factory=deque)
+    chunks: list[tuple[int, tuple[str, ...], bytes]] = field(default_factory=list)
     open_tick: int = 0
     current: array[int] = field(default_factory=lambda: array("i"))
+    # The open minute's checkpoints (see _read_checkpoints) and the labels they name.
+    open_hist: array[int] = field(default_factory=lambda: array("i"))
+    open_labels: list[str] = field(default_factory=list)
     hist_tick: int = -1
     queue_hist: array[int] = field(default_factory=lambda: array("q"))
     run_hist: dict[str, array[int]] = field(default_factory=dict)
-    checkpoints: deque[_Checkpoint] = field(default_factory=deque)
 
 
 def _counters(s: PoolStats) -> tuple[int, ...]:
@@ -333,30 +346,47 @@ class SampleHistory:
         current = track.current
         current.extend(row)
         rows = len(current) // _WIDTH
-        if rows >= self.chunk:
-            track.chunks.append((track.open_tick, _pack(current, _WIDTH)))
-            track.open_tick += rows
-            track.current = array("i")
-            # Whole chunks older than the window are dropped.
-            while track.chunks and track.chunks[0][0] + self.chunk <= track.open_tick - self.size:
-                track.chunks.popleft()
-            if track.chunks:
-                track.first_tick = max(track.first_tick, track.chunks[0][0])
+        if rows < self.chunk:
+            return
+        chunks = track.chunks
+        labels = tuple(track.open_labels)
+        if chunks and chunks[-1][1] == labels:
+            labels = chunks[-1][1]  # one tuple shared by the minutes that name the same
+        values = array("i")
+        for c in range(_WIDTH):
+            values.extend(current[c::_WIDTH])
+        values.extend(track.open_hist)
+        chunks.append((track.open_tick, labels, _compress(values)))
+        track.open_tick += rows
+        track.current = array("i")
+        track.open_hist = array("i")
+        track.open_labels = []
+        # Whole minutes older than the window are dropped.
+        drop = 0
+        while drop < len(chunks) and chunks[drop][0] + self.chunk <= track.open_tick - self.size:
+            drop += 1
+        if drop:
+            del chunks[:drop]
+        if chunks:
+            track.first_tick = max(track.first_tick, chunks[0][0])
 
     def _checkpoint(self, track: _Track, tick: int, snap: PoolSnapshot) -> None:
         queue = array("q", snap.queue_wait[0])
         runs = {label: array("q", hist[0]) for label, _, _, _, hist in snap.labels}
         if track.hist_tick >= 0:
-            labels = tuple(runs)
-            deltas = array("i", _deltas(queue, track.queue_hist))
-            for label in labels:
-                deltas.extend(_deltas(runs[label], track.run_hist.get(label)))
-            track.checkpoints.append(
-                _Checkpoint(track.hist_tick, tick, labels, _pack(deltas, _NBUCKETS))
-            )
-            horizon = tick - self.size
-            while track.checkpoints and track.checkpoints[0].start < horizon:
-                track.checkpoints.popleft()
+            added = []
+            for label, counts in runs.items():
+                row = array("i", _deltas(counts, track.run_hist.get(label)))
+                if any(row):
+                    if label not in track.open_labels:
+                        track.open_labels.append(label)
+                    added.append((track.open_labels.index(label), row))
+            out = track.open_hist
+            out.extend((track.hist_tick, tick, len(added)))
+            out.extend(_deltas(queue, track.queue_hist))
+            for index, row in added:
+                out.append(index)
+                out.extend(row)
         track.hist_tick = tick
         track.queue_hist = queue
         track.run_hist = runs
@@ -378,7 +408,12 @@ class SampleHistory:
         )
         out = []
         for name, first, open_tick, chunks, current in tracks:
-            blocks = [(tick, _columns(blob, _WIDTH)) for tick, blob in chunks]
+            blocks = []
+            for tick, _, blob in chunks:
+                values = _decompress(blob)
+                blocks.append(
+                    (tick, [values[c * self.chunk : (c + 1) * self.chunk] for c in range(_WIDTH)])
+                )
             blocks.append((open_tick, [current[c::_WIDTH] for c in range(_WIDTH)]))
             end = open_tick + len(current) // _WIDTH
             start = max(first, end - keep)
@@ -411,26 +446,38 @@ class SampleHistory:
             snap = pool.metrics_snapshot()
             queue = [0] * _NBUCKETS
             runs: dict[str, list[int]] = {}
+            checkpoints: list[_Checkpoint] = []
+            packed: list[tuple[tuple[str, ...], bytes]] = []
+            since = None
             with self._lock:
                 track = self._tracks.get(pool.name)
-                if track is not None and (track.pool is not pool or track.hist_tick < 0):
-                    track = None
-                if track is not None:
-                    # Everything since the last checkpoint, read live, then the
-                    # checkpoints whose interval lies mostly inside the window.
-                    chosen = [c for c in track.checkpoints if c.start + c.tick >= 2 * horizon]
+                if track is not None and track.pool is pool and track.hist_tick >= 0:
+                    # What was added since the last checkpoint, read live...
                     queue = list(_deltas(array("q", snap.queue_wait[0]), track.queue_hist))
                     for label, _, _, _, hist in snap.labels:
                         before = track.run_hist.get(label)
                         runs[label] = list(_deltas(array("q", hist[0]), before))
-                    since = chosen[0].start if chosen else track.hist_tick
-                    covered = max(covered, (now_tick - since) * self.interval)
-            if track is not None:
-                for c in chosen:
-                    buckets = _columns(c.blob, _NBUCKETS)
-                    _add(queue, buckets, 0)
-                    for row, label in enumerate(c.labels, start=1):
-                        _add(runs.setdefault(label, [0] * _NBUCKETS), buckets, row)
+                    since = float(track.hist_tick)
+                    packed = [
+                        (labels, blob)
+                        for tick, labels, blob in track.chunks
+                        if tick + self.chunk > horizon - self.latency_every
+                    ]
+                    checkpoints = list(
+                        _read_checkpoints(array("i", track.open_hist), track.open_labels)
+                    )
+            # ... then the checkpoints whose interval lies mostly inside the window.
+            if since is not None:
+                for labels, blob in packed:
+                    values = _decompress(blob)[_WIDTH * self.chunk :]
+                    checkpoints.extend(_read_checkpoints(values, labels))
+                for start, end, added, queue_added in checkpoints:
+                    if start + end >= 2 * horizon:
+                        since = min(since, start)
+                        _add(queue, queue_added)
+                        for label, row in added.items():
+                            _add(runs.setdefault(label, [0] * _NBUCKETS), row)
+                covered = max(covered, (now_tick - since) * self.interval)
             total_run = [sum(col) for col in zip(*runs.values(), strict=True)] or [0] * _NBUCKETS
             results.append(
                 PoolLatency(
@@ -448,13 +495,12 @@ class SampleHistory:
         with self._lock:
             for name, t in self._tracks.items():
                 size += sys.getsizeof(name) + sys.getsizeof(t) + sys.getsizeof(t.counters)
-                size += sys.getsizeof(t.chunks) + sum(sys.getsizeof(b) + 64 for _, b in t.chunks)
-                size += sys.getsizeof(t.current) + sys.getsizeof(t.queue_hist)
-                size += sys.getsizeof(t.run_hist) + sum(
-                    sys.getsizeof(a) for a in t.run_hist.values()
-                )
-                size += sys.getsizeof(t.checkpoints)
-                size += sum(sys.getsizeof(c) + sys.getsizeof(c.blob) for c in t.checkpoints)
+                size += sys.getsizeof(t.chunks) + sys.getsizeof(t.current)
+                for chunk in t.chunks:
+                    size += sys.getsizeof(chunk) + sys.getsizeof(chunk[2])
+                size += sys.getsizeof(t.open_hist) + sys.getsizeof(t.open_labels)
+                size += sys.getsizeof(t.queue_hist) + sys.getsizeof(t.run_hist)
+                size += sum(sys.getsizeof(a) for a in t.run_hist.values())
         return size
 
 
@@ -467,9 +513,9 @@ def _deltas(now: array[int], before: array[int] | None) -> Iterable[int]:
     return (_clip(a - b) for a, b in zip(now, before, strict=True))
 
 
-def _add(into: list[int], buckets: list[array[int]], row: int) -> None:
-    for i, column in enumerate(buckets):
-        into[i] += column[row]
+def _add(into: list[int], row: Sequence[int]) -> None:
+    for i, n in enumerate(row):
+        into[i] += n
 
 
 _served_lock = threading.Lock()
