@@ -47,11 +47,16 @@ export class PoolHistory {
     const failed = values.failed ?? [];
     const n = Math.min(queued.length, completed.length, failed.length);
     const older = [];
-    let done = first.done;
-    let failures = first.failed;
-    for (let i = n - 1; i >= 0; i -= 1) {
+    let last = n - 1;
+    while (last >= 0 && startMs + last * intervalMs >= first.t) last -= 1; // polls are exact
+    if (last < 0) return;
+    // Between the last sample and the first poll the pool went on at the last second's
+    // pace (unknown exactly; assuming no completions would draw a dip at the seam).
+    const gap = (first.t - (startMs + last * intervalMs)) / intervalMs;
+    let done = first.done - Math.round(completed[last] * gap);
+    let failures = first.failed - Math.round(failed[last] * gap);
+    for (let i = last; i >= 0; i -= 1) {
       const t = startMs + i * intervalMs;
-      if (t >= first.t) continue; // the polls are newer and exact
       older.push({ t, queued: queued[i], done, failed: failures });
       done -= completed[i];
       failures -= failed[i];
