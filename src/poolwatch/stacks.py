@@ -150,6 +150,7 @@ def capture_stack(
         raise ValueError(f"max_frames must be >= 1, got {max_frames!r}")
     if max_source < 1:
         raise ValueError(f"max_source must be >= 1, got {max_source!r}")
+    # Documented, if underscored (CPython-specific): what faulthandler and debuggers use.
     frame: FrameType | None = sys._current_frames().get(thread_ident)
     taken_at = time.time()
     if frame is None:
