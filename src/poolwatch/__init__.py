@@ -15,6 +15,7 @@ from .future import TaskFuture
 from .manager import PoolManager
 from .pool import ManagedPool
 from .records import PoolState, PoolStats, TaskInfo, TaskPage, TaskState
+from .stacks import StackFrame, TaskStack
 from .tasks import TaskType, task
 from .work import WorkItem, cancel_requested, current_task, raise_if_cancel_requested
 
@@ -29,10 +30,12 @@ __all__ = [
     "PoolState",
     "PoolStats",
     "RejectedError",
+    "StackFrame",
     "TaskCancelledError",
     "TaskFuture",
     "TaskInfo",
     "TaskPage",
+    "TaskStack",
     "TaskState",
     "TaskType",
     "ThreadPoolExecutor",

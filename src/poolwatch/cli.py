@@ -235,6 +235,8 @@ def _service(manager: PoolManager, config: Config, sock: socket.socket) -> Servi
         max_body_bytes=server.max_body_bytes,
         lifecycle=lifecycle,
         body_timeout=server.body_timeout,
+        trace_url=config.console.trace_url,
+        grafana_url=config.console.grafana_url,
     )
     return Service(
         manager=manager,

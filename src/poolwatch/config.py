@@ -31,6 +31,7 @@ from typing import Any
 
 from poolwatch.http.auth import TOKEN_RULE, token_problem
 from poolwatch.http.fields import Field, FieldError, check_object, show
+from poolwatch.http.recent import check_link
 from poolwatch.http.schemas import (
     HISTORY_SIZE,
     MAX_WORKERS,
@@ -45,6 +46,7 @@ __all__ = [
     "TOKEN_ENV",
     "Config",
     "ConfigError",
+    "ConsoleConfig",
     "PoolConfig",
     "ServerConfig",
     "ShutdownConfig",
@@ -82,6 +84,15 @@ class TracingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """Links the console builds: ``trace_url`` holds ``{trace_id}``; ``grafana_url`` is
+    Grafana's base URL or a URL with ``{pool}``."""
+
+    trace_url: str | None = None
+    grafana_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ShutdownConfig:
     grace_period: float = 30.0
 
@@ -111,6 +122,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     pools: tuple[PoolConfig, ...] = ()
     tasks: tuple[str, ...] = ()
     source: str | None = None
@@ -180,6 +192,10 @@ _SHUTDOWN = _fields(
         unit="seconds",
     ),
 )
+_CONSOLE = _fields(
+    Field("trace_url", "string", "Trace viewer URL with {trace_id}.", max_length=2048),
+    Field("grafana_url", "string", "Grafana base URL, or a URL with {pool}.", max_length=2048),
+)
 _POOL = _fields(
     NAME,
     dataclasses.replace(MAX_WORKERS, required=True),
@@ -193,6 +209,7 @@ _TOP = _fields(
     Field("server", "object", "Server settings.", type_text="a table ([server])"),
     Field("tracing", "object", "Tracing settings.", type_text="a table ([tracing])"),
     Field("shutdown", "object", "Shutdown settings.", type_text="a table ([shutdown])"),
+    Field("console", "object", "Console links.", type_text="a table ([console])"),
     Field("pools", "array", "Pools.", type_text="an array of tables ([[pools]])"),
     Field("tasks", "array", "Modules to import.", type_text='a list of module names (["pkg.mod"])'),
 )
@@ -228,6 +245,7 @@ def parse_config(
             server = dataclasses.replace(server, token=env_token)
         tracing = TracingConfig(**_section(data, "tracing", _TRACING))
         shutdown = ShutdownConfig(**_section(data, "shutdown", _SHUTDOWN))
+        console = _console(_section(data, "console", _CONSOLE))
         pools = _pools(data.get("pools", []))
         tasks = _tasks(data.get("tasks", []))
     except FieldError as exc:
@@ -236,10 +254,20 @@ def parse_config(
         server=server,
         tracing=tracing,
         shutdown=shutdown,
+        console=console,
         pools=pools,
         tasks=tasks,
         source=source,
     )
+
+
+def _console(values: dict[str, Any]) -> ConsoleConfig:
+    for key, value in values.items():
+        try:
+            values[key] = check_link(key, value)
+        except ValueError as exc:
+            raise FieldError(f"console.{key}", f"console.{exc}") from None
+    return ConsoleConfig(**values)
 
 
 def _check_token(token: str, key: str, fix: str) -> None:

@@ -74,7 +74,8 @@ class EngineServices:
     tracing: Tracing
     wall_offset: float  # epoch = monotonic + wall_offset
     watch: Callable[[PoolEngine], None]  # have the timeout monitor check this pool
-    capture_stack: Callable[[WorkItem, int, str], Any] | None = None  # (item, ident, thread)
+    # (task id, pool, thread ident, thread name) -> the thread's stack now
+    capture_stack: Callable[[str, str, int, str], Any] | None = None
 
 
 class PoolEngine:
@@ -856,7 +857,7 @@ class PoolEngine:
         if capture is None:
             return
         for item, ident, thread in overdue:
-            stack = capture(item, ident, thread)
+            stack = capture(item.task_id, self.name, ident, thread)
             with self._lock:
                 if item.state == RUNNING:
                     item.overdue_stack = stack

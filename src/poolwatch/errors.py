@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PoolExistsError", "RejectedError", "TaskCancelledError"]
+__all__ = ["PoolExistsError", "RejectedError", "TaskCancelledError", "TaskNotRunningError"]
 
 
 class RejectedError(RuntimeError):
@@ -28,3 +28,8 @@ class TaskCancelledError(Exception):
 
 class PoolExistsError(ValueError):
     """``create_pool`` was given the name of a pool that already exists."""
+
+
+class TaskNotRunningError(RuntimeError):
+    """The task exists but is not running (still queued, or finished), so it has no
+    live stack; ``PoolManager.task_stack`` raises it."""

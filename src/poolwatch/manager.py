@@ -24,10 +24,11 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from . import future, options
 from .engine import EngineServices, PoolEngine, interpreter_exiting, parse_task_id
-from .errors import PoolExistsError
+from .errors import PoolExistsError, TaskNotRunningError
 from .metrics import PoolCollector
 from .pool import ManagedPool
 from .records import TaskInfo, TaskPage, TaskState
+from .stacks import TaskStack, capture_stack
 from .tracing import Tracing
 from .views import STATE_CODES, page_of
 
@@ -73,7 +74,9 @@ class PoolManager:
         # Records keep monotonic times; this offset, taken once, turns them into epoch times.
         self._wall_offset = time.time() - time.monotonic()
         self._tracing = Tracing(tracer_provider, self._wall_offset)
-        self._services = EngineServices(self._tracing, self._wall_offset, self._watch)
+        self._services = EngineServices(
+            self._tracing, self._wall_offset, self._watch, self._capture_overdue
+        )
         self._watched: set[PoolEngine] = set()
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
@@ -298,6 +301,37 @@ class PoolManager:
         items, total = page_of(owners, states=states, name=name, skip=skip,
                                offset=offset - skip, limit=limit)  # fmt: skip
         return TaskPage(items, total)
+
+    # -- live stacks -------------------------------------------------------------------
+
+    def task_stack(self, task_id: str) -> TaskStack:
+        """The live Python stack of a running task, innermost frame last.
+
+        ``KeyError`` for an unknown id, ``TaskNotRunningError`` when the task is queued or
+        finished. The stack is taken on request from the worker thread's current frame
+        and costs nothing until then.
+        """
+        pool, seq = self._pool_of(task_id)
+        where = pool.engine.running_thread(seq)
+        stack = None
+        if where is not None:
+            ident, thread = where
+            stack = capture_stack(ident, task_id=task_id, pool=pool.name, thread=thread)
+        # Read again: a task that ended meanwhile is not running, whatever was captured.
+        if stack is None or pool.engine.running_thread(seq) != where:
+            state = pool.engine.task_info(seq).state
+            raise TaskNotRunningError(
+                f"task {task_id} is {state.value}, not running: only a running task has a "
+                "live stack"
+            )
+        return stack
+
+    def _capture_overdue(self, task_id: str, pool: str, ident: int, thread: str) -> Any:
+        try:
+            return capture_stack(ident, task_id=task_id, pool=pool, thread=thread)
+        except Exception:  # a stack is evidence, never a reason to stop the monitor
+            log.exception("taking the stack of overdue task %s failed", task_id)
+            return None
 
     # -- timeouts ----------------------------------------------------------------------
 

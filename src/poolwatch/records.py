@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stacks import TaskStack
 
 __all__ = ["PoolState", "PoolStats", "TaskInfo", "TaskPage", "TaskState"]
 
@@ -60,7 +63,7 @@ class TaskInfo:
     cancel_requested: bool
     worker: str | None
     trace_id: str | None
-    overdue_stack: Any = None
+    overdue_stack: TaskStack | None = None
 
 
 @dataclass(frozen=True, slots=True)

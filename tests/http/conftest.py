@@ -123,6 +123,14 @@ def assert_error_fixture() -> ErrorCheck:
     return _assert_error
 
 
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event that test tasks wait on; set at the end so nothing is left waiting."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
 @pytest.fixture(name="gate")
 def gate_fixture() -> Callable[[str], threading.Event]:
     """``gate(key)``: the event that ``pwtest.wait(key)`` tasks block on."""

@@ -65,6 +65,10 @@ def test_openapi_document_covers_every_api_route(client) -> None:
         ("/api/tasks", "get"),
         ("/api/tasks/{task_id}", "get"),
         ("/api/tasks/{task_id}/cancel", "post"),
+        ("/api/tasks/{task_id}/stack", "get"),
+        ("/api/samples", "get"),
+        ("/api/latency", "get"),
+        ("/api/console", "get"),
         ("/api/task-types", "get"),
         ("/api/stats", "get"),
     }

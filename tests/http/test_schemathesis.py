@@ -41,7 +41,7 @@ def test_api_conforms_to_its_openapi_document(manager: PoolManager, live_server)
     server = live_server(create_app(manager, bind_host="127.0.0.1"))
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12
+    assert len(operations) == 16
 
     for operation in operations:
 

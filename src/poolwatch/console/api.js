@@ -118,6 +118,10 @@ export const api = {
   taskTypes: (signal) => request("api/task-types", { signal }),
   tasks: (params, signal) => request(withQuery("api/tasks", params), { signal }),
   task: (id, signal) => request(`api/tasks/${encodeURIComponent(id)}`, { signal }),
+  taskStack: (id, signal) => request(`api/tasks/${encodeURIComponent(id)}/stack`, { signal }),
+  samples: (signal) => request("api/samples", { signal }),
+  latency: (window, signal) => request(withQuery("api/latency", { window }), { signal }),
+  consoleSettings: (signal) => request("api/console", { signal }),
   patchPool: (name, changes) =>
     request(`api/pools/${encodeURIComponent(name)}`, { method: "PATCH", body: changes }),
   deletePool: (name, cancelPending) =>

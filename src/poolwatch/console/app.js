@@ -20,6 +20,7 @@ import { createPoolsView } from "./pools.js";
 import { createTasksView } from "./tasks.js";
 
 const POLL_INTERVAL_MS = 1000;
+const LATENCY_INTERVAL_MS = 5000; // quantiles over minutes change slowly
 const HIDDEN_POLL_INTERVAL_MS = 5000; // a tab in the background needs no second-by-second view
 const byId = (id) => document.getElementById(id);
 
@@ -251,10 +252,50 @@ async function loadTaskTypes() {
     const body = await api.taskTypes();
     const items = Array.isArray(body?.data) ? body.data : Array.isArray(body) ? body : [];
     tasksView.setTaskNames(items.map((t) => (typeof t === "string" ? t : t?.name)).filter(Boolean));
+    tasksView.setTaskTypes(items.filter((t) => t && typeof t === "object"));
   } catch {
     // Only a convenience for the name filter; typing a name works without it.
   }
 }
+
+// ---- what older servers may lack: links, the server's samples, latency ---------------
+
+let settingsLoaded = false;
+let samplesLoaded = false;
+let latencyAt = 0;
+
+/** Tolerate a server without the endpoint (404): the console works without it. */
+async function optional(load) {
+  try {
+    return await load();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return null;
+    throw err;
+  }
+}
+
+async function loadSettings() {
+  const settings = await optional(() => api.consoleSettings());
+  settingsLoaded = true;
+  poolsView.setSettings(settings);
+  tasksView.setSettings(settings);
+}
+
+async function loadSamples() {
+  const body = await optional(() => api.samples());
+  samplesLoaded = true;
+  if (body) poolsView.seed(body);
+}
+
+async function loadLatency() {
+  latencyAt = performance.now();
+  const body = await optional(() => api.latency(byId("latency-window").value));
+  if (body) poolsView.setLatency(body);
+}
+
+byId("latency-window").addEventListener("change", () => {
+  loadLatency().catch(fail);
+});
 
 // ---- the poll loop --------------------------------------------------------------------
 
@@ -284,12 +325,21 @@ async function poll() {
       api.pools().then((body) => {
         const pools = Array.isArray(body?.data) ? body.data : [];
         poolsView.update(pools);
-        tasksView.setPools(pools.map((p) => p.name));
+        tasksView.setPools(pools.map((p) => p.name), pools);
       }),
     ];
     if (!infoLoaded) jobs.push(loadInfo());
+    if (!settingsLoaded) jobs.push(loadSettings());
+    if (!samplesLoaded) jobs.push(loadSamples());
+    if (state.view === "pools" && performance.now() - latencyAt >= LATENCY_INTERVAL_MS) {
+      jobs.push(loadLatency());
+    }
     if (state.view === "tasks") {
-      jobs.push(tasksView.load(undefined, { force }), tasksView.loadDetail(undefined));
+      jobs.push(
+        tasksView.load(undefined, { force }),
+        tasksView.loadDetail(undefined),
+        tasksView.loadStack(undefined),
+      );
     }
     await Promise.all(jobs);
     failures = 0;

@@ -1,11 +1,15 @@
 // Per-pool sample history and the two small sparklines drawn from it.
 //
-// The API gives cumulative counters (succeeded, failed); rates come from the differences
-// between successive polls, divided by the time between them as measured in the browser.
+// The API gives cumulative counters (succeeded, failed, cancelled); rates come from the
+// differences between successive polls, divided by the time between them as measured in
+// the browser. When the page opens, the server's own samples of the last fifteen minutes
+// (api/samples, one a second) are put in front of the first poll, so the charts are full
+// at once.
 
-export const WINDOW_MS = 5 * 60 * 1000; // what the charts show at most
+export const WINDOW_MS = 15 * 60 * 1000; // what the charts show at most
 const MIN_SPAN_MS = 60 * 1000; // a young history is drawn over at least this span
-const RATE_WINDOW_MS = 10 * 1000; // what the throughput and failure-rate figures average over
+export const THROUGHPUT_WINDOW_MS = 10 * 1000; // what the throughput figure averages over
+export const FAILURE_WINDOW_MS = 60 * 1000; // what the failure rate is taken over
 const GAP_MS = 5 * 1000; // a longer silence between samples breaks the line instead of bridging it
 const VIEW_W = 300;
 const VIEW_H = 40;
@@ -19,9 +23,10 @@ export class PoolHistory {
   /** Record one poll of a pool object taken at `t` (epoch ms). */
   add(t, pool) {
     const last = this.samples.at(-1);
+    const done = pool.succeeded + pool.failed + (pool.cancelled ?? 0);
     // Counters only grow; if they went down, the pool was removed and created again.
-    if (last && (pool.succeeded < last.succeeded || pool.failed < last.failed)) this.samples = [];
-    this.samples.push({ t, queued: pool.queued, succeeded: pool.succeeded, failed: pool.failed });
+    if (last && (done < last.done || pool.failed < last.failed)) this.samples = [];
+    this.samples.push({ t, queued: pool.queued, done, failed: pool.failed });
     const cutoff = t - WINDOW_MS - GAP_MS;
     let drop = 0;
     while (drop < this.samples.length - 1 && this.samples[drop].t < cutoff) drop += 1;
@@ -29,26 +34,67 @@ export class PoolHistory {
   }
 
   /**
-   * Completions per second and the failed fraction of them over the last few seconds,
-   * or nulls until two polls exist.
+   * Put the server's samples (api/samples: one a second from `startMs`, counters as
+   * increments) before the polls recorded so far, counting the cumulative totals
+   * backwards from the first poll. Only a history with no earlier seed takes it.
    */
-  rates() {
+  seed(startMs, intervalMs, values) {
+    const first = this.samples[0];
+    if (!first || this.seeded) return;
+    this.seeded = true;
+    const queued = values.queued ?? [];
+    const completed = values.completed ?? [];
+    const failed = values.failed ?? [];
+    const n = Math.min(queued.length, completed.length, failed.length);
+    const older = [];
+    let last = n - 1;
+    while (last >= 0 && startMs + last * intervalMs >= first.t) last -= 1; // polls are exact
+    if (last < 0) return;
+    // Between the last sample and the first poll the pool went on at the last second's
+    // pace (unknown exactly; assuming no completions would draw a dip at the seam).
+    const gap = (first.t - (startMs + last * intervalMs)) / intervalMs;
+    let done = first.done - Math.round(completed[last] * gap);
+    let failures = first.failed - Math.round(failed[last] * gap);
+    for (let i = last; i >= 0; i -= 1) {
+      const t = startMs + i * intervalMs;
+      older.push({ t, queued: queued[i], done, failed: failures });
+      done -= completed[i];
+      failures -= failed[i];
+    }
+    older.reverse();
+    const cutoff = first.t - WINDOW_MS - GAP_MS;
+    this.samples = [...older.filter((s) => s.t >= cutoff), ...this.samples];
+  }
+
+  /** The change of counters over about the last `windowMs`, or null under two samples. */
+  delta(windowMs) {
     const n = this.samples.length;
-    if (n < 2) return { throughput: null, failureRate: null };
+    if (n < 2) return null;
     const last = this.samples[n - 1];
     let first = this.samples[n - 2];
     for (let i = n - 2; i >= 0; i -= 1) {
-      if (last.t - this.samples[i].t > RATE_WINDOW_MS) break;
+      if (last.t - this.samples[i].t > windowMs) break;
       first = this.samples[i];
     }
     const seconds = (last.t - first.t) / 1000;
-    if (seconds <= 0) return { throughput: null, failureRate: null };
-    const failed = last.failed - first.failed;
-    const done = last.succeeded - first.succeeded + failed;
-    return { throughput: done / seconds, failureRate: done > 0 ? failed / done : null };
+    if (seconds <= 0) return null;
+    return { seconds, done: last.done - first.done, failed: last.failed - first.failed };
   }
 
-  /** The time the charts start at: five minutes back, or the first sample if later. */
+  /**
+   * Completions per second over the last ten seconds, and the failed fraction of the
+   * completions of the last minute; nulls until two polls exist.
+   */
+  rates() {
+    const recent = this.delta(THROUGHPUT_WINDOW_MS);
+    const minute = this.delta(FAILURE_WINDOW_MS);
+    return {
+      throughput: recent ? recent.done / recent.seconds : null,
+      failureRate: minute && minute.done > 0 ? minute.failed / minute.done : null,
+    };
+  }
+
+  /** The time the charts start at: fifteen minutes back, or the first sample if later. */
   chartStart(now) {
     const first = this.samples[0]?.t ?? now;
     return Math.max(now - WINDOW_MS, Math.min(first, now - MIN_SPAN_MS));
@@ -66,7 +112,7 @@ export class PoolHistory {
       const a = this.samples[i - 1];
       const b = this.samples[i];
       const seconds = (b.t - a.t) / 1000;
-      if (seconds > 0) out.push([b.t, (b.succeeded - a.succeeded + b.failed - a.failed) / seconds]);
+      if (seconds > 0) out.push([b.t, (b.done - a.done) / seconds]);
     }
     return out;
   }

@@ -1,7 +1,18 @@
 // The pools view: one card per pool, keyed by pool name and updated in place.
 
 import { PoolHistory, drawSparkline } from "./chart.js";
-import { count, duration, percent, rate, setAttr, setHidden, setText, stateLabel } from "./format.js";
+import {
+  count,
+  duration,
+  el,
+  percent,
+  rate,
+  setAttr,
+  setHidden,
+  setText,
+  stateLabel,
+  toMillis,
+} from "./format.js";
 
 const WHOLE_NUMBER = /^\d+$/;
 
@@ -14,9 +25,23 @@ const WHOLE_NUMBER = /^\d+$/;
  * @param {object} deps.actions        patch(name, changes), shutdown(name, cancelPending),
  *                                     confirmShutdown(name, pool), announce(text), explain(err)
  */
+/** The link from a pool to its Grafana dashboard, or null when no Grafana URL is set. */
+export function grafanaLink(settings, pool) {
+  const base = settings?.grafana_url;
+  if (!base) return null;
+  if (base.includes("{pool}")) return base.replaceAll("{pool}", encodeURIComponent(pool));
+  const path = settings.grafana_dashboard_path ?? "/d/poolwatch-pool/poolwatch-pool";
+  const url = new URL(base.replace(/\/+$/, "") + path);
+  url.searchParams.set("var-pool", pool);
+  return url.toString();
+}
+
 export function createPoolsView({ list, template, empty, summary, actions }) {
   const cards = new Map(); // pool name -> { root, history, pool, and the card's elements }
   let canMutate = true;
+  let settings = null; // api/console: links to build
+  let seedBody = null; // api/samples, applied to each card once
+  let latencyBody = null; // api/latency
 
   function field(root, name) {
     return root.querySelector(`[data-field="${name}"]`);
@@ -51,6 +76,17 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
       rejected: field(root, "rejected"),
       oldest: field(root, "oldest"),
       overdue: field(root, "overdue"),
+      overdueBadge: field(root, "overdue_badge"),
+      grafana: field(root, "grafana"),
+      queueTimeouts: field(root, "queue_timeouts"),
+      runTimeouts: field(root, "run_timeouts"),
+      latencyCaption: field(root, "latency_caption"),
+      latencyRows: {
+        queue_wait: root.querySelectorAll('[data-latency="queue_wait"] td'),
+        run_time: root.querySelectorAll('[data-latency="run_time"] td'),
+      },
+      latencyTasks: field(root, "latency_tasks"),
+      latencyTasksBox: root.querySelector(".latency-tasks"),
       queueSvg: root.querySelector(".spark-queue svg"),
       doneSvg: root.querySelector(".spark-done svg"),
       queueValue: field(root, "chart_queue"),
@@ -225,6 +261,7 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
   function updateCard(card, pool, sample = true, now = Date.now()) {
     card.pool = pool;
     if (sample) card.history.add(now, pool);
+    if (sample && seedBody) seedCard(card, pool.name);
 
     setText(card.state, stateLabel(pool.state));
     card.state.dataset.state = pool.state;
@@ -248,6 +285,17 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     setText(card.rejected, count(pool.rejected));
     setText(card.oldest, pool.queued > 0 ? duration(pool.oldest_queued_age) : "—");
     setText(card.overdue, count(pool.overdue));
+    card.overdue.dataset.level = pool.overdue > 0 ? "bad" : "";
+    card.root.classList.toggle("has-overdue", pool.overdue > 0);
+    setText(card.overdueBadge, pool.overdue > 0 ? `${count(pool.overdue)} overdue` : "");
+    setHidden(card.overdueBadge, !(pool.overdue > 0));
+    setText(card.queueTimeouts, count(pool.queue_timeouts));
+    setText(card.runTimeouts, count(pool.run_timeouts));
+    card.runTimeouts.dataset.level = pool.run_timeouts > 0 ? "warn" : "";
+    const link = grafanaLink(settings, pool.name);
+    setHidden(card.grafana, !link);
+    if (link) setAttr(card.grafana, "href", link);
+    renderLatency(card);
 
     const start = card.history.chartStart(now);
     const queuePeak = drawSparkline(card.queueSvg, card.history.queueSeries(), start, now);
@@ -266,6 +314,43 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     syncInput(card.forms.max_workers.elements.value, currentValue(pool, "max_workers"));
     syncInput(card.forms.queue_capacity.elements.value, currentValue(pool, "queue_capacity"));
     refreshControls(card);
+  }
+
+  function seedCard(card, name) {
+    const item = seedBody.data?.find?.((d) => d.pool === name);
+    const start = toMillis(item?.start);
+    if (item && start !== null) card.history.seed(start, (seedBody.interval ?? 1) * 1000, item.values ?? {});
+  }
+
+  function latencyCells(cells, values) {
+    const none = !values || !values.count;
+    ["p50", "p95", "p99"].forEach((key, i) => setText(cells[i], none ? "—" : duration(values[key])));
+  }
+
+  function renderLatency(card) {
+    const name = card.root.dataset.pool;
+    const item = latencyBody?.data?.find?.((d) => d.pool === name);
+    const window = latencyBody?.window;
+    setText(card.latencyCaption, window ? `Latency · last ${spanWords(window)}` : "Latency");
+    latencyCells(card.latencyRows.queue_wait, item?.queue_wait);
+    latencyCells(card.latencyRows.run_time, item?.run_time);
+    const tasks = (item?.tasks ?? []).filter((t) => t.count > 0);
+    setHidden(card.latencyTasksBox, tasks.length === 0);
+    const key = JSON.stringify(tasks);
+    if (card.latencyTasks.dataset.key === key) return;
+    card.latencyTasks.dataset.key = key;
+    card.latencyTasks.replaceChildren(
+      ...tasks.map((t) => {
+        const tr = el("tr");
+        tr.append(el("th", { scope: "row", className: "mono" }, t.name));
+        for (const q of ["p50", "p95", "p99"]) tr.append(el("td", { className: "num" }, duration(t[q])));
+        return tr;
+      }),
+    );
+  }
+
+  function spanWords(seconds) {
+    return seconds >= 120 ? `${Math.round(seconds / 60)} min` : seconds >= 60 ? "1 min" : `${seconds} s`;
   }
 
   function setBar(bar, fraction, levels) {
@@ -325,5 +410,23 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
     for (const card of cards.values()) refreshControls(card);
   }
 
-  return { update, setCanMutate };
+  /** The console settings (api/console): the Grafana link of each pool. */
+  function setSettings(value) {
+    settings = value;
+    for (const card of cards.values()) if (card.pool) updateCard(card, card.pool, false);
+  }
+
+  /** The server's samples (api/samples), put before each card's first polls. */
+  function seed(body) {
+    seedBody = body;
+    for (const [name, card] of cards) seedCard(card, name);
+  }
+
+  /** Latency quantiles per pool (api/latency). */
+  function setLatency(body) {
+    latencyBody = body;
+    for (const card of cards.values()) renderLatency(card);
+  }
+
+  return { update, setCanMutate, setSettings, seed, setLatency };
 }

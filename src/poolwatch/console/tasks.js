@@ -13,6 +13,8 @@ import {
   stateLabel,
   toMillis,
 } from "./format.js";
+import { renderStack } from "./stack.js";
+import { SORT_KEYS, isOverdue, parseSort, scanTasks } from "./taskquery.js";
 
 const CANCELLABLE = new Set(["queued", "running"]);
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
@@ -60,8 +62,31 @@ export function createTasksView({ root, actions }) {
   const detailFields = $("detail-fields");
   const detailError = $("detail-error");
   const detailCancel = $("detail-cancel");
+  const searchInput = $("filter-search");
+  const sinceSelect = $("filter-since");
+  const sortSelect = $("filter-sort");
+  const searchScope = root.querySelector("#search-scope");
+  const sortButtons = [...root.querySelectorAll("button.sort")];
+  const stackBox = $("detail-stack");
+  const stackList = $("stack-frames");
+  const stackTime = $("stack-time");
+  const stackNote = $("stack-note");
+  const overdueBox = $("detail-overdue-stack");
+  const overdueList = $("overdue-stack-frames");
+  const overdueTime = $("overdue-stack-time");
+  const traceText = detail.querySelector('[data-field="trace_id"] span');
+  const traceLink = detail.querySelector('[data-field="trace_id"] a');
 
-  const filters = { pool: "", state: "", name: "", page: 1, per_page: 20 };
+  for (const [key, [label]] of Object.entries(SORT_KEYS)) {
+    const up = key === "submitted" ? "oldest first" : key === "wait" || key === "run" ? "shortest first" : "A to Z";
+    const down = key === "submitted" ? "newest first" : key === "wait" || key === "run" ? "longest first" : "Z to A";
+    sortSelect.append(el("option", { value: `${key}:asc` }, `${label}, ${up}`));
+    sortSelect.append(el("option", { value: `${key}:desc` }, `${label}, ${down}`));
+  }
+
+  const filters = { pool: "", state: "", name: "", q: "", since: "", sort: "", page: 1, per_page: 20 };
+  const limits = { taskTimeouts: new Map(), poolTimeouts: new Map() };
+  let settings = null; // api/console: the trace URL template
   const rows = new Map(); // task id -> { tr, cells, task }
   let selected = null; // task id shown in the detail panel
   let selectedTask = null;
@@ -70,6 +95,7 @@ export function createTasksView({ root, actions }) {
   let pagerKey = "";
   let canMutate = true;
   let nameTimer = null;
+  let searchTimer = null;
 
   // ---- filters -------------------------------------------------------------------
 
@@ -101,20 +127,67 @@ export function createTasksView({ root, actions }) {
       filtersChanged();
     }, 300);
   });
+  searchInput.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      const value = searchInput.value.trim();
+      if (value === filters.q) return;
+      filters.q = value;
+      filtersChanged();
+    }, 300);
+  });
+  sinceSelect.addEventListener("change", () => {
+    filters.since = sinceSelect.value;
+    filtersChanged();
+  });
+  sortSelect.addEventListener("change", () => {
+    filters.sort = sortSelect.value;
+    showSort();
+    filtersChanged();
+  });
+  for (const button of sortButtons) {
+    button.addEventListener("click", () => {
+      const current = parseSort(filters.sort);
+      const key = button.dataset.sort;
+      // Times start longest/newest first, the rest A to Z; a second click reverses.
+      const first = ["submitted", "wait", "run"].includes(key) ? "desc" : "asc";
+      const dir = current?.key === key ? (current.dir === "asc" ? "desc" : "asc") : first;
+      filters.sort = `${key}:${dir}`;
+      showSort();
+      filtersChanged();
+    });
+  }
+
+  function showSort() {
+    const sort = parseSort(filters.sort);
+    if (sortSelect.value !== (sort ? filters.sort : "")) sortSelect.value = sort ? filters.sort : "";
+    for (const button of sortButtons) {
+      const th = button.closest("th");
+      const on = sort?.key === button.dataset.sort;
+      setAttr(th, "aria-sort", on ? (sort.dir === "asc" ? "ascending" : "descending") : null);
+    }
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clearTimeout(nameTimer);
+    clearTimeout(searchTimer);
     filters.name = nameInput.value.trim();
+    filters.q = searchInput.value.trim();
     filtersChanged();
   });
   form.addEventListener("reset", (event) => {
     // Clear the filters by hand: the form's own reset would also undo "per page" and "live".
     event.preventDefault();
     clearTimeout(nameTimer);
-    Object.assign(filters, { pool: "", state: "", name: "" });
+    clearTimeout(searchTimer);
+    Object.assign(filters, { pool: "", state: "", name: "", q: "", since: "", sort: "" });
     poolSelect.value = "";
     stateSelect.value = "";
     nameInput.value = "";
+    searchInput.value = "";
+    sinceSelect.value = "";
+    showSort();
     filtersChanged();
   });
   liveToggle.addEventListener("change", () => {
@@ -155,7 +228,8 @@ export function createTasksView({ root, actions }) {
     open.addEventListener("click", () => select(id, { focus: true }));
     cells.Task.append(open);
     const badge = el("span", { className: "badge" });
-    cells.State.append(badge);
+    const overdue = el("span", { className: "flag-overdue", hidden: "" }, "Overdue");
+    cells.State.append(badge, " ", overdue);
     const time = el("time");
     cells.Submitted.append(time);
     const cancel = el(
@@ -169,7 +243,7 @@ export function createTasksView({ root, actions }) {
     tr.addEventListener("click", (event) => {
       if (!event.target.closest("button, a, input, select")) select(id, { focus: true });
     });
-    return { tr, cells, open, badge, time, cancel, task: null };
+    return { tr, cells, open, badge, overdue, time, cancel, task: null };
   }
 
   function updateRow(row, task, now) {
@@ -183,6 +257,9 @@ export function createTasksView({ root, actions }) {
     setText(row.time, clockTime(task.submitted_at));
     setText(row.cells.Wait, waitText(task, now));
     setText(row.cells.Run, runText(task, now));
+    const late = isOverdue(task, limits, now);
+    row.tr.classList.toggle("overdue", late);
+    setHidden(row.overdue, !late);
     setHidden(row.cancel, !(canMutate && CANCELLABLE.has(task.state)));
     const isSelected = task.id === selected;
     row.tr.classList.toggle("selected", isSelected);
@@ -264,19 +341,12 @@ export function createTasksView({ root, actions }) {
   async function load(signal, { force = false } = {}) {
     if (!force && !liveToggle.checked) return;
     const mine = generation;
-    const body = await actions.api.tasks(
-      {
-        pool: filters.pool,
-        state: filters.state,
-        name: filters.name,
-        page: filters.page,
-        per_page: filters.per_page,
-      },
-      signal,
-    );
+    const body = scanning() ? await scan(signal) : await actions.api.tasks(serverQuery(), signal);
     if (mine !== generation) return; // the filters changed while this was in flight
     const items = Array.isArray(body?.data) ? body.data : [];
     const p = body?.pagination ?? { total: items.length, total_pages: 1, has_prev: false, has_next: false };
+    setHidden(searchScope, !body?.scope);
+    setText(searchScope, body?.scope ?? "");
     if (p.total_pages > 0 && filters.page > p.total_pages) {
       // The list shrank under us (history eviction, a filter): show the last page instead.
       filters.page = p.total_pages;
@@ -298,6 +368,18 @@ export function createTasksView({ root, actions }) {
         detailSettled = false;
       }
     }
+  }
+
+  function serverQuery(page = filters.page, perPage = filters.per_page) {
+    return { pool: filters.pool, state: filters.state, name: filters.name, page, per_page: perPage };
+  }
+
+  function scanning() {
+    return Boolean(filters.q || filters.since || parseSort(filters.sort));
+  }
+
+  function scan(signal) {
+    return scanTasks((page, perPage) => actions.api.tasks(serverQuery(page, perPage), signal), filters);
   }
 
   // ---- detail ----------------------------------------------------------------------
@@ -350,7 +432,24 @@ export function createTasksView({ root, actions }) {
     setText(f("queue_wait"), waitText(task, now));
     setText(f("run_time"), runText(task, now));
     setText(f("worker"), task.worker ?? "—");
-    setText(f("trace_id"), task.trace_id ?? "—");
+    const trace = traceUrl(task.trace_id);
+    setText(traceText, trace ? "" : task.trace_id ?? "—");
+    setHidden(traceLink, !trace);
+    if (trace) {
+      setAttr(traceLink, "href", trace);
+      setText(traceLink, task.trace_id);
+      setAttr(traceLink, "aria-label", `Trace ${task.trace_id} (opens in a new tab)`);
+    }
+    const overdueStack = task.overdue_stack;
+    setHidden(overdueBox, !overdueStack);
+    if (overdueStack) {
+      renderStack(overdueList, overdueStack);
+      setText(overdueTime, `taken ${fullTime(overdueStack.taken_at)}`);
+    }
+    if (task.state !== "running") {
+      setHidden(stackBox, true);
+      stackList.dataset.key = "";
+    }
     setText(f("cancel_requested"), task.cancel_requested ? "Yes" : "No");
     const hasError = Boolean(task.error_type || task.error_message || task.traceback);
     setHidden(detailError, !hasError);
@@ -391,6 +490,38 @@ export function createTasksView({ root, actions }) {
     }
   }
 
+  function traceUrl(traceId) {
+    const template = settings?.trace_url;
+    if (!template || !traceId) return null;
+    return template.replaceAll("{trace_id}", encodeURIComponent(traceId));
+  }
+
+  /** The open task's live stack, refreshed by every poll while the task runs. */
+  async function loadStack(signal) {
+    if (!selected || detail.hidden || selectedTask?.state !== "running") return;
+    const id = selected;
+    try {
+      const stack = await actions.api.taskStack(id, signal);
+      if (id !== selected) return;
+      setHidden(stackBox, false);
+      setHidden(stackNote, true);
+      renderStack(stackList, stack);
+      setText(stackTime, `taken ${fullTime(stack?.taken_at)} · thread ${stack?.thread ?? "?"}`);
+    } catch (err) {
+      if (id !== selected) return;
+      if (err?.status === 409 || err?.status === 404) {
+        // It just finished (or left): the detail reloads and drops the live stack.
+        detailSettled = false;
+        setHidden(stackBox, true);
+        return;
+      }
+      if (err?.status === 0) throw err;
+      setHidden(stackBox, false);
+      setHidden(stackNote, false);
+      setText(stackNote, `The live stack is not available: ${err?.message ?? err}`);
+    }
+  }
+
   async function cancelTask(id) {
     try {
       const body = await actions.api.cancelTask(id);
@@ -406,7 +537,8 @@ export function createTasksView({ root, actions }) {
   // ---- options fed by the pools poll and task types ---------------------------------
 
   /** Keep the pool filter's options in step with the live pool list, without touching the choice. */
-  function setPools(poolNames) {
+  function setPools(poolNames, pools = []) {
+    limits.poolTimeouts = new Map(pools.map((p) => [p.name, p.run_timeout ?? null]));
     const wanted = new Set(poolNames);
     if (filters.pool) wanted.add(filters.pool);
     const existing = new Map([...poolSelect.options].filter((o) => o.value).map((o) => [o.value, o]));
@@ -418,6 +550,18 @@ export function createTasksView({ root, actions }) {
       poolSelect.insertBefore(option, after ?? null);
     }
     if (poolSelect.value !== filters.pool) poolSelect.value = filters.pool;
+  }
+
+  /** Registered task types (api/task-types): their own run timeouts. */
+  function setTaskTypes(types) {
+    limits.taskTimeouts = new Map(
+      types.filter((t) => t.run_timeout !== null && t.run_timeout !== undefined).map((t) => [t.name, t.run_timeout]),
+    );
+  }
+
+  function setSettings(value) {
+    settings = value;
+    if (selectedTask) renderDetail(selectedTask);
   }
 
   function setTaskNames(taskNames) {
@@ -434,7 +578,7 @@ export function createTasksView({ root, actions }) {
 
   function toParams() {
     const params = new URLSearchParams();
-    for (const key of ["pool", "state", "name"]) if (filters[key]) params.set(key, filters[key]);
+    for (const key of ["pool", "state", "name", "q", "since", "sort"]) if (filters[key]) params.set(key, filters[key]);
     if (filters.page !== 1) params.set("page", String(filters.page));
     if (filters.per_page !== 20) params.set("per_page", String(filters.per_page));
     if (selected) params.set("task", selected);
@@ -445,6 +589,12 @@ export function createTasksView({ root, actions }) {
     filters.pool = params.get("pool") ?? "";
     filters.state = params.get("state") ?? "";
     filters.name = params.get("name") ?? "";
+    filters.q = params.get("q") ?? "";
+    filters.since = ["60", "300", "900", "3600"].includes(params.get("since")) ? params.get("since") : "";
+    filters.sort = parseSort(params.get("sort")) ? params.get("sort") : "";
+    if (document.activeElement !== searchInput) searchInput.value = filters.q;
+    sinceSelect.value = filters.since;
+    showSort();
     filters.page = Math.max(1, Number.parseInt(params.get("page") ?? "1", 10) || 1);
     const perPage = Number.parseInt(params.get("per_page") ?? "20", 10);
     filters.per_page = [20, 50, 100].includes(perPage) ? perPage : 20;
@@ -461,8 +611,11 @@ export function createTasksView({ root, actions }) {
   return {
     load,
     loadDetail,
+    loadStack,
     setPools,
     setTaskNames,
+    setTaskTypes,
+    setSettings,
     setCanMutate,
     toParams,
     fromParams,

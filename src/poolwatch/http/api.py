@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from poolwatch.errors import PoolExistsError, RejectedError
+from poolwatch.errors import PoolExistsError, RejectedError, TaskNotRunningError
 from poolwatch.http.auth import AccessPolicy, audit
 from poolwatch.http.blocking import BlockingRunner
 from poolwatch.http.errors import ApiError
@@ -40,6 +40,7 @@ from poolwatch.http.serialize import (
     dumps,
     pagination,
     pool_json,
+    stack_json,
     task_json_text,
     task_type_json,
     totals_json,
@@ -192,6 +193,7 @@ class ControlApi:
                 methods=["POST"],
                 name="task_cancel",
             ),
+            Route("/tasks/{task_id}/stack", self.task_stack, methods=["GET"], name="task_stack"),
             Route("/stats", self.stats, methods=["GET"], name="stats"),
             Route("/task-types", self.task_types, methods=["GET"], name="task_types"),
             Route("/info", self.info, methods=["GET"]),
@@ -517,6 +519,16 @@ class ControlApi:
             return _json_text(task_json_text(self.manager.get_task(task_id)))
         except KeyError:
             raise self._task_not_found(task_id) from None
+
+    async def task_stack(self, request: Request) -> Response:
+        task_id = request.path_params["task_id"]
+        try:
+            stack = self.manager.task_stack(task_id)
+        except KeyError:
+            raise self._task_not_found(task_id) from None
+        except TaskNotRunningError as exc:
+            raise ApiError(409, "task_not_running", str(exc)) from None
+        return JSONResponse(stack_json(stack))
 
     async def cancel_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +24,10 @@ from poolwatch.http.guards import RequestGuard
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.openapi import openapi_document
 from poolwatch.http.otel import ServerSpanMiddleware
+from poolwatch.http.recent import RecentApi
 from poolwatch.http.serialize import JSONResponse
 from poolwatch.metrics import render_metrics
+from poolwatch.samples import served_history
 
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
@@ -75,6 +79,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     lifecycle: Lifecycle | None = None,
     body_timeout: float | None = None,
+    trace_url: str | None = None,
+    grafana_url: str | None = None,
 ) -> Starlette:
     """The control API, metrics, health checks and web console of ``manager``.
 
@@ -89,6 +95,11 @@ def create_app(
       allowed only when it is a loopback address, so an app mounted elsewhere with
       neither ``token`` nor ``bind_host`` refuses them (403) rather than guess; and only
       from the same origin, addressed by a loopback name (see ``AccessPolicy``).
+
+    ``trace_url`` (a URL with ``{trace_id}``) makes the console link trace ids to a
+    trace viewer; ``grafana_url`` (Grafana's base URL, or a URL with ``{pool}``) links
+    each pool to its dashboard. While the app runs (its lifespan) one thread per
+    manager samples the pools every second for ``/api/samples`` and ``/api/latency``.
 
     ``max_body_bytes`` bounds request bodies (413 past it). ``lifecycle`` is shared
     with whoever runs the server: after ``lifecycle.begin_shutdown()`` ``/readyz``
@@ -109,6 +120,8 @@ def create_app(
         max_body_bytes=max_body_bytes,
         version=version,
     )
+    history = served_history(manager)
+    recent = RecentApi(manager, history, trace_url=trace_url, grafana_url=grafana_url)
     document = openapi_document(version)
     console = console_directory()
 
@@ -141,7 +154,15 @@ def create_app(
         root = request.scope.get("root_path", "") or "/"
         return JSONResponse({**document, "servers": [{"url": root}]})
 
-    api_routes = api.routes()
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        history.acquire()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(history.release)
+
+    api_routes = api.routes() + recent.routes()
     static = StaticFiles(directory=console, check_dir=False)
     # Routes are tried in order and no two overlap: the busiest come first.
     routes: list[BaseRoute] = [
@@ -170,6 +191,7 @@ def create_app(
             ),
         ],
         exception_handlers=dict(exception_handlers),
+        lifespan=lifespan,
     )
     app.state.poolwatch_lifecycle = lifecycle
     return app

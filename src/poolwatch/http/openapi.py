@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from poolwatch.http.fields import POOL_NAME_PATTERN, Field
+from poolwatch.http.recent import LATENCY_QUERY, SAMPLES_QUERY
 from poolwatch.http.schemas import (
     DELETE_QUERY,
     POOL_CREATE,
@@ -23,6 +24,7 @@ from poolwatch.http.schemas import (
 )
 from poolwatch.http.serialize import TOTAL_FIELDS
 from poolwatch.records import PoolState, PoolStats, TaskInfo
+from poolwatch.samples import SERIES
 
 __all__ = ["openapi_document"]
 
@@ -42,7 +44,7 @@ def _record_schema(cls: type, description: str, enums: Mapping[str, list[str]]) 
         nullable = annotation.endswith("|None")
         base = annotation.removesuffix("|None")
         if f.name == "overdue_stack":  # a TaskStack, or null
-            schema: dict[str, Any] = {"type": "object", "nullable": True}
+            schema: dict[str, Any] = {"allOf": [_ref("TaskStack")], "nullable": True}
             nullable = False
         elif f.name in _TIME_FIELDS:
             schema = {"type": "string", "format": "date-time"}
@@ -111,10 +113,125 @@ _ERROR_TEXT = {
     "loopback, the Host header is not a loopback name, or the request came from a page "
     "of another origin (Origin, Sec-Fetch-Site).",
     404: "No such pool or task.",
-    409: "Conflict with the current state (duplicate pool, pool shutting down).",
+    409: "Conflict with the current state (duplicate pool, pool shutting down, task not running).",
     413: "Request body too large.",
     422: "A field or parameter is invalid; the message names it and the fix.",
     503: "The pool rejected the task (queue full, shut down) or the server is stopping.",
+}
+
+
+_STACK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A running task's live Python stack, innermost frame last.",
+    "required": ["task_id", "pool", "thread", "taken_at", "truncated", "frames"],
+    "properties": {
+        "task_id": {"type": "string"},
+        "pool": {"type": "string"},
+        "thread": {"type": "string", "description": "Name of the thread running the task."},
+        "taken_at": {"type": "string", "format": "date-time"},
+        "truncated": {"type": "boolean", "description": "Outer frames were left out."},
+        "frames": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["file", "line", "function", "source", "library"],
+                "properties": {
+                    "file": {"type": "string"},
+                    "line": {"type": "integer"},
+                    "function": {"type": "string"},
+                    "source": {"type": "string", "nullable": True},
+                    "library": {
+                        "type": "boolean",
+                        "description": "Standard library, installed package or poolwatch.",
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+_NUMBER_OR_NULL = {"type": "number", "nullable": True}
+_LATENCY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Quantiles in seconds over the window (null with no observations).",
+    "required": ["count", "p50", "p95", "p99"],
+    "properties": {
+        "count": {"type": "integer"},
+        "p50": _NUMBER_OR_NULL,
+        "p95": _NUMBER_OR_NULL,
+        "p99": _NUMBER_OR_NULL,
+    },
+}
+_SAMPLES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Per pool, one value a second: gauges as sampled, counters as increments.",
+    "required": ["interval", "series", "sampling", "data"],
+    "properties": {
+        "interval": {"type": "number", "description": "Seconds between samples."},
+        "series": {"type": "array", "items": {"type": "string", "enum": list(SERIES)}},
+        "sampling": {"type": "boolean", "description": "The sampler runs."},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["pool", "start", "values"],
+                "properties": {
+                    "pool": {"type": "string"},
+                    "start": {"type": "string", "format": "date-time"},
+                    "values": {
+                        "type": "object",
+                        "required": list(SERIES),
+                        "properties": {
+                            name: {"type": "array", "items": {"type": "integer"}} for name in SERIES
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_LATENCY_PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["window", "covered", "data"],
+    "properties": {
+        "window": {"type": "integer"},
+        "covered": {"type": "number", "description": "Seconds the data actually spans."},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["pool", "queue_wait", "run_time", "tasks"],
+                "properties": {
+                    "pool": {"type": "string"},
+                    "queue_wait": _LATENCY_SCHEMA,
+                    "run_time": _LATENCY_SCHEMA,
+                    "tasks": {
+                        "type": "array",
+                        "items": {
+                            "allOf": [
+                                _LATENCY_SCHEMA,
+                                {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "properties": {"name": {"type": "string"}},
+                                },
+                            ]
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_CONSOLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["trace_url", "grafana_url", "grafana_dashboard_path"],
+    "properties": {
+        "trace_url": {"type": "string", "nullable": True},
+        "grafana_url": {"type": "string", "nullable": True},
+        "grafana_dashboard_path": {"type": "string"},
+    },
 }
 
 
@@ -193,6 +310,7 @@ def _components() -> dict[str, Any]:
                 "One task (TaskInfo); times are ISO 8601 UTC.",
                 {"state": list(TASK_STATES)},
             ),
+            "TaskStack": _STACK_SCHEMA,
             "Pagination": {
                 "type": "object",
                 "required": ["page", "per_page", "total", "total_pages", "has_prev", "has_next"],
@@ -368,6 +486,17 @@ def openapi_document(version: str) -> dict[str, Any]:
             "parameters": [_TASK_ID_PARAM],
             "get": _op("Get a task", "getTask", 200, _ref("Task"), "The task.", errors=(404,)),
         },
+        "/api/tasks/{task_id}/stack": {
+            "parameters": [_TASK_ID_PARAM],
+            "get": _op(
+                "Live stack of a running task",
+                "getTaskStack",
+                200,
+                _ref("TaskStack"),
+                "The stack, taken now.",
+                errors=(404, 409),
+            ),
+        },
         "/api/tasks/{task_id}/cancel": {
             "parameters": [_TASK_ID_PARAM],
             "post": _op(
@@ -387,6 +516,37 @@ def openapi_document(version: str) -> dict[str, Any]:
                 200,
                 _list_of("TaskType"),
                 "Tasks that can be submitted by name.",
+            ),
+        },
+        "/api/samples": {
+            "get": _op(
+                "Each pool's samples of the last 15 minutes, one a second",
+                "getSamples",
+                200,
+                _SAMPLES_SCHEMA,
+                "The samples.",
+                errors=(404, 422),
+                params=_query_params(SAMPLES_QUERY),
+            ),
+        },
+        "/api/latency": {
+            "get": _op(
+                "Queue-wait and run-time quantiles per pool and task name",
+                "getLatency",
+                200,
+                _LATENCY_PAGE,
+                "Quantiles over the window.",
+                errors=(404, 422),
+                params=_query_params(LATENCY_QUERY),
+            ),
+        },
+        "/api/console": {
+            "get": _op(
+                "Links the console builds",
+                "getConsoleSettings",
+                200,
+                _CONSOLE_SCHEMA,
+                "Trace and Grafana URLs.",
             ),
         },
         "/api/stats": {

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.responses import JSONResponse as _StarletteJSONResponse
 
 from poolwatch.records import PoolStats, TaskInfo
+from poolwatch.stacks import TaskStack
 from poolwatch.tasks import TaskType
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "iso_time",
     "pagination",
     "pool_json",
+    "stack_json",
     "task_json",
     "task_json_text",
     "task_type_json",
@@ -164,8 +166,29 @@ def task_json_text(info: TaskInfo) -> str:
     )
 
 
-def _stack(stack: Any) -> Any:
-    return None if stack is None else stack
+def _stack(stack: TaskStack | None) -> dict[str, Any] | None:
+    return None if stack is None else stack_json(stack)
+
+
+def stack_json(stack: TaskStack) -> dict[str, Any]:
+    """A task's stack, innermost frame last; ``taken_at`` as ISO 8601 UTC."""
+    return {
+        "task_id": stack.task_id,
+        "pool": stack.pool,
+        "thread": stack.thread,
+        "taken_at": _iso_time(stack.taken_at),
+        "truncated": stack.truncated,
+        "frames": [
+            {
+                "file": f.file,
+                "line": f.line,
+                "function": f.function,
+                "source": f.source,
+                "library": f.library,
+            }
+            for f in stack.frames
+        ],
+    }
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))

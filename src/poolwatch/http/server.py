@@ -92,11 +92,21 @@ def summary_line(stats: list[PoolStats], *, grace: float, cancel_requested: bool
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server without its own signal handling (the Service owns signals)."""
+    """uvicorn's server without its own signal handling (the Service owns signals).
+
+    ``on_started`` runs as soon as it serves, before any request is answered.
+    """
+
+    on_started: Callable[[], None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
 
 
 #: Of the grace period, the part kept for tasks asked to cancel and the server's own stop.
@@ -141,12 +151,16 @@ class Service:
             self.app,
             log_config=None,
             access_log=False,
-            lifespan="off",
+            lifespan="on",  # the app samples its pools while it runs
             http=protocol_class(self.limits),
             timeout_graceful_shutdown=1,
             server_header=False,
         )
-        return _Server(config)
+        server = _Server(config)
+        if self.on_start is not None:
+            on_start, url = self.on_start, self.base_url
+            server.on_started = lambda: on_start(url)
+        return server
 
     async def _main(self) -> int:
         server = self._server()
@@ -182,10 +196,6 @@ class Service:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         serving = asyncio.create_task(server.serve(sockets=[self.sock]))
         try:
-            while not server.started and not serving.done():
-                await asyncio.sleep(0.01)
-            if server.started and self.on_start is not None:
-                self.on_start(self.base_url)
             stopper = asyncio.create_task(signalled.wait())
             await asyncio.wait({serving, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
