@@ -66,3 +66,28 @@ def wait_until(
                 f"condition not met within {timeout}s: {said or predicate!r}", pytrace=False
             )
         pause.wait(interval)
+
+
+def in_fresh_thread(fn: Callable[[], T], *, timeout: float = 60.0) -> T:
+    """``fn()`` run in a thread of its own, its result returned and its error re-raised.
+
+    For code that needs a thread with no event loop and a clean interpreter state: the
+    browser tests' Playwright session keeps one running in the main thread.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="fresh-thread")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        pytest.fail(f"{fn!r} did not return within {timeout}s", pytrace=False)
+    if error:
+        raise error[0]
+    return result[0]

@@ -210,7 +210,7 @@ def test_live_stack_of_a_running_task(page: Page, depth_server: Server) -> None:
         expect(frames.first.locator(".frame-src")).to_have_text("_step(seconds)")
         # Refreshed while open: the time it was taken moves on.
         taken = page.locator("#stack-time")
-        expect(taken).to_contain_text("thread poolwatch-depth-")
+        expect(taken).to_contain_text("thread depth_")
         first = taken.inner_text()
         expect(taken).not_to_have_text(first)
         screenshot(page, "depth-laptop-stack", full_page=True)

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 import poolwatch
 from poolwatch import PoolManager, TaskState
-from support import wait_until
+from support import in_fresh_thread, wait_until
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ class TestTheClass:
             via_to_thread = await asyncio.to_thread(threading.current_thread)
             return f"{via_loop.name} {via_to_thread.name}"
 
-        names = asyncio.run(main()).split()
+        names = in_fresh_thread(lambda: asyncio.run(main())).split()
         assert all(re.fullmatch(r"asyncio-default_[01]", n) for n in names), names
         assert pool.stats().succeeded == 2
 

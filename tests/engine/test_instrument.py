@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 import poolwatch
 from poolwatch import PoolManager
+from support import in_fresh_thread
 
 STDLIB = concurrent.futures.thread.ThreadPoolExecutor
 
@@ -57,7 +58,7 @@ def test_asyncio_default_executor_is_a_pool_named_asyncio(instrumented: Any) -> 
         seen.extend(instrumented.pools())  # while the loop's executor is alive
         return name
 
-    thread_name = asyncio.run(run())
+    thread_name = in_fresh_thread(lambda: asyncio.run(run()))
     assert thread_name.startswith("asyncio_")
     assert [p.name for p in seen] == ["asyncio"]
     assert seen[0].stats().succeeded == 1

@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import poolwatch
+from support import in_fresh_thread
 
 PACKAGE = Path(poolwatch.__file__).parent
 
@@ -23,7 +24,8 @@ def _imports(path: Path) -> set[str]:
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = in_fresh_thread(lambda: ast.parse(path.read_text()))  # see in_fresh_thread
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")

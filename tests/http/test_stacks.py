@@ -47,7 +47,7 @@ def test_stack_of_a_running_task_starts_at_its_function(
     wait_until(lambda: _running(manager, future.task_id), message="task running")
     stack = manager.task_stack(future.task_id)
     assert isinstance(stack, TaskStack)
-    assert (stack.task_id, stack.pool, stack.thread) == (future.task_id, "st", "poolwatch-st-1")
+    assert (stack.task_id, stack.pool, stack.thread) == (future.task_id, "st", "st_0")
     names = [f.function for f in stack.frames]
     # The task's own function first (no worker-loop or threading frames), innermost last.
     assert names[:2] == ["_held_work", "_deeper"]
@@ -71,7 +71,7 @@ def test_stack_is_bounded_in_depth_and_source_length(
     pool = manager.create_pool("deep", max_workers=1)
     future = pool.submit(_recurse, 200, release)
     wait_until(lambda: _running(manager, future.task_id), message="task running")
-    threads = [t for t in threading.enumerate() if t.name == "poolwatch-deep-1"]
+    threads = [t for t in threading.enumerate() if t.name == "deep_0"]
     ident = threads[0].ident
     assert ident is not None
     stack = capture_stack(ident, task_id="x", pool="deep", thread="t", max_frames=5, max_source=8)
@@ -165,7 +165,7 @@ def test_stack_endpoint_on_a_live_server(manager: PoolManager, gate, live_server
     server = live_server(create_app(manager, bind_host="127.0.0.1"))
     response = httpx.get(f"{server.url}/api/tasks/{future.task_id}/stack", timeout=10)
     assert response.status_code == 200
-    assert response.json()["thread"] == "poolwatch-live-1"
+    assert response.json()["thread"] == "live_0"
     gate("live1").set()
     future.result(timeout=10)
 
