@@ -233,7 +233,7 @@ class PoolEngine:
             if run_here:
                 self._run_in_caller(item)
         elif wake is not None:
-            self._wake(wake)
+            self._wake(wake, raise_errors=True)
         return item.future
 
     def submit_many(self, fn: Callable[..., Any], arg_tuples: Iterable[tuple[Any, ...]]
@@ -401,8 +401,13 @@ class PoolEngine:
             chosen.append(w)
         return chosen
 
-    def _wake(self, w: Worker) -> None:
-        """Wake or start a worker chosen under the lock (call without it)."""
+    def _wake(self, w: Worker, *, raise_errors: bool = False) -> None:
+        """Wake or start a worker chosen under the lock (call without it).
+
+        A thread that cannot start (thread limits, interpreter shutdown) is logged; when
+        the pool has no worker left, what is queued fails with that error rather than
+        wait for nobody. ``raise_errors`` (a submit) re-raises it, as the stdlib does.
+        """
         if w.thread is not None:
             w.wake.release()
             return
@@ -411,12 +416,23 @@ class PoolEngine:
             w.thread = t
         try:
             t.start()
-        except RuntimeError:  # can't start new thread (limits, interpreter shutdown)
+        except RuntimeError as exc:
             log.exception("pool %r could not start a worker thread", self.name)
+            failed: list[WorkItem] = []
             with self._lock:
                 w.thread = None
                 self._workers.arrived(w)
                 self._leave_locked(w, counted=not w.retire)
+                if self._workers.count == 0:
+                    now = monotonic()
+                    while (item := self._backlog.pop()) is not None:
+                        if not self._cancel_queued_locked(item, now, exc):
+                            failed.append(item)
+                    self._maybe_terminated_locked()
+            for item in failed:
+                item.future.settle(FAILED, exc)
+            if raise_errors:
+                raise
 
     def _initialize(self, w: Worker) -> bool:
         """Run the pool's initializer in a new worker; on failure break the pool."""

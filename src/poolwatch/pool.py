@@ -9,6 +9,8 @@ idle workers exit once the queue is drained.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,20 @@ __all__ = ["ManagedPool"]
 _UNSET: Any = object()
 
 
+def _abandoned(engine: PoolEngine) -> None:
+    """The pool was collected: shut its engine down as ``shutdown(wait=False)`` would.
+
+    From a thread of its own: the collection may happen anywhere, even in one of the
+    pool's workers while it holds the engine's lock (dropping a task's arguments that
+    held the last reference), and taking that lock there would deadlock.
+    """
+    stopper = threading.Thread(
+        target=engine.shutdown, args=(False, False), name=f"{engine.name}-abandoned", daemon=True
+    )
+    with contextlib.suppress(RuntimeError):  # at interpreter exit the manager's hook stops it
+        stopper.start()
+
+
 class ManagedPool(ThreadPoolExecutor):
     """A named, observable thread pool. Create it with ``PoolManager.create_pool`` or
     ``poolwatch.ThreadPoolExecutor``.
@@ -37,7 +53,7 @@ class ManagedPool(ThreadPoolExecutor):
     def __init__(self, engine: PoolEngine) -> None:
         # ThreadPoolExecutor.__init__ is not called: the engine replaces its machinery.
         self._engine = engine
-        finalizer = weakref.finalize(self, engine.shutdown, False, False)
+        finalizer = weakref.finalize(self, _abandoned, engine)
         finalizer.atexit = False  # at exit the manager shuts every pool down itself
 
     @property

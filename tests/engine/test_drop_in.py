@@ -310,3 +310,36 @@ def test_a_forked_child_starts_with_clean_pools() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_pool_dropped_by_its_own_task_does_not_wedge_its_worker() -> None:
+    # The last reference to the pool is the task's argument, dropped by the worker as it
+    # records the task: the pool is collected right there, inside the engine's lock.
+    mgr = PoolManager(registry=CollectorRegistry(), tracer_provider=NoOpTracerProvider())
+    try:
+        gate = threading.Event()
+        pool = poolwatch.ThreadPoolExecutor(1, "SelfHeld", manager=mgr)
+        fut = pool.submit(lambda p: gate.wait(10), pool)
+        del pool
+        gate.set()
+        assert fut.result(timeout=10) is True
+        wait_until(lambda: not threads_named(r"SelfHeld_\d"), message="the worker exits")
+    finally:
+        mgr.shutdown(wait=True)
+
+
+def test_a_thread_that_cannot_start_fails_the_submit_and_strands_nothing(
+    own_manager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = own_manager.create_pool("no-threads", max_workers=2)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.submit(pow, 2, 2)
+    monkeypatch.undo()
+    s = pool.stats()
+    assert (s.queued, s.workers, s.failed, s.submitted) == (0, 0, 1, 1)
+    assert pool.submit(pow, 2, 3).result(timeout=10) == 8
