@@ -181,14 +181,18 @@ class TaskFuture(Future[Any]):
         if self._state not in _DONE:
             self._watch()
             waiter = None
+            waiters: list[Any] = []
             with _shared:
                 if self._state not in _DONE:
                     waiter = _Wakeup()
-                    self._waiters.append(waiter)
-            if waiter is not None:
-                waiter.lock.acquire(True, -1 if timeout is None else max(0.0, timeout))
-                with _shared:
-                    waiters = self._waiters
+                    if self._wlist is None:
+                        self._wlist = waiters
+                    waiters = self._wlist
+                    waiters.append(waiter)
+            if waiter is not None and not waiter.lock.acquire(
+                True, -1 if timeout is None else max(0.0, timeout)
+            ):
+                with _shared:  # timed out: nobody will wake this waiter
                     if waiter in waiters:
                         waiters.remove(waiter)
         state = self._state
