@@ -69,23 +69,23 @@ class ThreadPoolExecutor(ManagedPool):
         mgr = manager if manager is not None else (_instrumented or default_manager())
         if name is None:
             base = _derived_name(thread_name_prefix, self)
-            name = mgr._unique_name(base)  # the constructor's own naming step
+            name = mgr._unique_name(base)  # noqa: SLF001  # the constructor's own naming step
         else:
             options.check_pool_name(name)
         prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_counter)}"
-        engine = mgr._new_engine(  # the manager builds what it will own
+        engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
             name, max_workers=max_workers, thread_name_prefix=prefix,
             initializer=initializer, initargs=initargs, kind="thread", **settings,
         )  # fmt: skip
         super().__init__(engine)
-        mgr._add(self, weak=True)  # held weakly: see the module's notes
+        mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
 
 
 def _derived_name(prefix: str, instance: object) -> str:
     """A pool name from the thread name prefix, else from the code creating the pool."""
     if prefix:
         return _safe(prefix)
-    frame: FrameType | None = sys._getframe(2)  # the caller of ThreadPoolExecutor.__init__
+    frame: FrameType | None = sys._getframe(2)  # noqa: SLF001  # the caller of __init__
     while frame is not None and (
         frame.f_locals.get("self") is instance
         or frame.f_globals.get("__name__", "").startswith(_PACKAGE + ".")

@@ -462,10 +462,10 @@ def _at_exit() -> None:
 def _after_fork_in_child() -> None:
     future.reinit_after_fork()
     for manager in list(_managers):
-        manager._reset_after_fork()  # the module's own fork hook
+        manager._reset_after_fork()  # noqa: SLF001  # the module's own fork hook
 
 
 # Run before threading joins non-daemon threads at exit, as concurrent.futures does: the
 # workers must be told to leave first, and user atexit hooks then see pools shut down.
-threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+threading._register_atexit(_at_exit)  # type: ignore[attr-defined]  # noqa: SLF001
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -151,7 +151,7 @@ def capture_stack(
     if max_source < 1:
         raise ValueError(f"max_source must be >= 1, got {max_source!r}")
     # Documented, if underscored (CPython-specific): what faulthandler and debuggers use.
-    frame: FrameType | None = sys._current_frames().get(thread_ident)
+    frame: FrameType | None = sys._current_frames().get(thread_ident)  # noqa: SLF001
     taken_at = time.time()
     if frame is None:
         return None
