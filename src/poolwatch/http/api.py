@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -47,7 +48,7 @@ from poolwatch.http.serialize import (
     utf8,
 )
 from poolwatch.records import PoolState
-from poolwatch.tasks import get_task_type, registered_tasks
+from poolwatch.tasks import TaskType, get_task_type, registered_tasks
 
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
@@ -138,6 +139,75 @@ def _json_text(text: str) -> Response:
 
 def _invalid(exc: FieldError) -> ApiError:
     return ApiError(422, "invalid_field", exc.message)
+
+
+def _check_body_headers(headers: Headers, limit: int) -> None:
+    """400 unless the body is declared as JSON of a well-formed length; 413 past ``limit``."""
+    content_type = headers.get("content-type")
+    media_type = (content_type or "").partition(";")[0].strip()
+    if not _JSON_MEDIA_TYPE.fullmatch(media_type):
+        # Also what stops a cross-site form or text/plain fetch (no CORS preflight).
+        got = f"got {show(content_type)}" if content_type is not None else "got none"
+        raise ApiError(
+            400,
+            "unsupported_media_type",
+            f"request body must be sent with Content-Type: application/json, {got}",
+        )
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not _CONTENT_LENGTH.fullmatch(declared):
+            raise ApiError(
+                400,
+                "bad_request",
+                f"Content-Length {show(declared)} is not a number of bytes; send 1 to 19 "
+                "ASCII digits",
+            )
+        if int(declared) > limit:
+            raise _too_large(limit)
+
+
+def _decode_json(body: bytearray) -> Any:
+    """The JSON value of a whole request body, or 400 saying what is wrong with it."""
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "request body is not UTF-8 text") from None
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+    except _BodyError as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from None
+    except ValueError as exc:  # pragma: no cover - the decoder's own, none known
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+
+
+def _task_type(task_name: str) -> TaskType:
+    """The registered task type of that name, or 422 listing the known ones."""
+    try:
+        return get_task_type(task_name)
+    except KeyError:
+        known = ", ".join(sorted(registered_tasks())[:20]) or "none"
+        raise ApiError(
+            422,
+            "unknown_task",
+            f"task {show(task_name)} is not registered; registered tasks: {known} "
+            "(GET /api/task-types)",
+        ) from None
 
 
 class ControlApi:
@@ -247,60 +317,13 @@ class ControlApi:
     async def _read_json(self, request: Request) -> Any:
         """The decoded body: 413 past the size limit (declared or streamed), 400 if not JSON."""
         limit = self.max_body_bytes
-        headers = request.headers
-        content_type = headers.get("content-type")
-        media_type = (content_type or "").partition(";")[0].strip()
-        if not _JSON_MEDIA_TYPE.fullmatch(media_type):
-            # Also what stops a cross-site form or text/plain fetch (no CORS preflight).
-            got = f"got {show(content_type)}" if content_type is not None else "got none"
-            raise ApiError(
-                400,
-                "unsupported_media_type",
-                f"request body must be sent with Content-Type: application/json, {got}",
-            )
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not _CONTENT_LENGTH.fullmatch(declared):
-                raise ApiError(
-                    400,
-                    "bad_request",
-                    f"Content-Length {show(declared)} is not a number of bytes; send 1 to 19 "
-                    "ASCII digits",
-                )
-            if int(declared) > limit:
-                raise _too_large(limit)
+        _check_body_headers(request.headers, limit)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
                 raise _too_large(limit)
-        if not body.strip():
-            raise ApiError(400, "invalid_json", "request body is empty; send a JSON object")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "invalid_json", "request body is not UTF-8 text") from None
-        try:
-            return json.loads(
-                text,
-                parse_constant=_reject_constant,
-                parse_int=_parse_int,
-                parse_float=_parse_float,
-                object_pairs_hook=_unique_keys,
-            )
-        except json.JSONDecodeError as exc:
-            raise ApiError(
-                400,
-                "invalid_json",
-                f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                f"{exc.colno}",
-            ) from None
-        except _BodyError as exc:
-            raise ApiError(400, "invalid_json", str(exc)) from None
-        except ValueError as exc:  # pragma: no cover - the decoder's own, none known
-            raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+        return _decode_json(body)
 
     async def _body(self, request: Request, fields: Any) -> dict[str, Any]:
         data = await self._read_json(request)
@@ -432,17 +455,7 @@ class ControlApi:
         self._refuse_while_stopping()
         pool = self._pool(request.path_params["name"])
         body = await self._body(request, TASK_SUBMIT)
-        task_name = body["task"]
-        try:
-            task_type = get_task_type(task_name)
-        except KeyError:
-            known = ", ".join(sorted(registered_tasks())[:20]) or "none"
-            raise ApiError(
-                422,
-                "unknown_task",
-                f"task {show(task_name)} is not registered; registered tasks: {known} "
-                "(GET /api/task-types)",
-            ) from None
+        task_type = _task_type(body["task"])
         args: list[Any] = body.get("args", [])
         kwargs: dict[str, Any] = body.get("kwargs", {})
         try:

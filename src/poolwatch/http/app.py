@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from poolwatch.http.otel import ServerSpanMiddleware
 from poolwatch.http.recent import RecentApi
 from poolwatch.http.serialize import JSONResponse
 from poolwatch.metrics import render_metrics
-from poolwatch.samples import served_history
+from poolwatch.samples import SampleHistory, served_history
 
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
@@ -114,16 +115,75 @@ def create_app(
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=bind_host)
     version = package_version()
     api = ControlApi(
-        manager,
-        policy=policy,
-        lifecycle=lifecycle,
-        max_body_bytes=max_body_bytes,
-        version=version,
+        manager, policy=policy, lifecycle=lifecycle, max_body_bytes=max_body_bytes, version=version
     )
     history = served_history(manager)
     recent = RecentApi(manager, history, trace_url=trace_url, grafana_url=grafana_url)
-    document = openapi_document(version)
     console = console_directory()
+    pages = _page_routes(manager, lifecycle, openapi_document(version), console)
+    routes, templates = _routes(api.routes() + recent.routes(), pages, console)
+    app = Starlette(
+        routes=routes,
+        middleware=_middleware(manager, templates, body_timeout),
+        exception_handlers=dict(exception_handlers),
+        lifespan=_lifespan(history),
+    )
+    app.state.poolwatch_lifecycle = lifecycle
+    return app
+
+
+def _middleware(
+    manager: PoolManager, templates: dict[Any, str], body_timeout: float | None
+) -> list[Middleware]:
+    """Outermost first: the request guard, the catch-all error handler, the server span."""
+    return [
+        Middleware(RequestGuard, body_timeout=body_timeout),
+        Middleware(CatchAllMiddleware),
+        Middleware(
+            ServerSpanMiddleware,
+            tracer_provider=manager.tracer_provider,
+            route_templates=templates,
+        ),
+    ]
+
+
+def _lifespan(history: SampleHistory) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Hold ``history`` (its sampler thread) while the app runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        history.acquire()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(history.release)
+
+    return lifespan
+
+
+def _routes(
+    api_routes: list[Route], pages: list[Route], console: Path
+) -> tuple[list[BaseRoute], dict[Any, str]]:
+    """All routes, and the path template of each endpoint (for span names)."""
+    static = StaticFiles(directory=console, check_dir=False)
+    # Routes are tried in order and no two overlap: the busiest come first.
+    routes: list[BaseRoute] = [
+        Mount("/api", routes=list(api_routes)),
+        *pages,
+        Mount("/console", app=static, name="console"),
+    ]
+    templates: dict[Any, str] = {
+        route.endpoint: route.path for route in routes if isinstance(route, Route)
+    }
+    templates.update({route.endpoint: "/api" + route.path for route in api_routes})
+    templates[static] = "/console/{path}"
+    return routes, templates
+
+
+def _page_routes(
+    manager: PoolManager, lifecycle: Lifecycle, document: dict[str, Any], console: Path
+) -> list[Route]:
+    """The routes outside ``/api``: metrics, health checks, the console page, OpenAPI."""
 
     async def index(request: Request) -> Response:
         page = console / "index.html"
@@ -154,44 +214,10 @@ def create_app(
         root = request.scope.get("root_path", "") or "/"
         return JSONResponse({**document, "servers": [{"url": root}]})
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        history.acquire()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(history.release)
-
-    api_routes = api.routes() + recent.routes()
-    static = StaticFiles(directory=console, check_dir=False)
-    # Routes are tried in order and no two overlap: the busiest come first.
-    routes: list[BaseRoute] = [
-        Mount("/api", routes=list(api_routes)),
+    return [
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/", index, methods=["GET"], name="console_index"),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Mount("/console", app=static, name="console"),
     ]
-    templates: dict[Any, str] = {
-        route.endpoint: route.path for route in routes if isinstance(route, Route)
-    }
-    templates.update({route.endpoint: "/api" + route.path for route in api_routes})
-    templates[static] = "/console/{path}"
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(RequestGuard, body_timeout=body_timeout),
-            Middleware(CatchAllMiddleware),
-            Middleware(
-                ServerSpanMiddleware,
-                tracer_provider=manager.tracer_provider,
-                route_templates=templates,
-            ),
-        ],
-        exception_handlers=dict(exception_handlers),
-        lifespan=lifespan,
-    )
-    app.state.poolwatch_lifecycle = lifecycle
-    return app

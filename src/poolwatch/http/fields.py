@@ -39,6 +39,9 @@ _ARTICLE = {
     "object": "an object",
 }
 
+#: The Python type a value of the other kinds must have.
+_PLAIN_TYPES: dict[str, type] = {"boolean": bool, "array": list, "object": dict}
+
 
 class FieldError(ValueError):
     """A value broke a field's rule. ``field`` is the label used in the message."""
@@ -142,40 +145,42 @@ class Field:
             return self._engine_check(value, label)
         kind = self.kind
         if kind == "integer":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise self.error(value, label)
-            self._check_bounds(value, label)
-            return value
+            return self._check_integer(value, label)
         if kind == "number":
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise self.error(value, label)
-            try:
-                number = float(value)
-            except OverflowError:  # an int past float's range: no bound could accept it
-                raise self.error(value, label) from None
-            if not math.isfinite(number):
-                raise self.error(value, label)
-            self._check_bounds(number, label)
-            return number
-        if kind == "boolean":
-            if not isinstance(value, bool):
-                raise self.error(value, label)
-            return value
+            return self._check_number(value, label)
         if kind == "string":
-            if not isinstance(value, str):
-                raise self.error(value, label)
-            if self.choices is not None and value not in self.choices:
-                raise self.error(value, label)
-            if self.pattern is not None and not re.fullmatch(self.pattern, value):
-                raise self.error(value, label)
-            if self.max_length is not None and len(value) > self.max_length:
-                raise self.error(value, label)
-            return value
-        if kind == "array":
-            if not isinstance(value, list):
-                raise self.error(value, label)
-            return value
-        if not isinstance(value, dict):
+            return self._check_string(value, label)
+        # booleans, arrays; anything else is an object
+        if not isinstance(value, _PLAIN_TYPES.get(kind, dict)):
+            raise self.error(value, label)
+        return value
+
+    def _check_integer(self, value: Any, label: str | None) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.error(value, label)
+        self._check_bounds(value, label)
+        return value
+
+    def _check_number(self, value: Any, label: str | None) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self.error(value, label)
+        try:
+            number = float(value)
+        except OverflowError:  # an int past float's range: no bound could accept it
+            raise self.error(value, label) from None
+        if not math.isfinite(number):
+            raise self.error(value, label)
+        self._check_bounds(number, label)
+        return number
+
+    def _check_string(self, value: Any, label: str | None) -> str:
+        if not isinstance(value, str):
+            raise self.error(value, label)
+        if self.choices is not None and value not in self.choices:
+            raise self.error(value, label)
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise self.error(value, label)
+        if self.max_length is not None and len(value) > self.max_length:
             raise self.error(value, label)
         return value
 

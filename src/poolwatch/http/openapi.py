@@ -278,96 +278,123 @@ def _list_of(name: str) -> dict[str, Any]:
     }
 
 
-def _components() -> dict[str, Any]:
-    int_prop = {"type": "integer"}
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "description": "Short machine code."},
+                    "message": {"type": "string", "description": "What and how to fix."},
+                },
+            }
+        },
+    }
+
+
+def _record_schemas() -> dict[str, Any]:
+    """The schemas derived from the engine's ``PoolStats`` and ``TaskInfo`` records."""
+    return {
+        "Pool": _record_schema(
+            PoolStats,
+            "A pool's configuration and live counters (PoolStats).",
+            {
+                "state": [s.value for s in PoolState],
+                "rejection_policy": list(REJECTION_POLICIES),
+            },
+        ),
+        "Task": _record_schema(
+            TaskInfo,
+            "One task (TaskInfo); times are ISO 8601 UTC.",
+            {"state": list(TASK_STATES)},
+        ),
+        "TaskStack": _STACK_SCHEMA,
+    }
+
+
+def _pagination_schema(int_prop: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["page", "per_page", "total", "total_pages", "has_prev", "has_next"],
+        "properties": {
+            "page": int_prop,
+            "per_page": int_prop,
+            "total": int_prop,
+            "total_pages": int_prop,
+            "has_prev": {"type": "boolean"},
+            "has_next": {"type": "boolean"},
+        },
+    }
+
+
+def _task_type_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["name", "description", "run_timeout", "parameters"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "run_timeout": {"type": "number", "nullable": True},
+            "parameters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "kind", "annotation", "required", "default"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "annotation": {"type": "string", "nullable": True},
+                        "required": {"type": "boolean"},
+                        "default": {"nullable": True},
+                    },
+                },
+            },
+        },
+    }
+
+
+def _stats_schema(int_prop: dict[str, str]) -> dict[str, Any]:
     totals = dict.fromkeys(("pools", *TOTAL_FIELDS), int_prop)
     return {
+        "type": "object",
+        "required": [*totals, "oldest_queued_age", "pool_states"],
+        "properties": {
+            **totals,
+            "oldest_queued_age": {"type": "number"},
+            "pool_states": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+            },
+        },
+    }
+
+
+def _info_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["version", "read_only", "auth_required", "mutations_allowed"],
+        "properties": {
+            "version": {"type": "string"},
+            "read_only": {"type": "boolean"},
+            "auth_required": {"type": "boolean"},
+            "mutations_allowed": {"type": "boolean"},
+        },
+    }
+
+
+def _components() -> dict[str, Any]:
+    int_prop = {"type": "integer"}
+    return {
         "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "required": ["code", "message"],
-                        "properties": {
-                            "code": {"type": "string", "description": "Short machine code."},
-                            "message": {"type": "string", "description": "What and how to fix."},
-                        },
-                    }
-                },
-            },
-            "Pool": _record_schema(
-                PoolStats,
-                "A pool's configuration and live counters (PoolStats).",
-                {
-                    "state": [s.value for s in PoolState],
-                    "rejection_policy": list(REJECTION_POLICIES),
-                },
-            ),
-            "Task": _record_schema(
-                TaskInfo,
-                "One task (TaskInfo); times are ISO 8601 UTC.",
-                {"state": list(TASK_STATES)},
-            ),
-            "TaskStack": _STACK_SCHEMA,
-            "Pagination": {
-                "type": "object",
-                "required": ["page", "per_page", "total", "total_pages", "has_prev", "has_next"],
-                "properties": {
-                    "page": int_prop,
-                    "per_page": int_prop,
-                    "total": int_prop,
-                    "total_pages": int_prop,
-                    "has_prev": {"type": "boolean"},
-                    "has_next": {"type": "boolean"},
-                },
-            },
-            "TaskType": {
-                "type": "object",
-                "required": ["name", "description", "run_timeout", "parameters"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "description": {"type": "string"},
-                    "run_timeout": {"type": "number", "nullable": True},
-                    "parameters": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["name", "kind", "annotation", "required", "default"],
-                            "properties": {
-                                "name": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "annotation": {"type": "string", "nullable": True},
-                                "required": {"type": "boolean"},
-                                "default": {"nullable": True},
-                            },
-                        },
-                    },
-                },
-            },
-            "Stats": {
-                "type": "object",
-                "required": [*totals, "oldest_queued_age", "pool_states"],
-                "properties": {
-                    **totals,
-                    "oldest_queued_age": {"type": "number"},
-                    "pool_states": {
-                        "type": "object",
-                        "additionalProperties": {"type": "integer"},
-                    },
-                },
-            },
-            "Info": {
-                "type": "object",
-                "required": ["version", "read_only", "auth_required", "mutations_allowed"],
-                "properties": {
-                    "version": {"type": "string"},
-                    "read_only": {"type": "boolean"},
-                    "auth_required": {"type": "boolean"},
-                    "mutations_allowed": {"type": "boolean"},
-                },
-            },
+            "Error": _error_schema(),
+            **_record_schemas(),
+            "Pagination": _pagination_schema(int_prop),
+            "TaskType": _task_type_schema(),
+            "Stats": _stats_schema(int_prop),
+            "Info": _info_schema(),
         },
         "securitySchemes": {
             "bearerAuth": {
@@ -379,37 +406,11 @@ def _components() -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The document as a JSON-ready dict (``servers`` is added per request)."""
-    location = {"Location": {"schema": {"type": "string"}, "description": "URL of the resource."}}
-    pool_body = _body_schema(POOL_CREATE, "A new pool.")
-    patch_body = _body_schema(POOL_PATCH, "Fields to change; omitted ones stay.")
-    submit_body = _body_schema(TASK_SUBMIT, "A registered task and its arguments.")
-    accepted = {
-        "type": "object",
-        "required": ["id", "pool", "task"],
-        "properties": {
-            "id": {"type": "string"},
-            "pool": {"type": "string"},
-            "task": {"type": "string"},
-        },
-    }
-    task_page = {
-        "type": "object",
-        "required": ["data", "pagination"],
-        "properties": {
-            "data": {"type": "array", "items": _ref("Task")},
-            "pagination": _ref("Pagination"),
-        },
-    }
-    cancel = {
-        "type": "object",
-        "required": ["result"],
-        "properties": {
-            "result": {"type": "string", "enum": ["cancelled", "requested", "finished"]}
-        },
-    }
-    paths = {
+_LOCATION = {"Location": {"schema": {"type": "string"}, "description": "URL of the resource."}}
+
+
+def _server_paths() -> dict[str, Any]:
+    return {
         "/api/info": {
             "get": _op(
                 "Server version and what this client may do",
@@ -419,6 +420,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "Server info.",
             )
         },
+    }
+
+
+def _pool_paths() -> dict[str, Any]:
+    """``/api/pools`` and ``/api/pools/{name}``."""
+    return {
         "/api/pools": {
             "get": _op("List pools", "listPools", 200, _list_of("Pool"), "All pools, by name."),
             "post": _op(
@@ -428,9 +435,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                 _ref("Pool"),
                 "The new pool.",
                 errors=(400, 409, 413, 422, 503),
-                body=pool_body,
+                body=_body_schema(POOL_CREATE, "A new pool."),
                 mutation=True,
-                headers=location,
+                headers=_LOCATION,
             ),
         },
         "/api/pools/{name}": {
@@ -443,7 +450,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 _ref("Pool"),
                 "The pool after the change.",
                 errors=(400, 404, 409, 413, 422),
-                body=patch_body,
+                body=_body_schema(POOL_PATCH, "Fields to change; omitted ones stay."),
                 mutation=True,
             ),
             "delete": _op(
@@ -457,6 +464,20 @@ def openapi_document(version: str) -> dict[str, Any]:
                 mutation=True,
             ),
         },
+    }
+
+
+def _submit_path() -> dict[str, Any]:
+    accepted = {
+        "type": "object",
+        "required": ["id", "pool", "task"],
+        "properties": {
+            "id": {"type": "string"},
+            "pool": {"type": "string"},
+            "task": {"type": "string"},
+        },
+    }
+    return {
         "/api/pools/{name}/tasks": {
             "parameters": [_POOL_NAME_PARAM],
             "post": _op(
@@ -466,17 +487,38 @@ def openapi_document(version: str) -> dict[str, Any]:
                 accepted,
                 "Queued; poll the Location.",
                 errors=(400, 404, 413, 422, 503),
-                body=submit_body,
+                body=_body_schema(TASK_SUBMIT, "A registered task and its arguments."),
                 mutation=True,
-                headers=location,
+                headers=_LOCATION,
             ),
         },
+    }
+
+
+_TASK_PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["data", "pagination"],
+    "properties": {
+        "data": {"type": "array", "items": _ref("Task")},
+        "pagination": _ref("Pagination"),
+    },
+}
+_CANCEL_RESULT: dict[str, Any] = {
+    "type": "object",
+    "required": ["result"],
+    "properties": {"result": {"type": "string", "enum": ["cancelled", "requested", "finished"]}},
+}
+
+
+def _task_paths() -> dict[str, Any]:
+    """``/api/tasks``, the paths of one task, and the task types."""
+    return {
         "/api/tasks": {
             "get": _op(
                 "List tasks, newest first",
                 "listTasks",
                 200,
-                task_page,
+                _TASK_PAGE,
                 "One page of tasks.",
                 errors=(422,),
                 params=_query_params(TASK_QUERY),
@@ -503,7 +545,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "Cancel a task",
                 "cancelTask",
                 200,
-                cancel,
+                _CANCEL_RESULT,
                 "cancelled (was queued), requested (running) or finished.",
                 errors=(404,),
                 mutation=True,
@@ -518,6 +560,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "Tasks that can be submitted by name.",
             ),
         },
+    }
+
+
+def _console_paths() -> dict[str, Any]:
+    """The reads behind the console's charts and links, and the totals."""
+    return {
         "/api/samples": {
             "get": _op(
                 "Each pool's samples of the last 15 minutes, one a second",
@@ -552,6 +600,17 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/api/stats": {
             "get": _op("Totals across pools", "getStats", 200, _ref("Stats"), "Totals."),
         },
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The document as a JSON-ready dict (``servers`` is added per request)."""
+    paths = {
+        **_server_paths(),
+        **_pool_paths(),
+        **_submit_path(),
+        **_task_paths(),
+        **_console_paths(),
     }
     return {
         "openapi": "3.0.3",
