@@ -434,7 +434,7 @@ def drive(jobs: list[ModuleJob], deadline: float) -> None:
         idle = [j for j in jobs if not j.finished and j.proc is None]
         for job in idle[: max(0, PARALLEL - busy)]:
             job.start()
-        time.sleep(0.05)  # polling child processes, not synchronising threads
+        time.sleep(0.05)  # ok: polls child processes' exit; no thread gates on it
     for job in jobs:
         job.run.outcomes.update(
             {i: Outcome(i, "not run", "the run's time budget ended") for i in job.remaining()}
