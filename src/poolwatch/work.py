@@ -23,7 +23,6 @@ __all__ = [
     "cancel_requested",
     "current_task",
     "raise_if_cancel_requested",
-    "set_current",
 ]
 
 #: ``.item``: the task running in this thread (set by the pool engine).
@@ -37,13 +36,6 @@ def current_task() -> WorkItem | None:
     cooperate with cancellation and run timeouts.
     """
     return getattr(CURRENT, "item", None)
-
-
-def set_current(item: WorkItem | None) -> WorkItem | None:
-    """Make ``item`` this thread's current task; returns the one it replaces."""
-    previous: WorkItem | None = getattr(CURRENT, "item", None)
-    CURRENT.item = item
-    return previous
 
 
 def cancel_requested() -> bool:
