@@ -32,6 +32,7 @@ from time import monotonic
 from typing import Any
 
 from .accounting import BUCKETS, Histogram, PoolSnapshot, TaskKind, TaskKinds
+from .backend import Backend
 from .backlog import Backlog
 from .errors import RejectedError, TaskCancelledError
 from .future import TaskFuture
@@ -98,10 +99,14 @@ class PoolEngine:
         history_size: int,
         task_label_limit: int,
         kind: str = "thread",
+        backend: Backend | None = None,
+        on_run_timeout: str = "request",
     ) -> None:
         self.uid = uid
         self.name = name
         self.kind = kind
+        self._backend = backend  # None: workers run tasks themselves (kind "thread")
+        self._kill_overdue = on_run_timeout == "kill" and backend is not None
         self._services = services
         self._tracing = services.tracing
         self._lock = threading.Lock()
@@ -334,9 +339,10 @@ class PoolEngine:
             notify.append(item)
         return False
 
-    def _refusal_locked(self) -> RuntimeError:
+    def _refusal_locked(self) -> Exception:
         if self._broken is not None:
-            return BrokenThreadPool(self._broken)
+            backend = self._backend
+            return (BrokenThreadPool if backend is None else backend.broken_error)(self._broken)
         if _interpreter_exiting:  # as the stdlib words it, for code that matches on it
             return RuntimeError("cannot schedule new futures after interpreter shutdown")
         after = "shutdown"
@@ -446,29 +452,57 @@ class PoolEngine:
             return False
         return True
 
+    def _set_up(self, w: Worker) -> bool:
+        """A new worker's initializer, then its backend's start; False if either failed
+        (the pool is broken then)."""
+        if self._initializer is not None and not self._initialize(w):
+            return False
+        return self._backend is None or self._start_backend(w)
+
+    def _start_backend(self, w: Worker) -> bool:
+        """Have the backend set up a new worker (its process, say); on failure break the
+        pool, as a failing initializer does."""
+        assert self._backend is not None
+        try:
+            self._backend.start_worker(w)
+        except BaseException:
+            futures_log.critical("Exception in initializer:", exc_info=True)
+            self._break(w)
+            return False
+        return True
+
+    def broken_error(self) -> Exception:
+        """The error queued and later tasks get once the pool is broken."""
+        backend = self._backend
+        if backend is None:
+            return BrokenThreadPool(_BROKEN)
+        return backend.broken_error(backend.broken_message)
+
     def _break(self, w: Worker) -> None:
         """An initializer failed: fail every queued task, refuse new ones, stop."""
         failed: list[WorkItem] = []
+        error = self.broken_error()
         with self._lock:
-            self._broken = _BROKEN
+            self._broken = str(error)
             self._closing = True
             now = monotonic()
             while (item := self._backlog.pop()) is not None:
-                if not self._cancel_queued_locked(item, now, BrokenThreadPool(_BROKEN)):
+                if not self._cancel_queued_locked(item, now, error):
                     failed.append(item)
             woken = self._wake_all_idle_locked()
             self._workers.arrived(w)
             self._leave_locked(w, counted=True)
         for item in failed:
-            item.future.settle(FAILED, BrokenThreadPool(_BROKEN))
+            item.future.settle(FAILED, error)
         for other in woken:
             self._wake(other)
+        self._close_backend_if_terminated()
 
     def _work(self, w: Worker) -> None:
         """A worker thread's loop: take a task, run it, record it, repeat."""
         _owner.engine = self
         w.ident = threading.get_ident()
-        if self._initializer is not None and not self._initialize(w):
+        if not self._set_up(w):
             return
         done: WorkItem | None = None
         outcome, payload = SUCCEEDED, None
@@ -486,6 +520,8 @@ class PoolEngine:
             if chain is not None:
                 self._wake(chain)
             if leave:
+                if self._backend is not None:
+                    self._stop_backend(w)
                 return
             if park:
                 w.wake.acquire()
@@ -493,7 +529,7 @@ class PoolEngine:
             if item is None:  # for the type checker: not parked and not leaving
                 continue
             try:
-                outcome, payload = self._execute(item, w.name)
+                outcome, payload = self._execute(item, w.name, w)
             except BaseException as exc:  # not the task's (_execute catches those)
                 outcome, payload = self._engine_failed(item, exc)
             done = item
@@ -551,8 +587,26 @@ class PoolEngine:
         h.counts[bisect_left(BUCKETS, wait)] += 1
         h.sum += wait
 
-    def _execute(self, item: WorkItem, thread: str) -> tuple[int, Any]:
-        """Run a started task; returns (outcome, result or exception)."""
+    def _stop_backend(self, w: Worker) -> None:
+        """A worker leaves: the backend lets go of what it kept for it."""
+        assert self._backend is not None
+        try:
+            self._backend.stop_worker(w)
+        except Exception:
+            log.exception("pool %r failed to stop worker %s", self.name, w.name)
+        self._close_backend_if_terminated()
+
+    def _close_backend_if_terminated(self) -> None:
+        """Once terminated, the backend releases what it holds (it may be told twice)."""
+        if self._backend is not None and self._terminated.is_set():
+            try:
+                self._backend.close()
+            except Exception:
+                log.exception("pool %r failed to close its %s backend", self.name, self.kind)
+
+    def _execute(self, item: WorkItem, thread: str, w: Worker | None = None) -> tuple[int, Any]:
+        """Run a started task (on the backend when a worker ``w`` of a pool with one runs
+        it); returns (outcome, result or exception)."""
         previous = getattr(CURRENT, "item", None)
         CURRENT.item = item
         span = None
@@ -565,7 +619,10 @@ class PoolEngine:
                 span, token = opened
         outcome = SUCCEEDED
         try:
-            payload = item.fn(*item.args, **item.kwargs)
+            if w is None or self._backend is None:
+                payload = item.fn(*item.args, **item.kwargs)
+            else:
+                payload = self._backend.run(w, item)
         except TaskCancelledError as exc:
             outcome = CANCELLED if item.cancel_requested else FAILED
             payload = exc
@@ -782,6 +839,7 @@ class PoolEngine:
         self._settle_cancelled(cancelled)
         for w in woken:
             self._wake(w)
+        self._close_backend_if_terminated()
         if not wait:
             return self._terminated.is_set()
         return self.join(deadline)
@@ -848,6 +906,7 @@ class PoolEngine:
         tick); a task that becomes overdue has its stack taken once."""
         expired: list[WorkItem] = []
         overdue: list[tuple[WorkItem, int, str]] = []
+        kill: list[Worker] = []
         with self._lock:
             limit = self._queue_timeout
             backlog = self._backlog
@@ -868,7 +927,13 @@ class PoolEngine:
                     self._timeouts_run += 1
                     item.request_cancel(now)
                     overdue.append((item, ident, thread))
+            if self._kill_overdue:
+                kill = [w for w in self._workers.all
+                        if isinstance(w.item, WorkItem) and w.item.overdue_at == now]  # fmt: skip
         self._settle_cancelled(expired)
+        for w in kill:
+            assert self._backend is not None
+            self._backend.interrupt(w)
         capture = self._services.capture_stack
         if capture is None:
             return
