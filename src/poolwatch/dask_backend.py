@@ -1,0 +1,164 @@
+"""``DaskBackend``: a pool's tasks run on a Dask distributed cluster.
+
+Each of the pool's worker threads hands the task it took to the cluster
+(``Client.submit``) and waits for its end, so the pool's queue, policies, timeouts,
+records, metrics and spans stay the pool's, and ``max_workers`` bounds the tasks in
+flight on the cluster. The worker thread's wait is the task's run time in the records:
+scheduling, the run on a Dask worker and bringing the result back.
+
+What Dask can stop: a task it has not started yet (queued on the scheduler or a worker)
+is dropped. A task already running on a Dask worker keeps running there until its
+function returns (Dask does not interrupt Python code); its result is discarded and the
+pool's slot is free at once. Dask retries a task whose Dask worker died
+(``distributed.scheduler.allowed-failures`` times), then fails it with ``KilledWorker``.
+
+This module imports ``distributed``: it is imported only for ``kind="dask"``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, CancelledError
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from distributed import Client, Future
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+from .errors import TaskCancelledError
+
+if TYPE_CHECKING:
+    from .work import WorkItem
+    from .workers import Worker
+
+__all__ = ["BrokenDaskPool", "DaskBackend", "run_in_context"]
+
+_LIVE = ("running", "newly-created", "connecting")
+
+
+class BrokenDaskPool(BrokenExecutor):
+    """A pool of ``kind="dask"`` whose client could not be used (closed, say): queued and
+    later tasks fail with this."""
+
+
+def run_in_context(carrier: dict[str, str], fn: Callable[..., Any], *args: Any) -> Any:
+    """On the Dask worker: ``fn(*args)`` with the trace context of the task's span current,
+    so that spans made inside it are its children."""
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        return fn(*args)
+    finally:
+        otel_context.detach(token)
+
+
+class _Outcome:
+    """A task's result or error, brought back on the client's event loop."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    async def fetch(self, client: Client, future: Future[Any]) -> None:
+        try:
+            self.value = await client.gather(future, asynchronous=True)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.release()
+
+
+class DaskBackend:
+    """Runs a pool's tasks on a Dask cluster through ``client`` (see the module).
+
+    ``owns_client``: the pool made the client (from an address) and closes it in
+    ``close``; a client given by the caller is left open. Thread-safe.
+    """
+
+    kind = "dask"
+    broken_error = BrokenDaskPool
+    broken_message = "the pool's Dask client is closed, the pool is not usable anymore"
+
+    def __init__(self, client: Client, *, owns_client: bool) -> None:
+        self.client = client
+        self._owns_client = owns_client
+        self._lock = threading.Lock()
+        # worker index -> the task it waits for and that task's Dask future
+        self._running: dict[int, tuple[WorkItem, Future[Any]]] = {}
+        # Keys are unique on a cluster shared by many processes and pools.
+        self._key_infix = f"-{os.urandom(4).hex()}-"
+        self._closed = False
+
+    def start_worker(self, worker: Worker) -> None:
+        if self.client.status not in _LIVE:
+            raise RuntimeError(f"the Dask client is {self.client.status}")
+
+    def run(self, worker: Worker, item: WorkItem) -> Any:
+        fn: Callable[..., Any] = item.fn
+        args: tuple[Any, ...] = item.args
+        if item.kwargs:  # never mixed with Client.submit's own keywords (key, priority, ...)
+            fn = partial(fn, **item.kwargs)
+        if item.trace_ctx is not None:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # the task's span is current in this thread
+            if carrier:
+                fn, args = run_in_context, (carrier, fn, *args)
+        key = item.kind.name + self._key_infix + item.task_id
+        future = self.client.submit(fn, *args, key=key, pure=False)
+        index = worker.index
+        with self._lock:
+            self._running[index] = (item, future)
+        try:
+            return self._wait(future)
+        except CancelledError as exc:
+            if item.cancel_requested:
+                raise TaskCancelledError(f"task {item.task_id} was cancelled on Dask") from exc
+            raise
+        finally:
+            with self._lock:
+                del self._running[index]
+
+    def _wait(self, future: Future[Any]) -> Any:
+        """``future.result()``, for less: one coroutine on the client's loop brings the
+        result (or error) back and releases this thread."""
+        box = _Outcome()
+        self.client.loop.add_callback(box.fetch, self.client, future)
+        box.done.acquire()
+        if box.error is not None:
+            raise box.error
+        return box.value
+
+    def interrupt(self, worker: Worker) -> bool:
+        """Cancel on Dask the task ``worker`` waits for, if a cancel was requested for it
+        (so a task that followed the one meant is never hit)."""
+        with self._lock:
+            entry = self._running.get(worker.index)
+        return entry is not None and self._cancel(*entry)
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel on Dask the running task ``task_id`` once a cancel was requested for it."""
+        with self._lock:
+            found = [e for e in self._running.values() if e[0].task_id == task_id]
+        return bool(found) and self._cancel(*found[0])
+
+    @staticmethod
+    def _cancel(item: WorkItem, future: Future[Any]) -> bool:
+        if not item.cancel_requested:
+            return False
+        future.cancel(reason="poolwatch", msg=f"task {item.task_id} was cancelled by its pool")
+        return True
+
+    def stop_worker(self, worker: Worker) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            closing, self._closed = self._owns_client and not self._closed, True
+        if closing:
+            self.client.close()
