@@ -22,8 +22,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, CancelledError
 from functools import partial
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import distributed
 from distributed import Client, Future
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
@@ -52,6 +54,16 @@ def run_in_context(carrier: dict[str, str], fn: Callable[..., Any], *args: Any) 
         return fn(*args)
     finally:
         otel_context.detach(token)
+
+
+_LOCAL_CODE = (os.path.dirname(distributed.__file__), __file__)
+
+
+def _remote_frames(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without its leading frames in Dask's client code and this module."""
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_LOCAL_CODE):
+        tb = tb.tb_next
+    return tb
 
 
 class _Outcome:
@@ -115,24 +127,28 @@ class DaskBackend:
         with self._lock:
             self._running[index] = (item, future)
         try:
-            return self._wait(future)
-        except CancelledError as exc:
-            if item.cancel_requested:
-                raise TaskCancelledError(f"task {item.task_id} was cancelled on Dask") from exc
-            raise
+            outcome = self._wait(future)
         finally:
             with self._lock:
                 del self._running[index]
+        error = outcome.error
+        if error is None:
+            return outcome.value
+        if isinstance(error, CancelledError) and item.cancel_requested:
+            raise TaskCancelledError(f"task {item.task_id} was cancelled on Dask") from None
+        # The frames the error had on the Dask worker, not those of its way back.
+        raise error.with_traceback(_remote_frames(error.__traceback__))
 
-    def _wait(self, future: Future[Any]) -> Any:
+    def _wait(self, future: Future[Any]) -> _Outcome:
         """``future.result()``, for less: one coroutine on the client's loop brings the
         result (or error) back and releases this thread."""
-        box = _Outcome()
-        self.client.loop.add_callback(box.fetch, self.client, future)
-        box.done.acquire()
-        if box.error is not None:
-            raise box.error
-        return box.value
+        loop = self.client.loop
+        if loop is None:
+            raise BrokenDaskPool(self.broken_message)
+        outcome = _Outcome()
+        loop.add_callback(outcome.fetch, self.client, future)
+        outcome.done.acquire()
+        return outcome
 
     def interrupt(self, worker: Worker) -> bool:
         """Cancel on Dask the task ``worker`` waits for, if a cancel was requested for it

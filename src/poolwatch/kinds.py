@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import options
+from . import dask_pool, options
 from .backend import Backend
 from .engine import PoolEngine
 from .pool import ManagedPool, PoolBase
@@ -31,6 +31,7 @@ class EngineMaker(Protocol):
         initargs: tuple[Any, ...],
         backend: Backend | None = None,
         on_run_timeout: str = "request",
+        workers_default: Callable[[], int] = ...,
     ) -> PoolEngine: ...
 
 
@@ -59,9 +60,18 @@ def _build_thread(
 
 
 THREAD = PoolKind("thread", {}, _build_thread)
+DASK = PoolKind(
+    "dask",
+    {
+        "client": (dask_pool.check_client, None),
+        "address": (options.check_dask_address, None),
+        "on_run_timeout": (options.check_on_run_timeout, "request"),
+    },
+    dask_pool.build_dask,
+)
 
 #: Every kind, by name.
-KINDS: dict[str, PoolKind] = {k.name: k for k in (THREAD,)}
+KINDS: dict[str, PoolKind] = {k.name: k for k in (THREAD, DASK)}
 
 
 def check_kind(kind: Any) -> PoolKind:

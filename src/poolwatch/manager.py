@@ -184,15 +184,17 @@ class PoolManager:
     def _new_engine(self, name: str, *, max_workers: int | None, thread_name_prefix: str,
                     initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
                     kind: str, backend: Backend | None = None, on_run_timeout: str = "request",
+                    workers_default: Callable[[], int] = default_max_workers,
                     **settings: Any) -> PoolEngine:  # fmt: skip
-        """A checked engine for a pool named ``name`` (not registered yet)."""
+        """A checked engine for a pool named ``name`` (not registered yet); a kind's
+        ``workers_default`` gives ``max_workers`` when that is None."""
         check_kind(kind)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if not isinstance(thread_name_prefix, str):
             raise TypeError("thread_name_prefix must be a string")
         workers = options.check_max_workers(
-            default_max_workers() if max_workers is None else max_workers
+            workers_default() if max_workers is None else max_workers
         )
         capacity = options.check_queue_capacity(settings.pop("queue_capacity", None))
         policy = options.check_rejection_policy(settings.pop("rejection_policy", "abort"))

@@ -21,7 +21,10 @@ Bounds, and why:
 Settings of one kind only (``create_pool(kind=..., **kind_options)``):
 
 - ``on_run_timeout``: ``"request"`` (a cooperative cancel request, every kind) or
-  ``"kill"`` (also end the task where it runs: its process, for ``kind="process"``).
+  ``"kill"`` (also end the task where it runs: its process, for ``kind="process"``; a
+  Dask cancel, for ``kind="dask"``).
+- ``address`` (dask): the Dask scheduler's address, such as ``"tcp://10.0.0.5:8786"``:
+  1 to 1,024 characters, no spaces; None when a ``client`` is given instead.
 - ``max_tasks_per_child`` (process): 1 to 1,000,000,000 tasks before a child process is
   replaced, or None for children that live as long as their worker.
 - ``mp_context`` (process): a ``multiprocessing`` context or a start method's name
@@ -53,6 +56,7 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "bounds_text",
+    "check_dask_address",
     "check_history_size",
     "check_max_tasks_per_child",
     "check_max_workers",
@@ -287,3 +291,23 @@ def check_mp_context(value: Any) -> BaseContext:
         f"{', '.join(map(json.dumps, methods))}, or None (null) for the default, "
         f"got {show(value)}"
     )
+
+
+_DASK_ADDRESS_LIMIT = 1024
+
+
+def check_dask_address(value: Any) -> str | None:
+    """A Dask scheduler's address (``"tcp://host:8786"``, ``"host:8786"``), or None."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= _DASK_ADDRESS_LIMIT
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError(
+            "address must be a Dask scheduler's address such as 'tcp://10.0.0.5:8786' "
+            f"(1 to {_DASK_ADDRESS_LIMIT} characters, no spaces), or None (null), "
+            f"got {show(value)}"
+        )
+    return value
