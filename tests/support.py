@@ -91,3 +91,23 @@ def in_fresh_thread(fn: Callable[[], T], *, timeout: float = 60.0) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+def fail_on_leaked_threads(
+    before: set[threading.Thread],
+    *,
+    owned_elsewhere: Callable[[threading.Thread], bool] | None = None,
+) -> None:
+    """Fail the test if threads not in ``before`` are still alive (after giving them a
+    moment to end), but for those ``owned_elsewhere`` says a longer-lived fixture owns."""
+    deadline = time.monotonic() + 5.0
+    leaked: list[threading.Thread] = []
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if owned_elsewhere is not None:
+            leaked = [t for t in leaked if not owned_elsewhere(t)]
+        if not leaked or time.monotonic() > deadline:
+            break
+        leaked[0].join(timeout=0.05)
+    if leaked:
+        pytest.fail(f"test leaked threads: {sorted(t.name for t in leaked)}", pytrace=False)
