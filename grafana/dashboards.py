@@ -41,6 +41,7 @@ from panels import (
     TASKS,
     base,
     graph,
+    label_table,
     quantiles,
     query,
     sel,
@@ -132,6 +133,16 @@ def overview() -> dashboard.Dashboard:
                 f"sum({sel('poolwatch_pool_overdue_tasks')})",
                 warn=1,
             )
+        )
+    )
+
+    board = board.with_panel(
+        label_table(
+            "Pools and their kinds",
+            "Each pool of the selected instances and its kind: where its tasks run (thread, "
+            "process or dask). Click a row to open the pool.",
+            sel("poolwatch_pool_info"),
+            ("job", "instance", "pool", "kind"),
         )
     )
 
@@ -287,6 +298,17 @@ def pool() -> dashboard.Dashboard:
                 text_mode=common.BigValueTextMode.NAME,
                 no_value="absent",
                 mappings=state_mappings,
+            )
+        )
+        .with_panel(
+            single_stat(
+                "Kind",
+                "Where the pool's tasks run: its threads (thread), worker processes (process) "
+                "or a Dask cluster (dask).",
+                f"max by (kind) ({sel('poolwatch_pool_info')})",
+                legend="{{kind}}",
+                text_mode=common.BigValueTextMode.NAME,
+                no_value="absent",
             )
         )
         .with_panel(

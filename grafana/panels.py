@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import common as common_builders
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import dashboard, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as models
+from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 OVERVIEW_UID = "poolwatch-overview"
 POOL_UID = "poolwatch-pool"
@@ -70,14 +71,40 @@ def warn_at(value: float) -> dashboard.ThresholdsConfig:
     return thresholds((None, "green"), (value, "red"))
 
 
-def pool_link() -> dashboard.DashboardLink:
-    """A data link from a series to the Pool dashboard, keeping its labels and time range."""
-    return dashboard.DashboardLink(
-        "Open pool ${__field.labels.pool} on ${__field.labels.instance}"
-    ).url(
-        f"/d/{POOL_UID}/poolwatch-pool?var-job=${{__field.labels.job}}"
-        "&var-instance=${__field.labels.instance}&var-pool=${__field.labels.pool}"
+def pool_link(source: str = "__field.labels") -> dashboard.DashboardLink:
+    """A data link to the Pool dashboard, keeping the time range: from a series (its
+    labels, ``__field.labels``) or a table row (its cells, ``__data.fields``)."""
+    return dashboard.DashboardLink(f"Open pool ${{{source}.pool}} on ${{{source}.instance}}").url(
+        f"/d/{POOL_UID}/poolwatch-pool?var-job=${{{source}.job}}"
+        f"&var-instance=${{{source}.instance}}&var-pool=${{{source}.pool}}"
         "&${__url_time_range}&${datasource:queryparam}"
+    )
+
+
+def label_table(
+    title: str, description: str, expr: str, columns: Sequence[str], *, height: int = 6
+) -> table.Panel:
+    """A full-width table of the series ``expr`` selects now, one row per series and one
+    column per label in ``columns`` (in that order, with job, instance and pool among
+    them); each row links to its pool."""
+    shown = {name: index for index, name in enumerate(columns)}
+    target = query(expr).instant().format(prometheus_models.PromQueryFormat.TABLE)
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(target)
+        .span(24)
+        .height(height)
+        .with_transformation(
+            models.DataTransformerConfig(
+                id_val="organize",
+                # Every column but the labels named is left out (Time, Value, __name__...).
+                options={"indexByName": shown, "includeByName": dict.fromkeys(shown, True)},
+            )
+        )
+        .data_links([pool_link("__data.fields")])
     )
 
 

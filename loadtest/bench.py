@@ -4,6 +4,7 @@
     python loadtest/bench.py --quick    # smaller sizes, for a quick look
     python loadtest/bench.py --only throughput,memory
     python loadtest/bench.py --cpus 0   # every thread on one CPU
+    python loadtest/bench.py --only dask  # kind="dask" against Dask's own executor
 
 Rows with a ratio run poolwatch and the bare ``ThreadPoolExecutor`` in alternating
 rounds (the order flips each round, so drift in the machine's load and warm-up hit both
@@ -404,6 +405,16 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """kind="dask" against Client.get_executor() (loadtest/bench_dask.py); needs [dask]."""
+    try:
+        import bench_dask
+    except ImportError as exc:
+        print(f"skipping dask: {exc} (pip install -e '.[dask]')", file=sys.stderr)
+        return []
+    return bench_dask.bench_dask(args)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "throughput": bench_throughput,
     "batch": bench_batch,
@@ -412,6 +423,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "tracing": bench_tracing_off,
     "pools": bench_pools,
     "pages": bench_pages,
+    "dask": bench_dask,
 }
 
 

@@ -47,6 +47,7 @@ CONTRACT_METRICS = frozenset(
         "poolwatch_pool_oldest_queued_seconds",
         "poolwatch_pool_overdue_tasks",
         "poolwatch_pool_state",
+        "poolwatch_pool_info",
         "poolwatch_build_info",
     }
 )

@@ -55,13 +55,31 @@ def test_titles_uids_and_links() -> None:
     assert boards["poolwatch / Overview"]["uid"] == "poolwatch-overview"
     assert boards["poolwatch / Pool"]["uid"] == "poolwatch-pool"
     overview_links = [
-        link["url"]
+        (panel["type"], link["url"])
         for panel in opsfiles.panels(boards["poolwatch / Overview"])
         for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
     ]
     assert overview_links, "Overview series should link to the Pool dashboard"
-    assert all(url.startswith("/d/poolwatch-pool/") for url in overview_links)
-    assert all("var-pool=${__field.labels.pool}" in url for url in overview_links)
+    assert all(url.startswith("/d/poolwatch-pool/") for _, url in overview_links)
+    # A series links through its labels, a table row through its cells.
+    for kind, url in overview_links:
+        source = "__data.fields" if kind == "table" else "__field.labels"
+        assert f"var-pool=${{{source}.pool}}" in url, url
+        assert f"var-instance=${{{source}.instance}}" in url, url
+
+
+def test_dashboards_say_which_kind_each_pool_is() -> None:
+    boards = {b["title"]: b for b in opsfiles.dashboards().values()}
+    (kinds,) = [p for p in opsfiles.panels(boards["poolwatch / Overview"]) if p["type"] == "table"]
+    (target,) = kinds["targets"]
+    assert target["expr"].startswith("poolwatch_pool_info{")
+    assert (target["instant"], target["format"]) == (True, "table")
+    (organize,) = kinds["transformations"]
+    columns = organize["options"]["indexByName"]
+    assert sorted(columns, key=columns.get) == ["job", "instance", "pool", "kind"]
+    (stat,) = [p for p in opsfiles.panels(boards["poolwatch / Pool"]) if p["title"] == "Kind"]
+    assert "by (kind) (poolwatch_pool_info{" in stat["targets"][0]["expr"]
+    assert stat["targets"][0]["legendFormat"] == "{{kind}}"
 
 
 @pytest.mark.parametrize(
