@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", type=_host, default="127.0.0.1", help="default 127.0.0.1")
     demo.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    demo.add_argument(
+        "--dask",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="add the pool 'dask' (kind dask), on the Dask scheduler at ADDRESS or, without "
+        "one, on a local cluster of two worker processes (needs poolwatch[dask])",
+    )
     ctl.add_parser(commands)
     return parser
 
@@ -184,7 +192,8 @@ def _create_pools(manager: PoolManager, config: Config) -> None:
             raise UsageError(f"{where}: {exc}") from None
 
 
-def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overrides = None) -> int:
+def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overrides = None,
+           dask: str | None = None) -> int:  # fmt: skip
     _check_exposure(config, demo=demo)
     _import_tasks(config.tasks, config)
     provider = build_tracer_provider(config.tracing)
@@ -193,8 +202,11 @@ def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overri
     manager = PoolManager(tracer_provider=provider)
     generator: LoadGenerator | None = None
     reloader: ConfigReloader | None = None
+    stop_dask: Callable[[], None] | None = None
     try:
         _create_pools(manager, config)
+        if dask is not None:
+            stop_dask = _start_dask(manager, dask)
         try:
             sock = bind_socket(config.server.host, config.server.port)
         except ServeError as exc:
@@ -219,9 +231,21 @@ def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overri
         if generator is not None:
             generator.stop()
         manager.shutdown(wait=False, cancel_futures=True)
+        if stop_dask is not None:
+            stop_dask()
         if provider is not None:
             provider.shutdown()
     return _leave(code, service.still_running)
+
+
+def _start_dask(manager: PoolManager, target: str) -> Callable[[], None]:
+    """The demo's ``dask`` pool (``--dask``); a clear error if it cannot be made."""
+    from poolwatch.dask_demo import start_dask_pool
+
+    try:
+        return start_dask_pool(manager, target)
+    except (ImportError, ValueError, OSError) as exc:
+        raise UsageError(f"--dask: {exc}") from None
 
 
 def _service(manager: PoolManager, config: Config, sock: socket.socket) -> Service:
@@ -338,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _config_for(args)
         if args.command == "demo":
-            return _serve(config, demo=True)
+            return _serve(config, demo=True, dask=args.dask)
         return _serve(config, demo=False, watch=args.watch_config, overrides=_overrides(args))
     except (ConfigError, UsageError) as exc:
         print(f"poolwatch: error: {exc}", file=sys.stderr)

@@ -9,6 +9,8 @@ Pools:
 - ``slow``: 2 workers, run timeout 1 s, queue timeout 4 s: some tasks run past their
   timeout and take a while to stop (overdue tasks, run timeouts), and at the crest of
   each wave the queue grows until tasks time out waiting (queue timeouts).
+- ``dask`` (with ``poolwatch demo --dask``): CPU-bound tasks on a Dask cluster
+  (``dask_demo.py``).
 
 The tasks are registered (``demo.sleep``, ``demo.crunch``, ``demo.flaky``,
 ``demo.hang``) so they can be submitted over HTTP too. All of them check
@@ -178,6 +180,8 @@ class LoadGenerator:
             ("flaky", 10.0, lambda: (flaky, (0.2, rng.uniform(0.01, 0.1)))),
             ("bounded", 5.0, lambda: (sleep, (rng.uniform(0.05, 0.3),))),
             ("slow", 1.0, lambda: (hang, (rng.uniform(0.3, 1.6), rng.uniform(0.2, 2.5)))),
+            # Only with ``poolwatch demo --dask`` (see dask_demo.py); else skipped.
+            ("dask", 8.0, lambda: (crunch, (rng.randrange(20_000, 200_000),))),
         ]
 
     def _run(self) -> None:
