@@ -15,6 +15,8 @@ from ops import opsfiles
 
 PINNED_IMAGE = re.compile(r"^[a-z0-9./-]+:v?\d+\.\d+\.\d+(-[a-z0-9.-]+)?$")
 REPLICAS = ("poolwatch-1", "poolwatch-2")
+DASK_WORKERS = ("dask-worker-1", "dask-worker-2")
+SCHEDULER = "tcp://dask-scheduler:8786"
 
 
 def run(tool: str, *args: str, hint: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +48,8 @@ def test_docker_compose_accepts_the_file() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr, done.stderr
-    for service in (*REPLICAS, "prometheus", "alertmanager", "grafana", "otel-collector", "jaeger"):
+    for service in (*REPLICAS, "prometheus", "alertmanager", "grafana", "otel-collector", "jaeger",
+                    "dask-scheduler", *DASK_WORKERS):  # fmt: skip
         assert f"\n  {service}:\n" in done.stdout, f"service {service} missing"
 
 
@@ -89,7 +92,7 @@ def test_dockerfile_copies_what_exists_and_installs_the_package() -> None:
     for source in sources:
         assert (opsfiles.ROOT / source).exists(), f"deploy/Dockerfile copies missing {source}"
         assert source.rstrip("/") in kept, f"Dockerfile.dockerignore drops {source}"
-    assert "pip install ." in text
+    assert 'pip install ".[dask]"' in text  # the stack's Dask services run this image too
     assert re.search(r"^USER (?!root)\S+$", text, re.M), "the service must not run as root"
 
 
@@ -100,7 +103,10 @@ def test_replicas_run_the_demo_reachably_with_a_token_and_tracing(
     port = collector_http["protocols"]["http"]["endpoint"].rsplit(":", 1)[1]
     for name in REPLICAS:
         service = compose["services"][name]
-        assert service["command"] == ["demo", "--host", "0.0.0.0", "--port", "8000"]
+        assert service["command"] == [
+            "demo", "--host", "0.0.0.0", "--port", "8000", "--dask", SCHEDULER,
+        ]  # fmt: skip
+        assert "dask-scheduler" in service["depends_on"]
         env = service["environment"]
         # Listening beyond loopback requires a token for mutations.
         assert env["POOLWATCH_API_TOKEN"]
@@ -108,6 +114,29 @@ def test_replicas_run_the_demo_reachably_with_a_token_and_tracing(
     published = [p for s in compose["services"].values() for p in s.get("ports", [])]
     assert published
     assert all(p.startswith("127.0.0.1:") for p in published), "publish on loopback only"
+
+
+def test_a_dask_scheduler_and_two_workers_run_the_replicas_dask_pools(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    scheduler = services["dask-scheduler"]
+    assert scheduler["image"] == services[REPLICAS[0]]["image"] == "poolwatch:local"
+    assert scheduler["entrypoint"] == ["dask", "scheduler"]
+    port = scheduler["command"][scheduler["command"].index("--port") + 1]
+    assert SCHEDULER.endswith(f":{port}")
+    for name in DASK_WORKERS:
+        worker = services[name]
+        # The workers import the demo's tasks: they run the image poolwatch is installed in.
+        assert worker["image"] == "poolwatch:local"
+        assert worker["entrypoint"] == ["dask", "worker", SCHEDULER]
+        assert worker["command"][worker["command"].index("--nthreads") + 1] == "1"
+        assert "/tmp" in worker["command"]  # a scratch space the image's user can write
+        assert worker["depends_on"] == ["dask-scheduler"]
+    # The image's health check asks port 8000, which only the replicas serve.
+    for name in ("dask-scheduler", *DASK_WORKERS):
+        assert services[name]["healthcheck"] == {"disable": True}
+        assert not services[name].get("ports"), f"{name} need not be published"
 
 
 def test_prometheus_scrapes_both_replicas_and_keeps_exemplars(compose: dict[str, Any]) -> None:
