@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -32,6 +33,19 @@ def require_tool(name: str, *, hint: str = "") -> str:
     if IN_CI:
         pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
     pytest.skip(reason)
+
+
+def require_module(name: str, *, hint: str = "") -> Any:
+    """Module ``name``, imported; as ``require_tool``, a test needing a missing one skips
+    with how to get it, and fails under ``CI=true``."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        detail = f"; {hint}" if hint else ""
+        reason = f"the Python package {name} is not installed{detail}"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 def free_port() -> int:

@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from . import future, options
 from .backend import Backend
+from .dask_pool import DaskPool
 from .engine import EngineServices, PoolEngine, interpreter_exiting, parse_task_id
 from .errors import PoolExistsError, TaskNotRunningError
 from .kinds import check_kind, check_kind_options
@@ -130,6 +131,15 @@ class PoolManager:
         history_size: int = ..., kind: Literal["process"], mp_context: Any = ...,
         max_tasks_per_child: int | None = ..., on_run_timeout: str = ...,
     ) -> ManagedProcessPool: ...  # fmt: skip
+
+    @overload
+    def create_pool(
+        self, name: str, *, max_workers: int | None = ..., thread_name_prefix: str = ...,
+        queue_capacity: int | None = ..., rejection_policy: str = ...,
+        queue_timeout: float | None = ..., run_timeout: float | None = ...,
+        history_size: int = ..., kind: Literal["dask"], client: Any = ...,
+        address: str | None = ..., on_run_timeout: str = ...,
+    ) -> DaskPool: ...  # fmt: skip
 
     @overload
     def create_pool(

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from poolwatch.cli import main
-from support import wait_until
+from support import require_module, wait_until
 
 
 def test_demo_runs_a_dask_pool_on_a_local_cluster(tmp_path: Path, start_service) -> None:
-    pytest.importorskip("distributed", reason="--dask needs the [dask] extra")
+    require_module("distributed", hint="--dask needs the [dask] extra")
     service = start_service("demo", "--dask")
     service.wait_ready(timeout=60)
     names = {p["name"] for p in httpx.get(f"{service.url}/api/pools").json()["data"]}
