@@ -7,7 +7,7 @@ thread each, on loopback), the same tasks, in alternating rounds.
 Three kinds of task: trivial ones (Dask's own overhead per task is all there is),
 10 ms waits (I/O-like: the cluster's two threads are the limit, 200 tasks/s ideal) and
 5 ms of pure-Python work (CPU-bound; the cluster's workers share this machine's CPUs with
-the scheduler and the client). Then the pool at 1, 2, 4 and 8 tasks in flight per cluster
+the scheduler and the client). Then the pool at 2 to 32 tasks in flight per cluster
 thread, the measurements behind the default ``max_workers``. The machine's load average
 is given too: the client, the scheduler and both workers share its CPUs with whatever
 else runs.
@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 import poolwatch
 
 THREADS = 2  # the cluster's: two workers of one thread
+PER_THREAD = (2, 4, 8, 16, 32)  # tasks in flight per cluster thread, in the sweep
 
 
 def add_one(x: int) -> int:
@@ -116,7 +117,7 @@ def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _in_flight_sweep(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The pool at 1, 2, 4 and 8 tasks in flight per cluster thread, against Dask."""
+    """The pool at 2 to 32 tasks in flight per cluster thread, against Dask."""
     from bench import compared_row, rounds
 
     rows = []
@@ -126,14 +127,14 @@ def _in_flight_sweep(client: Any, args: argparse.Namespace) -> list[dict[str, An
             return dask_rate(client, fn, n)
 
         fns: dict[str, Callable[[], float]] = {"dask": dask_round}
-        for per in (1, 2, 4, 8):
+        for per in PER_THREAD:
 
             def pool_round(fn: Callable[[int], int] = fn, n: int = n, per: int = per) -> float:
                 return pool_rate(client, fn, n, per * THREADS)
 
             fns[f"x{per}"] = pool_round
         samples = rounds(max(3, args.repeats // 2), fns)
-        for per in (1, 2, 4, 8):
+        for per in PER_THREAD:
             rows.append(compared_row(
                 f"dask {label} x{n}: pool max_workers={per * THREADS} ({per} per thread)",
                 samples[f"x{per}"], samples["dask"], "tasks/s", None,

@@ -66,6 +66,12 @@ def _remote_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+def _cancelled(item: WorkItem) -> bool:
+    """Whether a cancel was requested other than by a run timeout, whose request cancels
+    on Dask only with ``on_run_timeout="kill"`` (through ``interrupt``)."""
+    return item.cancel_requested and not item.overdue_at
+
+
 class _Outcome:
     """A task's result or error, brought back on the client's event loop."""
 
@@ -121,12 +127,16 @@ class DaskBackend:
             propagate.inject(carrier)  # the task's span is current in this thread
             if carrier:
                 fn, args = run_in_context, (carrier, fn, *args)
+        if _cancelled(item):  # before it reached Dask: it never will
+            raise TaskCancelledError(f"task {item.task_id} was cancelled before it started")
         key = item.kind.name + self._key_infix + item.task_id
         future = self.client.submit(fn, *args, key=key, pure=False)
         index = worker.index
         with self._lock:
             self._running[index] = (item, future)
         try:
+            if _cancelled(item):  # while it was handed over: cancel_task did not see it
+                self._cancel(item, future)
             outcome = self._wait(future)
         finally:
             with self._lock:

@@ -22,12 +22,21 @@ if TYPE_CHECKING:
 
     from .dask_backend import DaskBackend
 
-__all__ = ["IN_FLIGHT_PER_THREAD", "DaskPool", "build_dask", "check_client", "default_workers"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "IN_FLIGHT_PER_THREAD",
+    "DaskPool",
+    "build_dask",
+    "check_client",
+    "default_workers",
+]
 
 #: Tasks in flight per thread of the cluster when ``max_workers`` is not given: enough
-#: that every Dask worker has its next task at hand while a result travels back (see
-#: docs/performance.md for the measurements behind it).
-IN_FLIGHT_PER_THREAD = 4
+#: that Dask's workers stay busy while results travel back, even for short tasks on a
+#: loaded machine (docs/performance.md has the measurements behind it) ...
+IN_FLIGHT_PER_THREAD = 16
+#: ... up to this many: each task in flight is one of the pool's threads, waiting.
+DEFAULT_MAX_IN_FLIGHT = 1024
 
 _NEEDS_EXTRA = "kind 'dask' needs the distributed package: pip install 'poolwatch[dask]'"
 
@@ -75,9 +84,9 @@ def check_client(value: Any) -> Any:
 def default_workers(client: Client) -> int:
     """``max_workers`` when not given: ``IN_FLIGHT_PER_THREAD`` tasks in flight for each
     thread the cluster has now (at least one thread's worth, for a cluster still
-    starting)."""
+    starting), at most ``DEFAULT_MAX_IN_FLIGHT``."""
     threads: int = sum(client.nthreads().values())
-    return IN_FLIGHT_PER_THREAD * max(1, threads)
+    return min(IN_FLIGHT_PER_THREAD * max(1, threads), DEFAULT_MAX_IN_FLIGHT)
 
 
 def build_dask(
