@@ -45,6 +45,7 @@ from poolwatch.http.errors import ApiError
 
 __all__ = [
     "APP_ARGUMENTS",
+    "RUN_SETTINGS",
     "SERVER_SETTINGS",
     "TOKEN_RULE",
     "AccessPolicy",
@@ -141,6 +142,12 @@ class SettingNames:
 APP_ARGUMENTS = SettingNames(
     token="the token= argument of create_app() or start_service()",
     read_only="it was made with read_only=True; make it without to allow them",
+)
+#: ``poolwatch run``: its environment.
+RUN_SETTINGS = SettingNames(
+    token="POOLWATCH_API_TOKEN",
+    read_only="poolwatch run was started with POOLWATCH_READ_ONLY=1; start it without to "
+    "allow them",
 )
 #: ``poolwatch serve``: the environment or the config file, and the command line.
 SERVER_SETTINGS = SettingNames(
