@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -97,11 +99,21 @@ def test_token_and_options_reach_the_app(manager: PoolManager) -> None:
         poolwatch.start_service(manager, port=0, token="not a token")
 
 
-def test_default_manager_is_served(manager: PoolManager) -> None:
-    with poolwatch.start_service(port=0) as handle:
-        info = httpx.get(handle.url + "api/info", timeout=5).json()
-        assert info["mutations_allowed"] is True
-    assert poolwatch.default_manager() is not manager
+DEFAULT_MANAGER_PROGRAM = """
+import httpx, poolwatch
+with poolwatch.ThreadPoolExecutor(2, name="made") as ex, poolwatch.start_service(port=0) as h:
+    ex.submit(abs, -1).result()
+    print([p["name"] for p in httpx.get(h.url + "api/pools", timeout=5).json()["data"]])
+"""
+
+
+def test_without_a_manager_it_serves_the_default_one() -> None:
+    # In a process of its own: the default manager holds the global registry for good.
+    done = subprocess.run(
+        [sys.executable, "-c", DEFAULT_MANAGER_PROGRAM],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "['made']\n", "")
 
 
 def test_uvicorn_start_and_stop_lines_stay_out_of_the_programs_log(
