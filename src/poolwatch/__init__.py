@@ -21,7 +21,7 @@ from .work import WorkItem, cancel_requested, current_task, raise_if_cancel_requ
 
 if TYPE_CHECKING:
     from .config import load_config
-    from .http import create_app
+    from .http import ServeError, ServiceHandle, create_app, start_service
 
 __all__ = [
     "ManagedPool",
@@ -30,6 +30,8 @@ __all__ = [
     "PoolState",
     "PoolStats",
     "RejectedError",
+    "ServeError",
+    "ServiceHandle",
     "StackFrame",
     "TaskCancelledError",
     "TaskFuture",
@@ -48,17 +50,21 @@ __all__ = [
     "instrument",
     "load_config",
     "raise_if_cancel_requested",
+    "start_service",
     "task",
     "uninstrument",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The web layer (Starlette) is imported only by those who use it.
-    if name == "create_app":
-        from .http import create_app
+_WEB_NAMES = frozenset({"create_app", "start_service", "ServiceHandle", "ServeError"})
 
-        return create_app
+
+def __getattr__(name: str) -> Any:
+    # The web layer (Starlette, uvicorn) is imported only by those who use it.
+    if name in _WEB_NAMES:
+        from . import http
+
+        return getattr(http, name)
     if name == "load_config":
         from .config import load_config
 
