@@ -4,6 +4,7 @@
     python loadtest/bench.py --quick    # smaller sizes, for a quick look
     python loadtest/bench.py --only throughput,memory
     python loadtest/bench.py --cpus 0   # every thread on one CPU
+    python loadtest/bench.py --only process   # process pools vs ProcessPoolExecutor, loky
 
 Rows with a ratio run poolwatch and the bare ``ThreadPoolExecutor`` in alternating
 rounds (the order flips each round, so drift in the machine's load and warm-up hit both
@@ -404,6 +405,13 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def bench_processes(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """kind="process" beside ProcessPoolExecutor, loky and the ideal (bench_process.py)."""
+    from bench_process import bench_process
+
+    return bench_process(args, rounds, row, baseline_row, compared_row)
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "throughput": bench_throughput,
     "batch": bench_batch,
@@ -412,6 +420,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "tracing": bench_tracing_off,
     "pools": bench_pools,
     "pages": bench_pages,
+    "process": bench_processes,
 }
 
 

@@ -1,7 +1,8 @@
 """poolwatch: observable, controllable thread pools for Python services.
 
-``PoolManager`` owns named ``ManagedPool``s, drop-in ``concurrent.futures`` executors
-whose every task is counted, timed, traced and kept in a bounded history.
+``PoolManager`` owns named pools, drop-in ``concurrent.futures`` executors (on threads,
+``ManagedPool``, or worker processes, ``ManagedProcessPool``) whose every task is
+counted, timed, traced and kept in a bounded history.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import PoolExistsError, RejectedError, TaskCancelledError
-from .executor import ThreadPoolExecutor, default_manager, instrument, uninstrument
+from .errors import PoolExistsError, RejectedError, TaskCancelledError, TaskInterruptedError
+from .executor import (
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    default_manager,
+    instrument,
+    uninstrument,
+)
 from .future import TaskFuture
 from .manager import PoolManager
-from .pool import ManagedPool
+from .pool import ManagedPool, ManagedProcessPool, PoolBase
+from .processes import ProcessCrashedError
 from .records import PoolState, PoolStats, TaskInfo, TaskPage, TaskState
 from .stacks import StackFrame, TaskStack
 from .tasks import TaskType, task
@@ -25,10 +33,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ManagedPool",
+    "ManagedProcessPool",
+    "PoolBase",
     "PoolExistsError",
     "PoolManager",
     "PoolState",
     "PoolStats",
+    "ProcessCrashedError",
+    "ProcessPoolExecutor",
     "RejectedError",
     "ServeError",
     "ServiceHandle",
@@ -36,6 +48,7 @@ __all__ = [
     "TaskCancelledError",
     "TaskFuture",
     "TaskInfo",
+    "TaskInterruptedError",
     "TaskPage",
     "TaskStack",
     "TaskState",

@@ -34,7 +34,7 @@ from typing import Any
 from .accounting import BUCKETS, Histogram, PoolSnapshot, TaskKind, TaskKinds
 from .backend import Backend
 from .backlog import Backlog
-from .errors import RejectedError, TaskCancelledError
+from .errors import RejectedError, TaskCancelledError, TaskInterruptedError
 from .future import TaskFuture
 from .history import History, error_info
 from .records import PoolState, PoolStats, TaskInfo
@@ -631,8 +631,10 @@ class PoolEngine:
             payload = exc
         finally:
             CURRENT.item = previous
-        if outcome == FAILED:
-            item.error = error_info(payload)
+        if outcome == FAILED or (
+            outcome == CANCELLED and isinstance(payload, TaskInterruptedError)
+        ):
+            item.error = error_info(payload)  # a task interrupted keeps why in its record
         if span is not None:
             failed = payload if outcome == FAILED else None
             item.trace_id = self._tracing.end(span, token, item, failed, outcome == CANCELLED)
@@ -754,7 +756,7 @@ class PoolEngine:
                 resolved = self._tombstone_locked(item, now)
                 result = "cancelled"
             else:
-                item.request_cancel(now)
+                self._request_cancel_locked(item, now)
                 resolved, result = True, "requested"
         if not resolved:
             item.future.settle(CANCELLED, None)
@@ -765,7 +767,13 @@ class PoolEngine:
         now = monotonic()
         with self._lock:
             for item in self._running_locked():
-                item.request_cancel(now)
+                self._request_cancel_locked(item, now)
+
+    def _request_cancel_locked(self, item: WorkItem, now: float) -> None:
+        """Ask a running task to stop, and tell the backend running it (if any)."""
+        item.request_cancel(now)
+        if self._backend is not None and item.worker >= 0:
+            self._backend.request_cancel(item.worker, item.seq)
 
     def _running_locked(self) -> list[WorkItem]:
         running = [w.item for w in self._workers.all if isinstance(w.item, WorkItem)]
@@ -925,7 +933,7 @@ class PoolEngine:
                     item.overdue_at = now
                     self._overdue += 1
                     self._timeouts_run += 1
-                    item.request_cancel(now)
+                    self._request_cancel_locked(item, now)
                     overdue.append((item, ident, thread))
             if self._kill_overdue:
                 kill = [w for w in self._workers.all

@@ -9,6 +9,7 @@ lets its idle workers exit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -17,16 +18,18 @@ import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from opentelemetry import trace
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from . import future, options
+from .backend import Backend
 from .engine import EngineServices, PoolEngine, interpreter_exiting, parse_task_id
 from .errors import PoolExistsError, TaskNotRunningError
+from .kinds import check_kind, check_kind_options
 from .metrics import PoolCollector
-from .pool import ManagedPool
+from .pool import ManagedPool, ManagedProcessPool, PoolBase
 from .records import TaskInfo, TaskPage, TaskState
 from .stacks import TaskStack, capture_stack
 from .tracing import Tracing
@@ -34,10 +37,11 @@ from .views import STATE_CODES, page_of
 
 __all__ = ["PoolManager", "default_max_workers"]
 
+_P = TypeVar("_P", bound=PoolBase)
+
 log = logging.getLogger("poolwatch")
 
 _MAX_PAGE = 10_000
-_KINDS = ("thread",)
 
 
 def default_max_workers() -> int:
@@ -66,7 +70,7 @@ class PoolManager:
             raise ValueError(f"task_label_limit must be an integer >= 1, got {task_label_limit!r}")
         self._lock = threading.Lock()
         # name -> the pool, or a weak reference to it (made by the stdlib constructor)
-        self._pools: dict[str, ManagedPool | weakref.ref[ManagedPool]] = {}
+        self._pools: dict[str, PoolBase | weakref.ref[PoolBase]] = {}
         self._by_uid: dict[int, str] = {}
         self._next_uid = 1
         self._closed = False
@@ -108,6 +112,34 @@ class PoolManager:
 
     # -- pools -----------------------------------------------------------------------
 
+    @overload
+    def create_pool(
+        self, name: str, *, max_workers: int | None = ..., thread_name_prefix: str = ...,
+        initializer: Callable[..., object] | None = ..., initargs: tuple[Any, ...] = ...,
+        queue_capacity: int | None = ..., rejection_policy: str = ...,
+        queue_timeout: float | None = ..., run_timeout: float | None = ...,
+        history_size: int = ..., kind: Literal["thread"] = ...,
+    ) -> ManagedPool: ...  # fmt: skip
+
+    @overload
+    def create_pool(
+        self, name: str, *, max_workers: int | None = ..., thread_name_prefix: str = ...,
+        initializer: Callable[..., object] | None = ..., initargs: tuple[Any, ...] = ...,
+        queue_capacity: int | None = ..., rejection_policy: str = ...,
+        queue_timeout: float | None = ..., run_timeout: float | None = ...,
+        history_size: int = ..., kind: Literal["process"], mp_context: Any = ...,
+        max_tasks_per_child: int | None = ..., on_run_timeout: str = ...,
+    ) -> ManagedProcessPool: ...  # fmt: skip
+
+    @overload
+    def create_pool(
+        self, name: str, *, max_workers: int | None = ..., thread_name_prefix: str = ...,
+        initializer: Callable[..., object] | None = ..., initargs: tuple[Any, ...] = ...,
+        queue_capacity: int | None = ..., rejection_policy: str = ...,
+        queue_timeout: float | None = ..., run_timeout: float | None = ...,
+        history_size: int = ..., kind: str, **kind_options: Any,
+    ) -> PoolBase: ...  # fmt: skip
+
     def create_pool(
         self,
         name: str,
@@ -122,30 +154,39 @@ class PoolManager:
         run_timeout: float | None = None,
         history_size: int = 10_000,
         kind: str = "thread",
-    ) -> ManagedPool:
+        **kind_options: Any,
+    ) -> PoolBase:
         """Create a pool named ``name`` (a metric label: ``^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$``).
 
         ``max_workers=None`` is ``ThreadPoolExecutor``'s default; ``thread_name_prefix``,
         ``initializer`` and ``initargs`` are as there (threads are named
-        ``{prefix}_{index}``, the prefix defaulting to the pool's name). Raises
+        ``{prefix}_{index}``, the prefix defaulting to the pool's name). ``kind`` says
+        where tasks run (``"thread"``, ``"process"``, see ``poolwatch.kinds``); options of
+        that kind alone come as further keywords (``mp_context=``, ...). Raises
         ``PoolExistsError`` (a ``ValueError``) when the name is taken, ``ValueError`` for a
-        bad value and ``TypeError`` for a value of the wrong type.
+        bad value and ``TypeError`` for a value of the wrong type or an option the kind
+        does not take.
         """
         options.check_pool_name(name)
-        engine = self._new_engine(
-            name, max_workers=max_workers, thread_name_prefix=thread_name_prefix,
-            initializer=initializer, initargs=initargs, queue_capacity=queue_capacity,
-            rejection_policy=rejection_policy, queue_timeout=queue_timeout,
-            run_timeout=run_timeout, history_size=history_size, kind=kind,
+        pool_kind = check_kind(kind)
+        chosen = check_kind_options(pool_kind, kind_options)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        make_engine = functools.partial(
+            self._new_engine, name, max_workers=max_workers, thread_name_prefix=thread_name_prefix,
+            queue_capacity=queue_capacity, rejection_policy=rejection_policy,
+            queue_timeout=queue_timeout, run_timeout=run_timeout, history_size=history_size,
+            kind=pool_kind.name,
         )  # fmt: skip
-        return self._add(ManagedPool(engine), weak=False)
+        pool = pool_kind.build(make_engine, initializer, tuple(initargs), chosen)
+        return self._add(pool, weak=False)
 
     def _new_engine(self, name: str, *, max_workers: int | None, thread_name_prefix: str,
                     initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
-                    kind: str, **settings: Any) -> PoolEngine:  # fmt: skip
+                    kind: str, backend: Backend | None = None, on_run_timeout: str = "request",
+                    **settings: Any) -> PoolEngine:  # fmt: skip
         """A checked engine for a pool named ``name`` (not registered yet)."""
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {', '.join(map(repr, _KINDS))}, got {kind!r}")
+        check_kind(kind)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if not isinstance(thread_name_prefix, str):
@@ -168,9 +209,10 @@ class PoolManager:
             initializer=initializer, initargs=tuple(initargs), queue_capacity=capacity,
             rejection_policy=policy, queue_timeout=queue_timeout, run_timeout=run_timeout,
             history_size=history_size, task_label_limit=self._label_limit, kind=kind,
+            backend=backend, on_run_timeout=options.check_on_run_timeout(on_run_timeout),
         )  # fmt: skip
 
-    def _add(self, pool: ManagedPool, *, weak: bool) -> ManagedPool:
+    def _add(self, pool: _P, *, weak: bool) -> _P:
         """Register ``pool`` under its name: refused if the name is taken."""
         name = pool.name
         with self._lock:
@@ -189,7 +231,7 @@ class PoolManager:
             self._watch(pool.engine)
         return pool
 
-    def _live_locked(self, name: str) -> ManagedPool | None:
+    def _live_locked(self, name: str) -> PoolBase | None:
         entry = self._pools.get(name)
         if isinstance(entry, weakref.ref):
             pool = entry()
@@ -209,7 +251,7 @@ class PoolManager:
                     return candidate
         raise AssertionError("unreachable")
 
-    def get_pool(self, name: str) -> ManagedPool:
+    def get_pool(self, name: str) -> PoolBase:
         """The pool named ``name``; ``KeyError`` if there is none."""
         with self._lock:
             pool = self._live_locked(name)
@@ -217,7 +259,7 @@ class PoolManager:
             raise KeyError(f"no pool named {name!r}")
         return pool
 
-    def pools(self) -> list[ManagedPool]:
+    def pools(self) -> list[PoolBase]:
         """The pools, in the order they were created."""
         with self._lock:
             found = [(n, self._live_locked(n)) for n in list(self._pools)]
@@ -252,7 +294,7 @@ class PoolManager:
 
     # -- tasks -----------------------------------------------------------------------
 
-    def _pool_of(self, task_id: str) -> tuple[ManagedPool, int]:
+    def _pool_of(self, task_id: str) -> tuple[PoolBase, int]:
         """The pool of a task and the task's number there; ``KeyError`` if none."""
         ids = parse_task_id(task_id)
         pool = None

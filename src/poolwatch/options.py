@@ -17,20 +17,34 @@ Bounds, and why:
   limit. Longer waits overflow some platforms' timers.
 - ``history_size``: 0 to 1,000,000 finished tasks kept per pool; 0 keeps none (the
   counters still count every task).
+
+Settings of one kind only (``create_pool(kind=..., **kind_options)``):
+
+- ``on_run_timeout``: ``"request"`` (a cooperative cancel request, every kind) or
+  ``"kill"`` (also end the task where it runs: its process, for ``kind="process"``).
+- ``max_tasks_per_child`` (process): 1 to 1,000,000,000 tasks before a child process is
+  replaced, or None for children that live as long as their worker.
+- ``mp_context`` (process): a ``multiprocessing`` context or a start method's name
+  (``"spawn"``, ``"forkserver"``, ``"fork"``); None picks ``forkserver`` where the
+  platform has it, else ``spawn`` (see ``default_mp_context``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import re
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from typing import Any, Literal
 
 __all__ = [
     "HISTORY_SIZE",
     "MAX_SECONDS",
+    "MAX_TASKS_PER_CHILD",
     "MAX_WORKERS",
+    "ON_RUN_TIMEOUT",
     "POOL_NAME_RE",
     "QUEUE_CAPACITY",
     "QUEUE_TIMEOUT",
@@ -40,16 +54,21 @@ __all__ = [
     "Setting",
     "bounds_text",
     "check_history_size",
+    "check_max_tasks_per_child",
     "check_max_workers",
+    "check_mp_context",
+    "check_on_run_timeout",
     "check_pool_name",
     "check_queue_capacity",
     "check_rejection_policy",
     "check_timeout",
+    "default_mp_context",
     "show",
 ]
 
 POOL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REJECTION_POLICIES = ("abort", "caller_runs", "discard", "discard_oldest")
+ON_RUN_TIMEOUT = ("request", "kill")
 #: The longest timeout accepted (30 days).
 MAX_SECONDS = 2_592_000.0
 
@@ -175,11 +194,21 @@ RUN_TIMEOUT = Setting(
     unit="seconds",
 )
 HISTORY_SIZE = Setting("history_size", "integer", minimum=0, maximum=1_000_000)
+MAX_TASKS_PER_CHILD = Setting(
+    "max_tasks_per_child",
+    "integer",
+    minimum=1,
+    maximum=1_000_000_000,
+    none_means="children that live as long as their worker",
+)
 
 #: Every numeric setting, by name.
 SETTINGS = {
-    s.name: s for s in (MAX_WORKERS, QUEUE_CAPACITY, QUEUE_TIMEOUT, RUN_TIMEOUT, HISTORY_SIZE)
-}
+    s.name: s
+    for s in (
+        MAX_WORKERS, QUEUE_CAPACITY, QUEUE_TIMEOUT, RUN_TIMEOUT, HISTORY_SIZE, MAX_TASKS_PER_CHILD,
+    )
+}  # fmt: skip
 
 
 def check_pool_name(name: Any) -> str:
@@ -203,13 +232,16 @@ def check_queue_capacity(value: Any) -> int | None:
     return result
 
 
-def check_rejection_policy(value: Any) -> str:
-    if not isinstance(value, str) or value not in REJECTION_POLICIES:
+def _check_choice(setting: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(
-            f"rejection_policy must be one of {', '.join(map(json.dumps, REJECTION_POLICIES))}, "
-            f"got {show(value)}"
+            f"{setting} must be one of {', '.join(map(json.dumps, choices))}, got {show(value)}"
         )
     return value
+
+
+def check_rejection_policy(value: Any) -> str:
+    return _check_choice("rejection_policy", value, REJECTION_POLICIES)
 
 
 def check_timeout(setting: str, value: Any) -> float | None:
@@ -221,3 +253,37 @@ def check_timeout(setting: str, value: Any) -> float | None:
 def check_history_size(value: Any) -> int:
     result: int = HISTORY_SIZE.check(value)
     return result
+
+
+def check_on_run_timeout(value: Any) -> str:
+    return _check_choice("on_run_timeout", value, ON_RUN_TIMEOUT)
+
+
+def check_max_tasks_per_child(value: Any) -> int | None:
+    result: int | None = MAX_TASKS_PER_CHILD.check(value)
+    return result
+
+
+def default_mp_context() -> BaseContext:
+    """``forkserver`` where the platform has it, else ``spawn``: never ``fork``, since a
+    process pool's parent always runs threads (its workers, the timeout monitor) and a
+    child forked from it may inherit a lock some thread held. Python 3.14 made the same
+    choice for ``ProcessPoolExecutor``."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def check_mp_context(value: Any) -> BaseContext:
+    """A ``multiprocessing`` context, from a context, a start method's name or None."""
+    if value is None:
+        return default_mp_context()
+    if isinstance(value, BaseContext):
+        return value
+    methods = multiprocessing.get_all_start_methods()
+    if isinstance(value, str) and value in methods:
+        return multiprocessing.get_context(value)
+    raise ValueError(
+        "mp_context must be a multiprocessing context, one of "
+        f"{', '.join(map(json.dumps, methods))}, or None (null) for the default, "
+        f"got {show(value)}"
+    )

@@ -1,6 +1,12 @@
-"""``ManagedPool``: a ``concurrent.futures.ThreadPoolExecutor`` with live settings and records.
+"""The pools users hold: ``PoolBase`` and one ``concurrent.futures`` executor per kind.
 
-What a user calls: submitting, configuring, pausing, cancelling, shutting down, reading.
+``PoolBase`` is what a user calls on any pool: submitting, configuring, pausing,
+cancelling, shutting down, reading. Each kind adds it to the stdlib executor it stands
+for, so ``isinstance`` checks keep working: ``ManagedPool`` is a ``ThreadPoolExecutor``
+(kind ``"thread"``), ``ManagedProcessPool`` a ``ProcessPoolExecutor`` (kind
+``"process"``); a kind with no stdlib twin derives from ``PoolBase`` alone (an
+``Executor``). The manager's tables and the HTTP layer take any ``PoolBase``.
+
 The pool's state and mechanics are its ``PoolEngine`` (``engine.py``), which its worker
 threads hold instead of the pool itself, as ``ThreadPoolExecutor``'s workers hold only a
 weak reference to theirs: a pool dropped without ``shutdown()`` is collected, and its
@@ -13,8 +19,8 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, Protocol
 
 from . import options
 from .accounting import PoolSnapshot
@@ -22,7 +28,7 @@ from .engine import PoolEngine, parse_task_id
 from .future import TaskFuture
 from .records import PoolState, PoolStats
 
-__all__ = ["ManagedPool"]
+__all__ = ["ManagedPool", "ManagedProcessPool", "PoolBase", "ProcessView"]
 
 _UNSET: Any = object()
 
@@ -41,17 +47,14 @@ def _abandoned(engine: PoolEngine) -> None:
         stopper.start()
 
 
-class ManagedPool(ThreadPoolExecutor):
-    """A named, observable thread pool. Create it with ``PoolManager.create_pool`` or
-    ``poolwatch.ThreadPoolExecutor``.
+class PoolBase(Executor):
+    """A named, observable pool of any kind (see the module). Every method is thread-safe.
 
-    A real ``ThreadPoolExecutor``: ``submit``, ``map``, ``shutdown`` and the context
-    manager behave as the stdlib's, and ``isinstance`` checks and
-    ``loop.set_default_executor`` accept it. Every method is thread-safe.
+    ``submit``, ``map``, ``shutdown`` and the context manager behave as the stdlib's.
     """
 
     def __init__(self, engine: PoolEngine) -> None:
-        # ThreadPoolExecutor.__init__ is not called: the engine replaces its machinery.
+        # The stdlib executor's __init__ is not called: the engine replaces its machinery.
         self._engine = engine
         finalizer = weakref.finalize(self, _abandoned, engine)
         finalizer.atexit = False  # at exit the manager shuts every pool down itself
@@ -67,7 +70,7 @@ class ManagedPool(ThreadPoolExecutor):
 
     @property
     def kind(self) -> str:
-        """Where tasks run: ``"thread"``."""
+        """Where tasks run: ``"thread"``, ``"process"``, ..."""
         return self._engine.kind
 
     @property
@@ -79,21 +82,9 @@ class ManagedPool(ThreadPoolExecutor):
         """What a full queue does now (``configure`` changes it): a cheap read."""
         return self._engine.rejection_policy
 
-    # ThreadPoolExecutor's attributes that code and tests written for it read.
-    @property
-    def _max_workers(self) -> int:  # type: ignore[override]
-        return self._engine.max_workers
-
-    @property
-    def _threads(self) -> set[Any]:  # type: ignore[override]
-        return self._engine.threads()
-
-    @property
-    def _broken(self) -> str | bool:  # type: ignore[override]
-        return self._engine.broken or False
-
     def __repr__(self) -> str:
-        return f"<ManagedPool {self._engine.name!r} max_workers={self._engine.max_workers}>"
+        e = self._engine
+        return f"<{type(self).__name__} {e.name!r} kind={e.kind} max_workers={e.max_workers}>"
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Schedule ``fn(*args, **kwargs)``; returns a ``TaskFuture``.
@@ -188,3 +179,63 @@ class ManagedPool(ThreadPoolExecutor):
     def metrics_snapshot(self) -> PoolSnapshot:
         """Everything the pool exports as metrics, at one instant."""
         return self._engine.metrics_snapshot()
+
+
+class ManagedPool(PoolBase, ThreadPoolExecutor):
+    """A named, observable thread pool (kind ``"thread"``). Create it with
+    ``PoolManager.create_pool`` or ``poolwatch.ThreadPoolExecutor``.
+
+    A real ``ThreadPoolExecutor``: ``isinstance`` checks and ``loop.set_default_executor``
+    accept it.
+    """
+
+    # ThreadPoolExecutor's attributes that code and tests written for it read.
+    @property
+    def _max_workers(self) -> int:  # type: ignore[override]
+        return self._engine.max_workers
+
+    @property
+    def _broken(self) -> str | bool:  # type: ignore[override]
+        return self._engine.broken or False
+
+    @property
+    def _threads(self) -> set[Any]:  # type: ignore[override]
+        return self._engine.threads()
+
+
+class ProcessView(Protocol):
+    """What a process pool's backend shows of its children (for the stdlib's attributes)."""
+
+    @property
+    def mp_context(self) -> Any: ...
+
+    def processes(self) -> dict[int, Any]: ...
+
+
+class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
+    """A named, observable pool of worker processes (kind ``"process"``). Create it with
+    ``PoolManager.create_pool(..., kind="process")`` or ``poolwatch.ProcessPoolExecutor``.
+
+    A real ``ProcessPoolExecutor``: ``map(..., chunksize=)`` batches as the stdlib's does.
+    """
+
+    def __init__(self, engine: PoolEngine, children: ProcessView) -> None:
+        super().__init__(engine)
+        self._children = children
+
+    # ProcessPoolExecutor's attributes that code and tests written for it read.
+    @property
+    def _max_workers(self) -> int:
+        return self._engine.max_workers
+
+    @property
+    def _broken(self) -> str | bool:  # type: ignore[override]
+        return self._engine.broken or False
+
+    @property
+    def _processes(self) -> dict[int, Any]:  # type: ignore[override]
+        return self._children.processes()
+
+    @property
+    def _mp_context(self) -> Any:  # type: ignore[override]
+        return self._children.mp_context

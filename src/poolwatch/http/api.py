@@ -52,7 +52,7 @@ from poolwatch.tasks import TaskType, get_task_type, registered_tasks
 
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
-    from poolwatch.pool import ManagedPool
+    from poolwatch.pool import PoolBase
 
 __all__ = ["ControlApi"]
 
@@ -332,7 +332,7 @@ class ControlApi:
         except FieldError as exc:
             raise _invalid(exc) from None
 
-    def _pool(self, name: str) -> ManagedPool:
+    def _pool(self, name: str) -> PoolBase:
         try:
             return self.manager.get_pool(name)
         except KeyError:
