@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .errors import PoolExistsError, RejectedError, TaskCancelledError
 from .executor import ThreadPoolExecutor, default_manager, instrument, uninstrument
+from .family import PoolFamily
 from .future import TaskFuture
 from .manager import PoolManager
 from .pool import ManagedPool
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ManagedPool",
     "PoolExistsError",
+    "PoolFamily",
     "PoolManager",
     "PoolState",
     "PoolStats",

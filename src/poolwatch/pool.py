@@ -156,6 +156,10 @@ class ManagedPool(ThreadPoolExecutor):
             changes["queue_timeout"] = options.check_timeout("queue_timeout", queue_timeout)
         if run_timeout is not _UNSET:
             changes["run_timeout"] = options.check_timeout("run_timeout", run_timeout)
+        self._configure_checked(changes)
+
+    def _configure_checked(self, changes: dict[str, Any]) -> None:
+        """Apply settings ``configure`` has checked."""
         self._engine.configure(changes)
 
     def pause(self) -> None:
