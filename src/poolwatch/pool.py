@@ -34,6 +34,8 @@ def _abandoned(engine: PoolEngine) -> None:
     pool's workers while it holds the engine's lock (dropping a task's arguments that
     held the last reference), and taking that lock there would deadlock.
     """
+    if engine.terminated:  # shut down already (the usual case): nothing to stop
+        return
     stopper = threading.Thread(
         target=engine.shutdown, args=(False, False), name=f"{engine.name}-abandoned", daemon=True
     )
