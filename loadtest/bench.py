@@ -3,6 +3,7 @@
     python loadtest/bench.py            # the full table (a few minutes)
     python loadtest/bench.py --quick    # smaller sizes, for a quick look
     python loadtest/bench.py --only throughput,memory
+    python loadtest/bench.py --only family,adoption   # see bench_adoption.py
     python loadtest/bench.py --cpus 0   # every thread on one CPU
     python loadtest/bench.py --only process   # process pools vs ProcessPoolExecutor, loky
 
@@ -33,6 +34,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
+import bench_adoption
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -421,6 +423,8 @@ BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "pools": bench_pools,
     "pages": bench_pages,
     "process": bench_processes,
+    "family": lambda args: bench_adoption.bench_family(args, sys.modules[__name__]),
+    "adoption": lambda args: bench_adoption.bench_adoption(args, sys.modules[__name__]),
 }
 
 

@@ -18,6 +18,7 @@ from .executor import (
     instrument,
     uninstrument,
 )
+from .family import PoolFamily
 from .future import TaskFuture
 from .manager import PoolManager
 from .pool import ManagedPool, ManagedProcessPool, PoolBase
@@ -36,6 +37,7 @@ __all__ = [
     "ManagedProcessPool",
     "PoolBase",
     "PoolExistsError",
+    "PoolFamily",
     "PoolManager",
     "PoolState",
     "PoolStats",

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from . import options
+from .errors import PoolExistsError
 from .manager import PoolManager
 from .pool import ManagedPool, ManagedProcessPool
 from .processes import ProcessBackend
@@ -57,7 +58,9 @@ class ThreadPoolExecutor(ManagedPool):
     """A ``ManagedPool`` made the way ``concurrent.futures.ThreadPoolExecutor`` is.
 
     Without ``name`` the pool is named from ``thread_name_prefix``, else from the module
-    and function that created it (names stable across runs, so dashboards keep working).
+    and function that created it (names stable across runs, so dashboards keep working),
+    and joins the ``PoolFamily`` of that name: every executor made there is one pool in
+    metrics, the API and the console.
     Threads are named ``{thread_name_prefix}_{index}``, or without a prefix
     ``ThreadPoolExecutor-{n}_{index}`` as the stdlib names them.
     """
@@ -73,14 +76,36 @@ class ThreadPoolExecutor(ManagedPool):
         manager: PoolManager | None = None,
         **settings: Any,
     ) -> None:
-        mgr, name = _manager_and_name(self, max_workers, thread_name_prefix, name, manager)
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
+        ):
+            options.check_max_workers(max_workers)  # raises, with the stdlib's words
+        mgr = manager if manager is not None else (_instrumented or default_manager())
+        derived = name is None
+        base = name or ""
+        if name is None:
+            base = _derived_name(thread_name_prefix, self)
+        else:
+            options.check_pool_name(name)
         prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_counter)}"
-        engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
-            name, max_workers=max_workers, thread_name_prefix=prefix,
-            initializer=initializer, initargs=initargs, kind="thread", **settings,
-        )  # fmt: skip
-        super().__init__(engine)
-        mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+        pool_name = base
+        for _ in range(3):  # a derived name taken meanwhile by an explicit pool: again
+            if derived:
+                pool_name = mgr._family_name(base)  # noqa: SLF001  # the constructor's naming
+            engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
+                pool_name, max_workers=max_workers, thread_name_prefix=prefix,
+                initializer=initializer, initargs=initargs, kind="thread", **settings,
+            )  # fmt: skip
+            super().__init__(engine)
+            if not derived:
+                mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+                return
+            try:
+                mgr._adopt(self)  # noqa: SLF001  # joins the family of its name, held weakly
+                return
+            except PoolExistsError:
+                continue
+        raise PoolExistsError(f"no free name for a pool derived from {base!r}")
 
 
 class ProcessPoolExecutor(ManagedProcessPool):
