@@ -3,7 +3,9 @@
     python loadtest/bench.py            # the full table (a few minutes)
     python loadtest/bench.py --quick    # smaller sizes, for a quick look
     python loadtest/bench.py --only throughput,memory
+    python loadtest/bench.py --only family,adoption   # see bench_adoption.py
     python loadtest/bench.py --cpus 0   # every thread on one CPU
+    python loadtest/bench.py --only process   # process pools vs ProcessPoolExecutor, loky
     python loadtest/bench.py --only dask  # kind="dask" against Dask's own executor
 
 Rows with a ratio run poolwatch and the bare ``ThreadPoolExecutor`` in alternating
@@ -33,6 +35,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
 
+import bench_adoption
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -405,6 +408,13 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def bench_processes(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """kind="process" beside ProcessPoolExecutor, loky and the ideal (bench_process.py)."""
+    from bench_process import bench_process
+
+    return bench_process(args, rounds, row, baseline_row, compared_row)
+
+
 def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
     """kind="dask" against Client.get_executor() (loadtest/bench_dask.py); needs [dask]."""
     try:
@@ -412,7 +422,7 @@ def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
     except ImportError as exc:
         print(f"skipping dask: {exc} (pip install -e '.[dask]')", file=sys.stderr)
         return []
-    return bench_dask.bench_dask(args)
+    return bench_dask.bench_dask(args, sys.modules[__name__])
 
 
 BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
@@ -423,6 +433,9 @@ BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "tracing": bench_tracing_off,
     "pools": bench_pools,
     "pages": bench_pages,
+    "process": bench_processes,
+    "family": lambda args: bench_adoption.bench_family(args, sys.modules[__name__]),
+    "adoption": lambda args: bench_adoption.bench_adoption(args, sys.modules[__name__]),
     "dask": bench_dask,
 }
 

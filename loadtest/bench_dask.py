@@ -26,10 +26,11 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client
 from prometheus_client import CollectorRegistry
 
 import poolwatch
+from poolwatch.dask_demo import local_cluster
 
 THREADS = 2  # the cluster's: two workers of one thread
 PER_THREAD = (2, 4, 8, 16, 32)  # tasks in flight per cluster thread, in the sweep
@@ -55,13 +56,7 @@ def crunch_5ms(x: int) -> int:
 
 @contextmanager
 def cluster() -> Iterator[Any]:
-    with (
-        LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-            dashboard_address=None,
-        ) as lc,
-        Client(lc, set_as_default=False) as client,
-    ):  # fmt: skip
+    with local_cluster() as lc, Client(lc, set_as_default=False) as client:
         client.wait_for_workers(2)
         yield client
 
@@ -87,9 +82,10 @@ def pool_rate(client: Any, fn: Callable[[int], int], n: int, max_workers: int | 
         return _rate(pool, fn, n)
 
 
-def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from bench import baseline_row, compared_row, rounds, row
-
+def bench_dask(args: argparse.Namespace, bench: Any) -> list[dict[str, Any]]:
+    """The rows; ``bench`` is the runner's module, for its rounds and rows."""
+    rounds, row = bench.rounds, bench.row
+    baseline_row, compared_row = bench.baseline_row, bench.compared_row
     quick = args.quick
     tasks = {
         "trivial": (add_one, 500 if quick else 2000),
@@ -109,17 +105,16 @@ def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append(baseline_row(f"dask {label} x{n}: Client.get_executor()", base, "tasks/s"))
             rows.append(compared_row(f"dask {label} x{n}: poolwatch kind=dask (default)",
                                      samples["pool"], base, "tasks/s", ">= 0.9x"))  # fmt: skip
-        rows += _in_flight_sweep(client, args)
+        rows += _in_flight_sweep(client, args, bench)
     load_after = os.getloadavg()[0]
     rows.append(row("dask rows: load average (1 min) before", load_before, "", None, None))
     rows.append(row("dask rows: load average (1 min) after", load_after, "", None, None))
     return rows
 
 
-def _in_flight_sweep(client: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _in_flight_sweep(client: Any, args: argparse.Namespace, bench: Any) -> list[dict[str, Any]]:
     """The pool at 2 to 32 tasks in flight per cluster thread, against Dask."""
-    from bench import compared_row, rounds
-
+    rounds, compared_row = bench.rounds, bench.compared_row
     rows = []
     for label, fn, n in (("trivial", add_one, 1000), ("10 ms wait", wait_10ms, 300)):
 

@@ -1,7 +1,8 @@
 """poolwatch: observable, controllable thread pools for Python services.
 
-``PoolManager`` owns named ``ManagedPool``s, drop-in ``concurrent.futures`` executors
-whose every task is counted, timed, traced and kept in a bounded history.
+``PoolManager`` owns named pools, drop-in ``concurrent.futures`` executors (on threads,
+``ManagedPool``, or worker processes, ``ManagedProcessPool``) whose every task is
+counted, timed, traced and kept in a bounded history.
 """
 
 from __future__ import annotations
@@ -9,11 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import PoolExistsError, RejectedError, TaskCancelledError
-from .executor import ThreadPoolExecutor, default_manager, instrument, uninstrument
+from .errors import PoolExistsError, RejectedError, TaskCancelledError, TaskInterruptedError
+from .executor import (
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    default_manager,
+    instrument,
+    uninstrument,
+)
+from .family import PoolFamily
 from .future import TaskFuture
 from .manager import PoolManager
-from .pool import ManagedPool
+from .pool import ManagedPool, ManagedProcessPool, PoolBase
+from .processes import ProcessCrashedError
 from .records import PoolState, PoolStats, TaskInfo, TaskPage, TaskState
 from .stacks import StackFrame, TaskStack
 from .tasks import TaskType, task
@@ -21,19 +30,27 @@ from .work import WorkItem, cancel_requested, current_task, raise_if_cancel_requ
 
 if TYPE_CHECKING:
     from .config import load_config
-    from .http import create_app
+    from .http import ServeError, ServiceHandle, create_app, start_service
 
 __all__ = [
     "ManagedPool",
+    "ManagedProcessPool",
+    "PoolBase",
     "PoolExistsError",
+    "PoolFamily",
     "PoolManager",
     "PoolState",
     "PoolStats",
+    "ProcessCrashedError",
+    "ProcessPoolExecutor",
     "RejectedError",
+    "ServeError",
+    "ServiceHandle",
     "StackFrame",
     "TaskCancelledError",
     "TaskFuture",
     "TaskInfo",
+    "TaskInterruptedError",
     "TaskPage",
     "TaskStack",
     "TaskState",
@@ -48,17 +65,21 @@ __all__ = [
     "instrument",
     "load_config",
     "raise_if_cancel_requested",
+    "start_service",
     "task",
     "uninstrument",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The web layer (Starlette) is imported only by those who use it.
-    if name == "create_app":
-        from .http import create_app
+_WEB_NAMES = frozenset({"create_app", "start_service", "ServiceHandle", "ServeError"})
 
-        return create_app
+
+def __getattr__(name: str) -> Any:
+    # The web layer (Starlette, uvicorn) is imported only by those who use it.
+    if name in _WEB_NAMES:
+        from . import http
+
+        return getattr(http, name)
     if name == "load_config":
         from .config import load_config
 

@@ -22,6 +22,7 @@ __all__ = [
     "Histogram",
     "LabelStats",
     "PoolSnapshot",
+    "SnapshotSum",
     "TaskKind",
     "TaskKinds",
 ]
@@ -176,3 +177,100 @@ class PoolSnapshot:
     # (task label, succeeded, failed, cancelled, run-time histogram)
     labels: list[tuple[str, int, int, int, HistogramSnapshot]]
     kind: str = "thread"  # the pool's kind: thread, process or dask
+
+
+class SnapshotSum:
+    """Counts added up over many pools' snapshots: what a pool family keeps of the
+    instances that ended, and how it adds the live ones to them.
+
+    Counters and histograms add; ``task`` labels keep the first ``label_limit`` names seen
+    and count the rest as ``_other``; of two exemplars in one bucket the later is kept.
+    Not thread-safe on its own: its owner calls it under its lock.
+    """
+
+    __slots__ = (
+        "_label_limit",
+        "cancelled",
+        "failed",
+        "labels",
+        "queue_wait",
+        "rejected_full",
+        "rejected_shutdown",
+        "submitted",
+        "succeeded",
+        "timeouts_queue",
+        "timeouts_run",
+    )  # fmt: skip
+
+    def __init__(self, label_limit: int) -> None:
+        self._label_limit = label_limit
+        self.submitted = self.succeeded = self.failed = self.cancelled = 0
+        self.rejected_full = self.rejected_shutdown = 0
+        self.timeouts_queue = self.timeouts_run = 0
+        self.queue_wait = Histogram()
+        self.labels: dict[str, LabelStats] = {}
+
+    def copy(self) -> SnapshotSum:
+        other = SnapshotSum(self._label_limit)
+        for name in ("submitted", "succeeded", "failed", "cancelled", "rejected_full",
+                     "rejected_shutdown", "timeouts_queue", "timeouts_run"):  # fmt: skip
+            setattr(other, name, getattr(self, name))
+        other.queue_wait = _copy_histogram(self.queue_wait)
+        other.labels = {
+            k: LabelStats(v.label, v.succeeded, v.failed, v.cancelled, _copy_histogram(v.run))
+            for k, v in self.labels.items()
+        }
+        return other
+
+    def add(self, snap: PoolSnapshot) -> None:
+        """Add one pool's numbers."""
+        s = snap.stats
+        self.submitted += s.submitted
+        self.succeeded += s.succeeded
+        self.failed += s.failed
+        self.cancelled += s.cancelled
+        self.rejected_full += snap.rejected_full
+        self.rejected_shutdown += snap.rejected_shutdown
+        self.timeouts_queue += snap.timeouts_queue
+        self.timeouts_run += snap.timeouts_run
+        _add_into(self.queue_wait, snap.queue_wait)
+        for name, ok, failed, cancelled, hist in snap.labels:
+            label = (
+                name
+                if name in self.labels or len(self.labels) < self._label_limit
+                else (OTHER_LABEL)
+            )
+            stats = self.labels.get(label)
+            if stats is None:
+                stats = self.labels[label] = LabelStats(label)
+            stats.succeeded += ok
+            stats.failed += failed
+            stats.cancelled += cancelled
+            _add_into(stats.run, hist)
+
+    def label_rows(self) -> list[tuple[str, int, int, int, HistogramSnapshot]]:
+        return [
+            (s.label, s.succeeded, s.failed, s.cancelled, s.run.snapshot())
+            for s in self.labels.values()
+        ]
+
+
+def _copy_histogram(h: Histogram) -> Histogram:
+    out = Histogram()
+    out.counts = list(h.counts)
+    out.sum = h.sum
+    out.exemplars = list(h.exemplars)
+    return out
+
+
+def _add_into(h: Histogram, snap: HistogramSnapshot) -> None:
+    counts, total, exemplars = snap
+    for i, n in enumerate(counts):
+        if n:
+            h.counts[i] += n
+    h.sum += total
+    for i, ex in enumerate(exemplars):
+        if ex is not None:
+            mine = h.exemplars[i]
+            if mine is None or mine[2] <= ex[2]:
+                h.exemplars[i] = ex

@@ -15,7 +15,11 @@ A backend is called by the engine only:
   exception. Raise ``TaskCancelledError`` for a task ended because ``interrupt`` was
   called on it (the engine counts it cancelled when its cancel was requested).
 - ``interrupt`` from any thread: end the task the worker runs now, if the backend can
-  (``on_run_timeout="kill"``); returns whether it could.
+  (``on_run_timeout="kill"``); returns whether it could. Raise ``TaskInterruptedError``
+  from ``run`` for the task so ended: it counts cancelled, the error kept as the reason.
+- ``request_cancel(index, seq)`` when a cooperative cancel is requested for task ``seq``
+  running on the worker with ``index``, so that ``poolwatch.cancel_requested()`` where it
+  runs sees it. Called under the engine's lock: it must not block or call the engine.
 - ``stop_worker`` in the worker thread as it leaves the pool.
 - ``close`` once the pool has terminated and every worker has left.
 
@@ -47,6 +51,8 @@ class Backend(Protocol):
     def run(self, worker: Worker, item: WorkItem) -> Any: ...
 
     def interrupt(self, worker: Worker) -> bool: ...
+
+    def request_cancel(self, index: int, seq: int) -> None: ...
 
     def stop_worker(self, worker: Worker) -> None: ...
 

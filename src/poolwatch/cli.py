@@ -32,8 +32,8 @@ from poolwatch.config import (
     parse_config,
 )
 from poolwatch.demo import DEMO_POOLS, LoadGenerator
-from poolwatch.http.app import create_app
-from poolwatch.http.auth import is_loopback
+from poolwatch.http.app import build_app
+from poolwatch.http.auth import SERVER_SETTINGS, AccessPolicy, is_loopback
 from poolwatch.http.lifecycle import Lifecycle
 from poolwatch.http.otel import build_tracer_provider
 from poolwatch.http.protocol import ConnectionLimits
@@ -251,11 +251,14 @@ def _start_dask(manager: PoolManager, target: str) -> Callable[[], None]:
 def _service(manager: PoolManager, config: Config, sock: socket.socket) -> Service:
     server = config.server
     lifecycle = Lifecycle()
-    app = create_app(
+    app = build_app(
         manager,
-        token=server.token,
-        read_only=server.read_only,
-        bind_host=server.host,
+        AccessPolicy(
+            token=server.token,
+            read_only=server.read_only,
+            bind_host=server.host,
+            names=SERVER_SETTINGS,
+        ),
         max_body_bytes=server.max_body_bytes,
         lifecycle=lifecycle,
         body_timeout=server.body_timeout,

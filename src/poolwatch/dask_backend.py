@@ -17,6 +17,7 @@ This module imports ``distributed``: it is imported only for ``kind="dask"``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -30,13 +31,15 @@ from distributed import Client, Future
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
-from .errors import TaskCancelledError
+from .errors import TaskCancelledError, TaskInterruptedError
 
 if TYPE_CHECKING:
     from .work import WorkItem
     from .workers import Worker
 
 __all__ = ["BrokenDaskPool", "DaskBackend", "run_in_context"]
+
+log = logging.getLogger("poolwatch")
 
 _LIVE = ("running", "newly-created", "connecting")
 
@@ -99,8 +102,8 @@ class DaskBackend:
     ``close``; a client given by the caller is left open. Thread-safe.
     """
 
-    kind = "dask"
-    broken_error = BrokenDaskPool
+    kind: str = "dask"
+    broken_error: type[Exception] = BrokenDaskPool
     broken_message = "the pool's Dask client is closed, the pool is not usable anymore"
 
     def __init__(self, client: Client, *, owns_client: bool) -> None:
@@ -145,6 +148,10 @@ class DaskBackend:
         if error is None:
             return outcome.value
         if isinstance(error, CancelledError) and item.cancel_requested:
+            if item.overdue_at:  # on_run_timeout="kill": the record keeps why
+                raise TaskInterruptedError(
+                    f"task {item.task_id} ran past its run timeout and was cancelled on Dask"
+                ) from None
             raise TaskCancelledError(f"task {item.task_id} was cancelled on Dask") from None
         # The frames the error had on the Dask worker, not those of its way back.
         raise error.with_traceback(_remote_frames(error.__traceback__))
@@ -160,25 +167,37 @@ class DaskBackend:
         outcome.done.acquire()
         return outcome
 
+    def request_cancel(self, index: int, seq: int) -> None:
+        """A cancel was requested for task ``seq`` (by ``cancel(task_id)``, say): cancel it
+        on Dask, unless it is a run timeout's request (see ``interrupt``). Under the
+        engine's lock: the cancel is only scheduled on the client's loop."""
+        with self._lock:
+            entry = self._running.get(index)
+        if entry is not None and entry[0].seq == seq and _cancelled(entry[0]):
+            self._cancel(*entry)
+
     def interrupt(self, worker: Worker) -> bool:
-        """Cancel on Dask the task ``worker`` waits for, if a cancel was requested for it
-        (so a task that followed the one meant is never hit)."""
+        """Cancel on Dask the task ``worker`` waits for, past its run timeout
+        (``on_run_timeout="kill"``)."""
         with self._lock:
             entry = self._running.get(worker.index)
-        return entry is not None and self._cancel(*entry)
-
-    def cancel_task(self, task_id: str) -> bool:
-        """Cancel on Dask the running task ``task_id`` once a cancel was requested for it."""
-        with self._lock:
-            found = [e for e in self._running.values() if e[0].task_id == task_id]
-        return bool(found) and self._cancel(*found[0])
-
-    @staticmethod
-    def _cancel(item: WorkItem, future: Future[Any]) -> bool:
-        if not item.cancel_requested:
+        if entry is None or not entry[0].overdue_at:  # not the task meant: it has ended
             return False
-        future.cancel(reason="poolwatch", msg=f"task {item.task_id} was cancelled by its pool")
+        self._cancel(*entry)
         return True
+
+    def _cancel(self, item: WorkItem, future: Future[Any]) -> None:
+        """Have Dask cancel ``future``, from its client's loop: this never blocks."""
+        loop = self.client.loop
+        if loop is not None:
+            msg = f"task {item.task_id} was cancelled by its poolwatch pool"
+            loop.add_callback(self._cancel_on_loop, future, msg)
+
+    async def _cancel_on_loop(self, future: Future[Any], msg: str) -> None:
+        try:
+            await self.client.cancel([future], asynchronous=True, reason="poolwatch", msg=msg)
+        except Exception:  # the client is closing: the task ends with it anyway
+            log.debug("cancelling %s on Dask failed", future.key, exc_info=True)
 
     def stop_worker(self, worker: Worker) -> None:
         pass

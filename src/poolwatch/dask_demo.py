@@ -15,9 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from distributed import LocalCluster
+
     from poolwatch.manager import PoolManager
 
-__all__ = ["LOCAL", "POOL", "start_dask_pool"]
+__all__ = ["LOCAL", "POOL", "local_cluster", "start_dask_pool"]
 
 #: ``--dask`` given without an address: a LocalCluster started by the demo.
 LOCAL = "local"
@@ -25,12 +27,26 @@ POOL = "dask"
 IN_FLIGHT = 8
 
 
+def local_cluster() -> LocalCluster:
+    """A Dask ``LocalCluster`` of two worker processes of one thread each, on loopback,
+    without a dashboard (the demo's, the tests' and the benchmark's)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+        # The scheduler's HTTP server (/health, /metrics) on a free port rather than
+        # 8787, which another cluster on the machine may hold.
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )  # fmt: skip
+
+
 def start_dask_pool(manager: PoolManager, target: str) -> Callable[[], None]:
     """Create the demo's ``dask`` pool on ``target`` (an address, or ``LOCAL``); returns
     what stops it and the cluster the demo started, if any. ``ImportError`` without the
     ``[dask]`` extra, with the command that installs it."""
     try:
-        from distributed import LocalCluster
+        import distributed  # noqa: F401  (only whether it is there)
     except ImportError:
         raise ImportError(
             "--dask needs the distributed package: pip install 'poolwatch[dask]'"
@@ -38,10 +54,7 @@ def start_dask_pool(manager: PoolManager, target: str) -> Callable[[], None]:
     cluster = None
     address = target
     if target == LOCAL:
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        )  # fmt: skip
+        cluster = local_cluster()
         address = cluster.scheduler_address
     try:
         pool = manager.create_pool(POOL, kind="dask", address=address, max_workers=IN_FLIGHT)

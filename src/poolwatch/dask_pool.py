@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .backend import Backend
 from .engine import PoolEngine
 from .pool import PoolBase
 
@@ -47,6 +48,10 @@ class DaskPool(PoolBase):
     A ``concurrent.futures.Executor``: ``submit``, ``map``, ``shutdown`` and the context
     manager behave as the stdlib's. Tasks, their arguments and results travel to the
     cluster, so they must pickle (cloudpickle: lambdas and closures do). Thread-safe.
+
+    ``cancel(task_id)`` of a running task (``"requested"``) cancels it on Dask: it ends
+    CANCELLED at once and its result is discarded, though a Dask worker already running
+    its function lets that finish (Dask does not interrupt Python code).
     """
 
     def __init__(self, engine: PoolEngine, backend: DaskBackend) -> None:
@@ -58,16 +63,6 @@ class DaskPool(PoolBase):
         """The ``distributed.Client`` the pool submits through (closed at shutdown only if
         the pool made it from an ``address``)."""
         return self._backend.client
-
-    def cancel(self, task_id: str) -> str:
-        """As for every pool; a running task is also cancelled on Dask (``"requested"``):
-        it ends CANCELLED at once and its result is discarded, though a Dask worker
-        already running its function lets that finish (Dask does not interrupt Python
-        code)."""
-        result = super().cancel(task_id)
-        if result == "requested":
-            self._backend.cancel_task(task_id)
-        return result
 
 
 def check_client(value: Any) -> Any:
@@ -119,9 +114,10 @@ def build_dask(
         # Not the process's default client: code using Dask directly keeps its own.
         client = Client(address, set_as_default=False)
     backend = DaskBackend(client, owns_client=owns)
+    runner: Backend = backend  # for the type checker: it is the engine's kind of backend
     try:
         engine = make_engine(
-            initializer=None, initargs=(), backend=backend,
+            initializer=None, initargs=(), backend=runner,
             on_run_timeout=kind_options["on_run_timeout"],
             workers_default=lambda: default_workers(client),
         )  # fmt: skip

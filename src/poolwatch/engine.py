@@ -34,7 +34,7 @@ from typing import Any
 from .accounting import BUCKETS, Histogram, PoolSnapshot, TaskKind, TaskKinds
 from .backend import Backend
 from .backlog import Backlog
-from .errors import RejectedError, TaskCancelledError
+from .errors import RejectedError, TaskCancelledError, TaskInterruptedError
 from .future import TaskFuture
 from .history import History, error_info
 from .records import PoolState, PoolStats, TaskInfo
@@ -132,6 +132,8 @@ class PoolEngine:
         self._broken: str | None = None
         self._terminated = threading.Event()
         self._gone: list[threading.Thread] = []  # workers that left while shutting down
+        # Where refusals after the pool ended are counted once its family took its counts.
+        self._late_refusals: Callable[[int], None] | None = None
         self._zero_counts()
         self._kinds = TaskKinds(task_label_limit)
         self._history = History(history_size)
@@ -225,7 +227,7 @@ class PoolEngine:
         run_here = False
         with self._lock:
             if self._closing:
-                self._rejected_shutdown += 1
+                self._count_refused_locked(1)
                 raise self._refusal_locked()
             if self._capacity is not None and self._room_locked() <= 0:
                 notify = []
@@ -256,7 +258,7 @@ class PoolEngine:
         notify: list[WorkItem] = []
         with self._lock:
             if self._closing:
-                self._rejected_shutdown += len(items)
+                self._count_refused_locked(len(items))
                 raise self._refusal_locked()
             if not items:
                 return []
@@ -338,6 +340,13 @@ class PoolEngine:
         if not item.future.settle_locked(CANCELLED, None):
             notify.append(item)
         return False
+
+    def _count_refused_locked(self, n: int) -> None:
+        late = self._late_refusals
+        if late is None:
+            self._rejected_shutdown += n
+        else:  # the family holds this pool's counts now (see ``final_snapshot``)
+            late(n)
 
     def _refusal_locked(self) -> Exception:
         if self._broken is not None:
@@ -631,8 +640,10 @@ class PoolEngine:
             payload = exc
         finally:
             CURRENT.item = previous
-        if outcome == FAILED:
-            item.error = error_info(payload)
+        if outcome == FAILED or (
+            outcome == CANCELLED and isinstance(payload, TaskInterruptedError)
+        ):
+            item.error = error_info(payload)  # a task interrupted keeps why in its record
         if span is not None:
             failed = payload if outcome == FAILED else None
             item.trace_id = self._tracing.end(span, token, item, failed, outcome == CANCELLED)
@@ -754,7 +765,7 @@ class PoolEngine:
                 resolved = self._tombstone_locked(item, now)
                 result = "cancelled"
             else:
-                item.request_cancel(now)
+                self._request_cancel_locked(item, now)
                 resolved, result = True, "requested"
         if not resolved:
             item.future.settle(CANCELLED, None)
@@ -765,7 +776,13 @@ class PoolEngine:
         now = monotonic()
         with self._lock:
             for item in self._running_locked():
-                item.request_cancel(now)
+                self._request_cancel_locked(item, now)
+
+    def _request_cancel_locked(self, item: WorkItem, now: float) -> None:
+        """Ask a running task to stop, and tell the backend running it (if any)."""
+        item.request_cancel(now)
+        if self._backend is not None and item.worker >= 0:
+            self._backend.request_cancel(item.worker, item.seq)
 
     def _running_locked(self) -> list[WorkItem]:
         running = [w.item for w in self._workers.all if isinstance(w.item, WorkItem)]
@@ -894,6 +911,11 @@ class PoolEngine:
             or self._kinds.has_timeouts
         )
 
+    def timeout_settings(self) -> tuple[float | None, float | None]:
+        """The pool's ``queue_timeout`` and ``run_timeout``."""
+        with self._lock:
+            return self._queue_timeout, self._run_timeout
+
     def timeout_limits(self) -> list[float]:
         limits = self._kinds.run_timeouts()
         for limit in (self._queue_timeout, self._run_timeout):
@@ -925,7 +947,7 @@ class PoolEngine:
                     item.overdue_at = now
                     self._overdue += 1
                     self._timeouts_run += 1
-                    item.request_cancel(now)
+                    self._request_cancel_locked(item, now)
                     overdue.append((item, ident, thread))
             if self._kill_overdue:
                 kill = [w for w in self._workers.all
@@ -1004,16 +1026,27 @@ class PoolEngine:
     def metrics_snapshot(self) -> PoolSnapshot:
         """Everything the metrics collector exports, copied under the lock."""
         with self._lock:
-            return PoolSnapshot(
-                stats=self._stats_locked(),
-                rejected_full=self._rejected_full,
-                rejected_shutdown=self._rejected_shutdown,
-                timeouts_queue=self._timeouts_queue,
-                timeouts_run=self._timeouts_run,
-                queue_wait=self._queue_wait.snapshot(),
-                labels=[
-                    (s.label, s.succeeded, s.failed, s.cancelled, s.run.snapshot())
-                    for s in self._kinds.labels.values()
-                ],
-                kind=self.kind,
-            )
+            return self._snapshot_locked()
+
+    def final_snapshot(self, late_refusals: Callable[[int], None]) -> PoolSnapshot:
+        """The numbers of a terminated pool, handed over to whoever keeps counting them:
+        submits refused from now on are counted by ``late_refusals(n)`` (called under this
+        pool's lock: it must take no lock but its own)."""
+        with self._lock:
+            self._late_refusals = late_refusals
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> PoolSnapshot:
+        return PoolSnapshot(
+            stats=self._stats_locked(),
+            rejected_full=self._rejected_full,
+            rejected_shutdown=self._rejected_shutdown,
+            timeouts_queue=self._timeouts_queue,
+            timeouts_run=self._timeouts_run,
+            queue_wait=self._queue_wait.snapshot(),
+            labels=[
+                (s.label, s.succeeded, s.failed, s.cancelled, s.run.snapshot())
+                for s in self._kinds.labels.values()
+            ],
+            kind=self.kind,
+        )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["PoolExistsError", "RejectedError", "TaskCancelledError", "TaskNotRunningError"]
+__all__ = [
+    "PoolExistsError",
+    "RejectedError",
+    "TaskCancelledError",
+    "TaskInterruptedError",
+    "TaskNotRunningError",
+]
 
 
 class RejectedError(RuntimeError):
@@ -24,6 +30,12 @@ class TaskCancelledError(Exception):
     A task that ends with this exception after a cancel request finishes
     ``CANCELLED``, not ``FAILED``.
     """
+
+
+class TaskInterruptedError(TaskCancelledError):
+    """A task its pool ended where it ran (its worker process killed past its run
+    timeout, say). It finishes ``CANCELLED`` and its record keeps this error as the
+    reason."""
 
 
 class PoolExistsError(ValueError):

@@ -1,8 +1,11 @@
-"""``poolwatch.ThreadPoolExecutor``: the stdlib's constructor, making a managed pool.
+"""``poolwatch.ThreadPoolExecutor`` and ``poolwatch.ProcessPoolExecutor``: the stdlib's
+constructors, making managed pools.
 
 ``ThreadPoolExecutor(max_workers=None, thread_name_prefix="", initializer=None,
-initargs=())`` as in ``concurrent.futures``, plus poolwatch's own keyword settings,
-``name=`` and ``manager=``. The pool lives on ``manager`` (``default_manager()``, which
+initargs=())`` and ``ProcessPoolExecutor(max_workers=None, mp_context=None,
+initializer=None, initargs=(), *, max_tasks_per_child=None)`` as in
+``concurrent.futures``, plus poolwatch's own keyword settings, ``name=`` and
+``manager=``. The pool lives on ``manager`` (``default_manager()``, which
 exports to the global Prometheus registry, unless given) and is held there weakly, as
 code written for the stdlib expects: dropped without ``shutdown()``, it is collected and
 its idle workers exit.
@@ -11,6 +14,7 @@ its idle workers exit.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 import threading
@@ -19,10 +23,18 @@ from types import FrameType
 from typing import Any
 
 from . import options
+from .errors import PoolExistsError
 from .manager import PoolManager
-from .pool import ManagedPool
+from .pool import ManagedPool, ManagedProcessPool
+from .processes import ProcessBackend
 
-__all__ = ["ThreadPoolExecutor", "default_manager", "instrument", "uninstrument"]
+__all__ = [
+    "ProcessPoolExecutor",
+    "ThreadPoolExecutor",
+    "default_manager",
+    "instrument",
+    "uninstrument",
+]
 
 _default: PoolManager | None = None
 _instrumented: PoolManager | None = None  # where instrumented constructors put their pools
@@ -46,7 +58,9 @@ class ThreadPoolExecutor(ManagedPool):
     """A ``ManagedPool`` made the way ``concurrent.futures.ThreadPoolExecutor`` is.
 
     Without ``name`` the pool is named from ``thread_name_prefix``, else from the module
-    and function that created it (names stable across runs, so dashboards keep working).
+    and function that created it (names stable across runs, so dashboards keep working),
+    and joins the ``PoolFamily`` of that name: every executor made there is one pool in
+    metrics, the API and the console.
     Threads are named ``{thread_name_prefix}_{index}``, or without a prefix
     ``ThreadPoolExecutor-{n}_{index}`` as the stdlib names them.
     """
@@ -67,25 +81,102 @@ class ThreadPoolExecutor(ManagedPool):
         ):
             options.check_max_workers(max_workers)  # raises, with the stdlib's words
         mgr = manager if manager is not None else (_instrumented or default_manager())
+        derived = name is None
+        base = name or ""
         if name is None:
             base = _derived_name(thread_name_prefix, self)
-            name = mgr._unique_name(base)  # noqa: SLF001  # the constructor's own naming step
         else:
             options.check_pool_name(name)
         prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_counter)}"
-        engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
-            name, max_workers=max_workers, thread_name_prefix=prefix,
-            initializer=initializer, initargs=initargs, kind="thread", **settings,
+        pool_name = base
+        for _ in range(3):  # a derived name taken meanwhile by an explicit pool: again
+            if derived:
+                pool_name = mgr._family_name(base)  # noqa: SLF001  # the constructor's naming
+            engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
+                pool_name, max_workers=max_workers, thread_name_prefix=prefix,
+                initializer=initializer, initargs=initargs, kind="thread", **settings,
+            )  # fmt: skip
+            super().__init__(engine)
+            if not derived:
+                mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+                return
+            try:
+                mgr._adopt(self)  # noqa: SLF001  # joins the family of its name, held weakly
+                return
+            except PoolExistsError:
+                continue
+        raise PoolExistsError(f"no free name for a pool derived from {base!r}")
+
+
+class ProcessPoolExecutor(ManagedProcessPool):
+    """A ``ManagedProcessPool`` made the way ``concurrent.futures.ProcessPoolExecutor`` is.
+
+    Without ``name`` the pool is named from the module and function that created it.
+    ``mp_context=None`` is ``forkserver`` where the platform has it, else ``spawn`` (see
+    ``poolwatch.options.default_mp_context``); ``max_workers=None`` is the stdlib's
+    default, the CPUs this process may use. ``on_run_timeout="kill"`` among the settings
+    kills and replaces a child whose task overran.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        on_run_timeout: str = "request",
+        name: str | None = None,
+        manager: PoolManager | None = None,
+        **settings: Any,
+    ) -> None:
+        mgr, name = _manager_and_name(self, max_workers, "", name, manager)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None and not isinstance(max_tasks_per_child, int):
+            raise TypeError("max_tasks_per_child must be an integer")
+        if isinstance(max_tasks_per_child, int) and max_tasks_per_child <= 0:
+            raise ValueError("max_tasks_per_child must be >= 1")
+        backend = ProcessBackend(
+            options.check_mp_context(mp_context), initializer, tuple(initargs),
+            options.check_max_tasks_per_child(max_tasks_per_child),
         )  # fmt: skip
-        super().__init__(engine)
+        engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
+            name, max_workers=_cpus() if max_workers is None else max_workers,
+            thread_name_prefix="", initializer=None, initargs=(), kind="process",
+            backend=backend, on_run_timeout=on_run_timeout, **settings,
+        )  # fmt: skip
+        super().__init__(engine, backend)
         mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+
+
+def _cpus() -> int:
+    """``ProcessPoolExecutor``'s default size: the CPUs this process may use."""
+    return getattr(os, "process_cpu_count", os.cpu_count)() or 1
+
+
+def _manager_and_name(
+    instance: object, max_workers: Any, prefix: str, name: str | None, manager: PoolManager | None
+) -> tuple[PoolManager, str]:
+    """The manager a stdlib-style constructor puts its pool on, and the pool's name
+    (given, else derived from the prefix or the creating code)."""
+    if max_workers is not None and (
+        not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
+    ):
+        options.check_max_workers(max_workers)  # raises, with the stdlib's words
+    mgr = manager if manager is not None else (_instrumented or default_manager())
+    if name is None:
+        base = _derived_name(prefix, instance)
+        return mgr, mgr._unique_name(base)  # noqa: SLF001  # the constructor's own naming step
+    return mgr, options.check_pool_name(name)
 
 
 def _derived_name(prefix: str, instance: object) -> str:
     """A pool name from the thread name prefix, else from the code creating the pool."""
     if prefix:
         return _safe(prefix)
-    frame: FrameType | None = sys._getframe(2)  # noqa: SLF001  # the caller of __init__
+    frame: FrameType | None = sys._getframe(1)  # noqa: SLF001  # then out of poolwatch
     while frame is not None and (
         frame.f_locals.get("self") is instance
         or frame.f_globals.get("__name__", "").startswith(_PACKAGE + ".")

@@ -22,9 +22,11 @@ watched); never the other way round. Callbacks run with neither held.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .states import CANCELLED, FAILED, SUCCEEDED
@@ -67,6 +69,8 @@ class FutureOwner(Protocol):
 
     def cancel_queued(self, seq: int) -> bool: ...
 
+    def cancel(self, seq: int) -> str | None: ...
+
 
 class _Wakeup:
     """A waiter for one thread blocked in ``result()`` or ``exception()``."""
@@ -83,12 +87,25 @@ class _Wakeup:
     add_exception = add_cancelled = add_result
 
 
+def _from_asyncio(frame: FrameType) -> bool:
+    """Whether ``frame`` is asyncio passing the cancellation of its own future on to the
+    ``concurrent.futures`` future it wraps (``asyncio.futures._chain_future``)."""
+    return (
+        frame.f_code.co_name == "_call_check_cancel"
+        and frame.f_globals.get("__name__") == "asyncio.futures"
+    )
+
+
 class TaskFuture(Future[Any]):
     """A ``concurrent.futures.Future`` that knows its task: ``task_id``, ``info()``.
 
     Thread-safe like ``Future``. ``cancel()`` cancels a queued task at once (the pool
     counts it) and, as the stdlib's, returns ``False`` for a running or finished task:
-    ``ManagedPool.cancel(task_id)`` requests a running task's cooperative cancel.
+    ``ManagedPool.cancel(task_id)`` requests a running task's cooperative cancel. So does
+    asyncio cancelling the coroutine that awaits this future (``run_in_executor``,
+    ``asyncio.to_thread``, ``wrap_future``; by ``task.cancel()`` or ``asyncio.timeout``):
+    inside the task ``poolwatch.cancel_requested()`` turns true, and ``cancel()`` still
+    returns ``False``.
 
     A done-callback that raises, even ``SystemExit`` or ``KeyboardInterrupt``, is logged
     (logger ``poolwatch``, with the task id) and the next callbacks still run: callbacks
@@ -149,6 +166,8 @@ class TaskFuture(Future[Any]):
         if state in _CANCELLED_STATES:
             return True
         if state != PENDING:
+            if state == RUNNING and _from_asyncio(sys._getframe(1)):  # noqa: SLF001
+                self._owner.cancel(self._seq)  # a cooperative request; the answer stays False
             return False
         return self._owner.cancel_queued(self._seq)
 

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from . import dask_pool, options
 from .backend import Backend
 from .engine import PoolEngine
-from .pool import ManagedPool, PoolBase
+from .pool import ManagedPool, ManagedProcessPool, PoolBase
+from .processes import ProcessBackend
 
 __all__ = ["KINDS", "EngineMaker", "PoolKind", "check_kind", "check_kind_options"]
 
@@ -59,7 +60,33 @@ def _build_thread(
     return ManagedPool(make_engine(initializer=initializer, initargs=initargs))
 
 
+def _build_process(
+    make_engine: EngineMaker,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    kind_options: dict[str, Any],
+) -> PoolBase:
+    backend = ProcessBackend(
+        kind_options["mp_context"], initializer, initargs, kind_options["max_tasks_per_child"]
+    )
+    # The initializer runs in each child process, not in the engine's worker threads.
+    engine = make_engine(
+        initializer=None, initargs=(), backend=backend,
+        on_run_timeout=kind_options["on_run_timeout"],
+    )  # fmt: skip
+    return ManagedProcessPool(engine, backend)
+
+
 THREAD = PoolKind("thread", {}, _build_thread)
+PROCESS = PoolKind(
+    "process",
+    {
+        "mp_context": (options.check_mp_context, None),
+        "max_tasks_per_child": (options.check_max_tasks_per_child, None),
+        "on_run_timeout": (options.check_on_run_timeout, "request"),
+    },
+    _build_process,
+)
 DASK = PoolKind(
     "dask",
     {
@@ -71,7 +98,7 @@ DASK = PoolKind(
 )
 
 #: Every kind, by name.
-KINDS: dict[str, PoolKind] = {k.name: k for k in (THREAD, DASK)}
+KINDS: dict[str, PoolKind] = {k.name: k for k in (THREAD, PROCESS, DASK)}
 
 
 def check_kind(kind: Any) -> PoolKind:

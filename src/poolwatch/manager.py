@@ -3,7 +3,8 @@
 Pools made with ``create_pool`` are held by the manager until removed. Pools made by
 ``poolwatch.ThreadPoolExecutor(...)`` are held weakly, as code written for the stdlib
 expects: one dropped without ``shutdown()`` is collected, leaves the manager's table and
-lets its idle workers exit.
+lets its idle workers exit. Those whose name was derived (not given) join the
+``PoolFamily`` of that name, which the manager holds instead (see ``family.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .backend import Backend
 from .dask_pool import DaskPool
 from .engine import EngineServices, PoolEngine, interpreter_exiting, parse_task_id
 from .errors import PoolExistsError, TaskNotRunningError
+from .family import PoolFamily
 from .kinds import check_kind, check_kind_options
 from .metrics import PoolCollector
 from .pool import ManagedPool, ManagedProcessPool, PoolBase
@@ -252,8 +254,20 @@ class PoolManager:
             return pool
         return entry
 
+    def _family_name(self, base: str) -> str:
+        """The family a pool with derived name ``base`` joins: ``base``, or, when a pool
+        given that name explicitly holds it, ``base`` with the lowest free ``-N`` suffix."""
+        with self._lock:
+            for n in itertools.count(1):
+                candidate = base if n == 1 else f"{base}-{n}"[-64:].lstrip("_.-")
+                entry = self._live_locked(candidate)
+                if entry is None or isinstance(entry, PoolFamily):
+                    return candidate
+        raise AssertionError("unreachable")
+
     def _unique_name(self, base: str) -> str:
-        """``base``, or ``base`` with the lowest ``-N`` suffix no live pool has."""
+        """``base``, or ``base`` with the lowest ``-N`` suffix no live pool has (process
+        pools with a derived name: they do not form families)."""
         with self._lock:
             if self._live_locked(base) is None:
                 return base
@@ -262,6 +276,39 @@ class PoolManager:
                 if self._live_locked(candidate) is None:
                     return candidate
         raise AssertionError("unreachable")
+
+    def _adopt(self, pool: ManagedPool) -> ManagedPool:
+        """Register a pool with a derived name in its family (made if need be); held weakly.
+        ``PoolExistsError`` if a pool given that name explicitly took it meanwhile."""
+        name, engine = pool.name, pool.engine
+        try:
+            while True:
+                with self._lock:
+                    family = self._family_locked(name)
+                if family is None:
+                    raise PoolExistsError(f"a pool named {name!r} already exists")
+                version = family.prepare(engine)
+                with self._lock:  # the family may have been removed or changed meanwhile
+                    if self._family_locked(name) is family and family.adopt(engine, version):
+                        break
+        except BaseException:
+            engine.shutdown(False, False)
+            raise
+        if engine.has_timeouts():
+            self._watch(pool.engine)
+        return pool
+
+    def _family_locked(self, name: str) -> PoolFamily | None:
+        """The family named ``name``, made if need be; ``None`` if an explicit pool has
+        that name. Raises ``RuntimeError`` once the manager is shut down."""
+        if self._closed:
+            raise RuntimeError("cannot create a pool after the manager was shut down")
+        entry = self._live_locked(name)
+        if entry is None:
+            entry = PoolFamily(name, self._next_uid, self._label_limit)
+            self._next_uid += 1
+            self._pools[name] = entry
+        return entry if isinstance(entry, PoolFamily) else None
 
     def get_pool(self, name: str) -> PoolBase:
         """The pool named ``name``; ``KeyError`` if there is none."""
@@ -276,8 +323,19 @@ class PoolManager:
         with self._lock:
             found = [(n, self._live_locked(n)) for n in list(self._pools)]
         live = [p for _, p in found if p is not None]
-        live.sort(key=lambda p: p.engine.uid)
+        live.sort(key=_order)
         return live
+
+    def _families(self) -> list[PoolFamily]:
+        with self._lock:
+            return [p for p in self._pools.values() if isinstance(p, PoolFamily)]
+
+    def _engines(self) -> list[PoolEngine]:
+        """The engine of every pool, the live instances of families included."""
+        out: list[PoolEngine] = []
+        for pool in self.pools():
+            out.extend(pool.engines() if isinstance(pool, PoolFamily) else [pool.engine])
+        return out
 
     def __contains__(self, name: object) -> bool:
         with self._lock:
@@ -290,7 +348,14 @@ class PoolManager:
         Its queue and run timeouts still apply while it drains. With ``wait=True``, from one
         of the pool's own tasks (or a done-callback in one of its threads) it raises
         ``RuntimeError`` and changes nothing, since it would wait for itself.
+
+        For a family (a derived name) every live instance shuts down as above and the
+        family's counts and records are dropped; an executor created under that name
+        afterwards starts a new family, from zero.
         """
+        pool = self.get_pool(name)
+        if isinstance(pool, PoolFamily):
+            return self._remove_family(pool, wait, cancel_futures)
         while True:  # again if the name now stands for another pool than the one checked
             pool = self.get_pool(name)
             if wait:
@@ -304,24 +369,49 @@ class PoolManager:
         pool.engine.shutdown(wait, cancel_futures)
         return pool.stats()
 
+    def _remove_family(self, family: PoolFamily, wait: bool, cancel_futures: bool) -> Any:
+        if wait:
+            family.refuse_waiting_for_itself(f"remove_pool({family.name!r}, wait=False)")
+        with self._lock:
+            if self._pools.get(family.name) is not family:
+                raise KeyError(f"no pool named {family.name!r}")
+            del self._pools[family.name]
+            family.retire()
+        family.shutdown(wait, cancel_futures=cancel_futures)
+        return family.stats()
+
     # -- tasks -----------------------------------------------------------------------
 
-    def _pool_of(self, task_id: str) -> tuple[PoolBase, int]:
-        """The pool of a task and the task's number there; ``KeyError`` if none."""
+    def _engine_of(self, task_id: str) -> tuple[PoolEngine, int]:
+        """The engine running a task and the task's number there; ``KeyError`` if none (a
+        task of a family's ended instance has no engine any more: see ``get_task``)."""
         ids = parse_task_id(task_id)
-        pool = None
-        if ids is not None:
-            with self._lock:
-                name = self._by_uid.get(ids[0])
-                pool = None if name is None else self._live_locked(name)
-        if pool is None or ids is None or pool.engine.uid != ids[0]:
+        if ids is None:
             raise KeyError(task_id)
-        return pool, ids[1]
+        with self._lock:
+            name = self._by_uid.get(ids[0])
+            pool = None if name is None else self._live_locked(name)
+        if pool is not None and not isinstance(pool, PoolFamily) and pool.engine.uid == ids[0]:
+            return pool.engine, ids[1]
+        for family in self._families():
+            engine = family.engine_of(ids[0])
+            if engine is not None:
+                return engine, ids[1]
+        raise KeyError(task_id)
 
     def get_task(self, task_id: str) -> TaskInfo:
         """The record of a task; ``KeyError`` if the id is unknown or evicted from history."""
-        pool, seq = self._pool_of(task_id)
-        return pool.engine.task_info(seq)
+        try:
+            engine, seq = self._engine_of(task_id)
+        except KeyError:
+            if parse_task_id(task_id) is None:
+                raise
+            for family in self._families():
+                info = family.archived(task_id)
+                if info is not None:
+                    return info
+            raise
+        return engine.task_info(seq)
 
     def tasks(
         self,
@@ -343,18 +433,28 @@ class PoolManager:
             raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be an integer from 0 to {_MAX_PAGE}, got {limit!r}")
+        families = self._families()
         if pool is not None:
             with self._lock:
                 found = self._live_locked(pool) if isinstance(pool, str) else None
             if found is None:
                 return TaskPage([], 0)  # a filter that matches nothing, like any other
-            # One pool skips inside its own parts (by index, without a filter).
-            owners, skip = [found.engine], offset
+            if isinstance(found, PoolFamily):
+                owners, skip, families = found.engines(), 0, [found]
+            else:  # one pool skips inside its own parts (by index, without a filter)
+                owners, skip, families = [found.engine], offset, []
         else:
-            owners, skip = [p.engine for p in self.pools()], 0
-        items, total = page_of(owners, states=states, name=name, skip=skip,
-                               offset=offset - skip, limit=limit)  # fmt: skip
-        return TaskPage(items, total)
+            owners, skip = self._engines(), 0
+        wanted = None if state is None else _task_state(state)
+        archived = [i for f in families for i in f.archived_matching(wanted, name)]
+        if not archived:
+            items, total = page_of(owners, states=states, name=name, skip=skip,
+                                   offset=offset - skip, limit=limit)  # fmt: skip
+            return TaskPage(items, total)
+        items, total = page_of(owners, states=states, name=name, skip=0, offset=0,
+                               limit=offset + limit)  # fmt: skip
+        merged = sorted([*items, *archived], key=_newest_first)
+        return TaskPage(merged[offset : offset + limit], total + len(archived))
 
     # -- live stacks -------------------------------------------------------------------
 
@@ -365,15 +465,19 @@ class PoolManager:
         finished. The stack is taken on request from the worker thread's current frame
         and costs nothing until then.
         """
-        pool, seq = self._pool_of(task_id)
-        where = pool.engine.running_thread(seq)
+        try:
+            engine, seq = self._engine_of(task_id)
+        except KeyError:
+            self.get_task(task_id)  # a task of an ended instance is not running
+            raise
+        where = engine.running_thread(seq)
         stack = None
         if where is not None:
             ident, thread = where
-            stack = capture_stack(ident, task_id=task_id, pool=pool.name, thread=thread)
+            stack = capture_stack(ident, task_id=task_id, pool=engine.name, thread=thread)
         # Read again: a task that ended meanwhile is not running, whatever was captured.
-        if stack is None or pool.engine.running_thread(seq) != where:
-            state = pool.engine.task_info(seq).state
+        if stack is None or engine.running_thread(seq) != where:
+            state = engine.task_info(seq).state
             raise TaskNotRunningError(
                 f"task {task_id} is {state.value}, not running: only a running task has a "
                 "live stack"
@@ -439,11 +543,11 @@ class PoolManager:
         for itself; call ``shutdown(wait=False)`` there.
         """
         if wait:
-            for pool in self.pools():
-                pool.engine.refuse_waiting_for_itself("the manager's shutdown(wait=False)")
-        engines = [p.engine for p in self.pools()]
+            for engine in self._engines():
+                engine.refuse_waiting_for_itself("the manager's shutdown(wait=False)")
         with self._lock:
             self._closed = True
+        engines = self._engines()
         for engine in engines:
             engine.shutdown(False, cancel_futures)
         done = True
@@ -474,9 +578,13 @@ class PoolManager:
         self._monitor_stop = threading.Event()
         self._watched = set()
         for pool in self.pools():
-            pool.engine.reset_after_fork()
-            if pool.engine.has_timeouts():
-                self._watch(pool.engine)
+            if isinstance(pool, PoolFamily):
+                pool.reset_after_fork()
+            else:
+                pool.engine.reset_after_fork()
+        for engine in self._engines():
+            if engine.has_timeouts():
+                self._watch(engine)
 
     def __enter__(self) -> PoolManager:
         return self
@@ -488,6 +596,17 @@ class PoolManager:
         tb: TracebackType | None,
     ) -> None:
         self.shutdown(wait=True)
+
+
+def _order(pool: PoolBase) -> int:
+    return pool.order if isinstance(pool, PoolFamily) else pool.engine.uid
+
+
+def _newest_first(info: TaskInfo) -> tuple[int, float]:
+    """Unfinished tasks first, newest submission first; then most recently finished."""
+    if info.finished_at is None:
+        return (0, -info.submitted_at)
+    return (1, -info.finished_at)
 
 
 def _task_state(state: TaskState | str) -> TaskState:

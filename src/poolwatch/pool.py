@@ -40,6 +40,8 @@ def _abandoned(engine: PoolEngine) -> None:
     pool's workers while it holds the engine's lock (dropping a task's arguments that
     held the last reference), and taking that lock there would deadlock.
     """
+    if engine.terminated:  # shut down already (the usual case): nothing to stop
+        return
     stopper = threading.Thread(
         target=engine.shutdown, args=(False, False), name=f"{engine.name}-abandoned", daemon=True
     )
@@ -147,6 +149,10 @@ class PoolBase(Executor):
             changes["queue_timeout"] = options.check_timeout("queue_timeout", queue_timeout)
         if run_timeout is not _UNSET:
             changes["run_timeout"] = options.check_timeout("run_timeout", run_timeout)
+        self._configure_checked(changes)
+
+    def _configure_checked(self, changes: dict[str, Any]) -> None:
+        """Apply settings ``configure`` has checked."""
         self._engine.configure(changes)
 
     def pause(self) -> None:

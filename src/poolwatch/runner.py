@@ -4,12 +4,15 @@ Like ``opentelemetry-instrument``, it does not run the program itself: it puts a
 hook (``_bootstrap/sitecustomize.py``) on ``PYTHONPATH`` and replaces itself with the
 program (``exec``), so the program's pid, argv, exit status, signals and output are its
 own. In that process the hook calls ``instrument()`` before the program's code runs and
-serves ``/metrics``, the API and the console on a side port from a background thread.
+serves ``/metrics``, the API and the console on a side port from a background thread
+(``poolwatch.http.side.serve_beside``, the service of :func:`poolwatch.start_service`).
 Processes the program starts inherit the hook and are instrumented too; only the first
 one serves.
 
 Settings come from the command line or ``POOLWATCH_*`` variables: ``POOLWATCH_HOST``
-(127.0.0.1), ``POOLWATCH_PORT`` (9464), ``POOLWATCH_QUIET`` (1: no start-up line).
+(127.0.0.1), ``POOLWATCH_PORT`` (9464), ``POOLWATCH_QUIET`` (1: no start-up line), and
+from the environment only ``POOLWATCH_API_TOKEN`` (changes need it; needed off loopback)
+and ``POOLWATCH_READ_ONLY`` (1: refuse every change).
 A program named ``python``/``python3``, or a ``.py`` script, runs under the interpreter
 poolwatch is installed in.
 """
@@ -22,12 +25,12 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["BOOTSTRAP", "main", "serve_beside"]
+__all__ = ["BOOTSTRAP", "DEFAULT_PORT", "ENV_PID", "main", "observe"]
 
 BOOTSTRAP = Path(__file__).with_name("_bootstrap")
 DEFAULT_PORT = 9464
 _PYTHONS = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
-_ENV_PID = "POOLWATCH_RUN_PID"  # the process that serves: the one exec'd into
+ENV_PID = "POOLWATCH_RUN_PID"  # the process that serves: the one exec'd into
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,50 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     env["POOLWATCH_HOST"] = args.host
     env["POOLWATCH_PORT"] = str(args.port)
     env["POOLWATCH_QUIET"] = "1" if args.quiet else "0"
-    env[_ENV_PID] = str(os.getpid())  # exec keeps the pid: that process serves
+    env[ENV_PID] = str(os.getpid())  # exec keeps the pid: that process serves
     os.execvpe(executable, command, env)
     return 127  # not reached
 
 
-def serve_beside() -> None:
-    """The hook's work in the program's process: instrument, and serve from a thread."""
-    import threading
-
+def observe() -> bool:
+    """The hook's first step in each process of the program: instrument it; True when
+    this is the process that serves (the one exec'd into), not a child of it."""
     from .executor import default_manager, instrument
 
-    manager = default_manager()
-    instrument(manager)
-    if os.environ.get(_ENV_PID) != str(os.getpid()):
-        return  # a child process of the program: observed, not served
-    host = os.environ.get("POOLWATCH_HOST", "127.0.0.1")
-    port = int(os.environ.get("POOLWATCH_PORT", DEFAULT_PORT))
-    ready = threading.Event()
-    thread = threading.Thread(
-        target=_serve, args=(manager, host, port, ready), name="poolwatch-service", daemon=True
-    )
-    thread.start()
-    ready.wait(10)
-
-
-def _serve(manager: object, host: str, port: int, ready: object) -> None:
-    import logging
-
-    import uvicorn
-
-    from .http import create_app
-    from .http.server import ServeError, bind_socket
-
-    try:
-        sock = bind_socket(host, port)
-    except ServeError as exc:
-        print(f"poolwatch: {exc}; the program runs without the service", file=sys.stderr)
-        ready.set()  # type: ignore[attr-defined]
-        return
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    config = uvicorn.Config(create_app(manager), log_level="warning", access_log=False)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    if os.environ.get("POOLWATCH_QUIET") != "1":
-        shown = f"[{host}]" if ":" in host else host
-        print(f"poolwatch: console at http://{shown}:{port}/", file=sys.stderr, flush=True)
-    ready.set()  # type: ignore[attr-defined]
-    server.run(sockets=[sock])
+    instrument(default_manager())
+    return os.environ.get(ENV_PID) == str(os.getpid())

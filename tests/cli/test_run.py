@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -45,6 +48,17 @@ def _run(tmp_path: Path, *args: str, port: int) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed on the way out if the test left it running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _get(url: str) -> httpx.Response | None:
     try:
         return httpx.get(url, timeout=2)
@@ -54,8 +68,7 @@ def _get(url: str) -> httpx.Response | None:
 
 def test_program_runs_observed_with_its_own_output_argv_and_exit_code(tmp_path: Path) -> None:
     port = free_port()
-    proc = _run(tmp_path, port=port)
-    try:
+    with _reaped(_run(tmp_path, port=port)) as proc:
         assert proc.stdout is not None
         assert proc.stdin is not None
         assert proc.stdout.readline() == "25\n"
@@ -70,10 +83,6 @@ def test_program_runs_observed_with_its_own_output_argv_and_exit_code(tmp_path: 
         console = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert console.status_code == 200
         out, err = proc.communicate("\n", timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 3
     assert out == ""
     assert err.splitlines() == [f"poolwatch: console at http://127.0.0.1:{port}/"]
@@ -103,3 +112,43 @@ def test_bad_invocations_say_what_is_wrong(args: list[str], message: str) -> Non
     )  # fmt: skip
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_token_from_the_environment_and_messages_in_runs_own_terms(tmp_path: Path) -> None:
+    port = free_port()
+    script = tmp_path / "app.py"
+    script.write_text("import sys\nsys.stdin.readline()\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "poolwatch", "run", "--quiet", "--port", str(port),
+         "--", "python", str(script)],
+        env={**_env(), "POOLWATCH_API_TOKEN": "s3cret"}, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with _reaped(proc):
+        url = f"http://127.0.0.1:{port}/api/pools"
+        wait_until(lambda: _get(url) is not None, timeout=20, message="the side port serves")
+        body = {"name": "x", "max_workers": 1}
+        wrong = httpx.post(url, json=body, headers={"Authorization": "Bearer no"}, timeout=5)
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["message"].endswith("check POOLWATCH_API_TOKEN")
+        right = httpx.post(url, json=body, headers={"Authorization": "Bearer s3cret"}, timeout=5)
+        assert right.status_code == 201
+        out, err = proc.communicate("\n", timeout=30)
+    assert (proc.returncode, out, err) == (0, "", "")
+
+
+def test_a_busy_side_port_leaves_the_program_running_without_the_service() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "poolwatch", "run", "--port", str(port),
+             "--", "python", "-c", "print('ran')"],
+            env=_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "ran\n")
+    assert done.stderr.splitlines() == [
+        f"poolwatch: cannot listen on 127.0.0.1:{port}: Address already in use; choose another "
+        "port or stop the process using it; the program runs without the service"
+    ]

@@ -143,6 +143,9 @@ def test_token_and_read_only_over_http(tmp_path: Path, start_service) -> None:
     body = {"task": "svc.nap", "args": [0.01]}
     url = f"{service.url}/api/pools/work/tasks"
     assert httpx.post(url, json=body).status_code == 401
+    wrong = httpx.post(url, json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert "POOLWATCH_API_TOKEN" in wrong.json()["error"]["message"]  # serve's own setting
     assert httpx.post(url, json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 202
     assert httpx.get(f"{service.url}/api/info").json()["auth_required"] is True
     service.terminate()
@@ -156,6 +159,7 @@ def test_read_only_may_bind_anywhere(tmp_path: Path, start_service) -> None:
     response = httpx.post(f"{service.url}/api/pools", json={"name": "x", "max_workers": 1})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "read_only"
+    assert "without --read-only" in response.json()["error"]["message"]
     service.terminate()
     assert service.wait_exit() == 0
 

@@ -42,9 +42,17 @@ SHORT_TIMEOUT = 10.0
 TRACEBACK_FRAMES = 3
 
 
+#: ``POOLWATCH_CONFORMANCE_KIND=process``: the process-pool classes on the spawn and
+#: forkserver start methods instead (``fork`` is never poolwatch's default).
+KIND = os.environ.get("POOLWATCH_CONFORMANCE_KIND", "thread")
+
+
 def selected(test: unittest.TestCase, module: str) -> bool:
-    """Thread-pool classes, and ``test_future``'s, which need no executor at all."""
+    """Thread-pool classes, and ``test_future``'s, which need no executor at all (or, for
+    the process kind, the spawn and forkserver process-pool classes)."""
     name = type(test).__name__
+    if KIND == "process":
+        return "ProcessPool" in name and ("Spawn" in name or "Forkserver" in name)
     return "ThreadPool" in name or module == "test_future"
 
 

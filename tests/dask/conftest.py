@@ -20,6 +20,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from prometheus_client import CollectorRegistry
 
 from poolwatch import PoolManager
+from poolwatch.dask_demo import local_cluster
 from support import fail_on_leaked_threads
 
 # The workers import the tasks by name, as a real deployment's workers import its code:
@@ -55,10 +56,7 @@ ALLOWED_FAILURES = 1
 def cluster() -> Iterator[Any]:
     me = psutil.Process()
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-        lc = distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-            dashboard_address=None,
-        )  # fmt: skip
+        lc = local_cluster()
     try:
         yield lc
     finally:

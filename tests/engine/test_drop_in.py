@@ -79,8 +79,9 @@ class TestTheClass:
         pool = poolwatch.ThreadPoolExecutor(manager=own_manager)
         assert pool.name.endswith("TestTheClass.test_names_derive_from_the_creating_code")
         again = poolwatch.ThreadPoolExecutor(manager=own_manager)
-        assert again.name.endswith("_code-2"), "a live pool keeps its name"
-        assert again.name != pool.name
+        assert again.name == pool.name, "instances of one site share its name (a family)"
+        assert again is not pool
+        assert isinstance(own_manager.get_pool(pool.name), poolwatch.PoolFamily)
         assert pool.stats().max_workers == min(32, (os.cpu_count() or 1) + 4)
         pool.shutdown()
         again.shutdown()
@@ -154,7 +155,17 @@ class TestDroppedWithoutShutdown:
         del pool, results
         gc.collect()
         wait_until(lambda: not threads_named(r"Dropped_\d"), message="idle workers exit")
-        assert "Dropped" not in own_manager
+        # The instance is gone; its family keeps its counts (counters never reset).
+        family = own_manager.get_pool("Dropped")
+        assert family.instances() == 0
+        assert (family.stats().succeeded, family.stats().workers) == (10, 0)
+
+    def test_explicitly_named_pools_are_forgotten_when_dropped(self, own_manager: Any) -> None:
+        pool = poolwatch.ThreadPoolExecutor(2, name="Forgotten", manager=own_manager)
+        assert pool.submit(pow, 2, 5).result(timeout=10) == 32
+        del pool
+        gc.collect()
+        wait_until(lambda: "Forgotten" not in own_manager, message="the manager forgets it")
         assert own_manager.pools() == []
 
     def test_queued_work_still_runs_after_the_pool_is_dropped(self, own_manager: Any) -> None:

@@ -43,8 +43,11 @@ def test_every_way_of_naming_the_class_gets_a_managed_pool(instrumented: Any) ->
             assert isinstance(ex, poolwatch.ManagedPool)
             assert isinstance(ex, STDLIB)
             assert ex.submit(pow, 2, 4).result(timeout=10) == 16
-            assert instrumented.get_pool(ex.name) is ex
+            assert instrumented.get_pool(ex.name).instances() == 1
         assert ex.stats().succeeded == 1
+    # Three executors made with one prefix: one family, counting all three.
+    assert [p.name for p in instrumented.pools()] == ["lib"]
+    assert instrumented.get_pool("lib").stats().succeeded == 3
 
 
 def test_asyncio_default_executor_is_a_pool_named_asyncio(instrumented: Any) -> None:

@@ -25,7 +25,9 @@ def test_a_thread_pool_is_a_pool_base_and_a_thread_pool_executor(manager: PoolMa
 
 def test_an_unknown_kind_is_refused_by_name(manager: PoolManager) -> None:
     kind: Any = "fibres"
-    with pytest.raises(ValueError, match=r"kind must be one of 'thread'.*got \"fibres\""):
+    with pytest.raises(
+        ValueError, match=r"kind must be one of 'thread', 'process'.*got \"fibres\""
+    ):
         manager.create_pool("p", kind=kind)
     assert "p" not in manager
 

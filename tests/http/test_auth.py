@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
+from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
+from starlette.routing import Mount
 
 from poolwatch import PoolManager
-from poolwatch.http import create_app
+from poolwatch.http import AccessPolicy, create_app
+from poolwatch.http.app import build_app
+from poolwatch.http.auth import SERVER_SETTINGS
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 MUTATIONS = [
     ("post", "/api/pools", {"name": "new", "max_workers": 1}),
@@ -96,14 +107,64 @@ def test_no_token_on_loopback_allows(make_client, method, url, body) -> None:
     assert response.status_code not in (401, 403), response.text
 
 
-@pytest.mark.parametrize("bind_host", ["0.0.0.0", "192.168.1.5", "::", None])
-def test_no_token_off_loopback_or_unknown_bind_is_403(make_client, assert_error, bind_host) -> None:
+@pytest.mark.parametrize("bind_host", ["0.0.0.0", "192.168.1.5", "::"])
+def test_no_token_off_loopback_is_403_naming_the_argument(
+    make_client, assert_error, bind_host
+) -> None:
     client = make_client(bind_host=bind_host)
     for method, url, body in MUTATIONS:
-        assert_error(
-            _send(client, method, url, body), 403, "mutations_disabled", "POOLWATCH_API_TOKEN"
+        message = assert_error(
+            _send(client, method, url, body), 403, "mutations_disabled", bind_host, "token="
         )
+        assert "POOLWATCH_API_TOKEN" not in message  # a setting of poolwatch serve, not here
     assert client.get("/api/info").json()["mutations_allowed"] is False
+
+
+def test_mounted_app_without_bind_host_names_create_app_arguments(
+    manager: PoolManager, assert_error
+) -> None:
+    host = Starlette(routes=[Mount("/ops", app=create_app(manager))])
+    with TestClient(host, base_url="http://127.0.0.1") as client:
+        for method, url, body in MUTATIONS:
+            message = assert_error(
+                _send(client, method, "/ops" + url, body),
+                403,
+                "mutations_disabled",
+                "create_app(manager, token=...)",
+                "bind_host='127.0.0.1'",
+            )
+            assert "POOLWATCH_API_TOKEN" not in message
+        assert client.get("/ops/api/info").json()["mutations_allowed"] is False
+
+
+def test_poolwatch_serve_wording_names_its_own_settings(manager: PoolManager, assert_error) -> None:
+    # poolwatch serve refuses to start off loopback without a token, so its apps meet a
+    # wrong token, a foreign Host or read-only mode; each names serve's settings.
+    def client(**policy: Any) -> TestClient:
+        app = build_app(manager, AccessPolicy(names=SERVER_SETTINGS, **policy))
+        return TestClient(app, base_url="http://127.0.0.1")
+
+    with client(token="s3cret", bind_host="127.0.0.1") as http:
+        response = http.post("/api/pools", json={}, headers={"Authorization": "Bearer no"})
+        assert_error(response, 401, "invalid_token", "POOLWATCH_API_TOKEN", "[server] token")
+    with client(bind_host="127.0.0.1") as http:
+        response = http.post("/api/pools", json={}, headers={"Host": "evil.example"})
+        assert_error(response, 403, "untrusted_host", "POOLWATCH_API_TOKEN")
+    with client(read_only=True) as http:
+        assert_error(http.post("/api/pools", json={}), 403, "read_only", "--read-only")
+
+
+def test_app_wording_names_create_app_arguments(make_client, assert_error) -> None:
+    wrong = make_client(token="s3cret").post(
+        "/api/pools", json={}, headers={"Authorization": "Bearer no"}
+    )
+    message = assert_error(wrong, 401, "invalid_token", "token= argument of create_app()")
+    assert "POOLWATCH_API_TOKEN" not in message
+    foreign = make_client().post("/api/pools", json={}, headers={"Host": "evil.example"})
+    assert_error(foreign, 403, "untrusted_host", "token= argument")
+    read_only = make_client(read_only=True).post("/api/pools", json={})
+    message = assert_error(read_only, 403, "read_only", "read_only=True")
+    assert "--read-only" not in message
 
 
 @pytest.mark.parametrize("bind_host", ["localhost", "::1", "127.0.0.2"])

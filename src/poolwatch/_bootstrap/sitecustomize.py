@@ -5,9 +5,12 @@ import os
 import sys
 
 try:
-    from poolwatch.runner import serve_beside
+    from poolwatch.runner import observe
 
-    serve_beside()
+    if observe():  # the program's own process, not one it started
+        from poolwatch.http.side import serve_beside
+
+        serve_beside()
 except Exception as exc:  # never stop the user's program from starting
     print(f"poolwatch: could not instrument this process: {exc!r}", file=sys.stderr)
 

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from poolwatch.errors import PoolExistsError, RejectedError, TaskNotRunningError
+from poolwatch.family import PoolFamily
 from poolwatch.http.auth import AccessPolicy, audit
 from poolwatch.http.blocking import BlockingRunner
 from poolwatch.http.errors import ApiError
@@ -454,6 +455,13 @@ class ControlApi:
     async def submit_task(self, request: Request) -> Response:
         self._refuse_while_stopping()
         pool = self._pool(request.path_params["name"])
+        if isinstance(pool, PoolFamily):
+            raise ApiError(
+                409,
+                "pool_is_family",
+                f"pool {show(pool.name)} is a family of executors created by the program's "
+                "code and runs nothing itself; submit to a pool made with POST /api/pools",
+            )
         body = await self._body(request, TASK_SUBMIT)
         task_type = _task_type(body["task"])
         args: list[Any] = body.get("args", [])

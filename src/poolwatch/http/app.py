@@ -7,7 +7,7 @@ import importlib.resources
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +33,7 @@ from poolwatch.samples import SampleHistory, served_history
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "package_version"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "AppOptions", "build_app", "create_app", "package_version"]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
@@ -71,17 +71,23 @@ def _check_arguments(token: Any, max_body_bytes: Any, body_timeout: Any) -> None
         )
 
 
+class AppOptions(TypedDict, total=False):
+    """The options of :func:`create_app` besides its access rules (described there)."""
+
+    max_body_bytes: int
+    lifecycle: Lifecycle | None
+    body_timeout: float | None
+    trace_url: str | None
+    grafana_url: str | None
+
+
 def create_app(
     manager: PoolManager,
     *,
     token: str | None = None,
     read_only: bool = False,
     bind_host: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    lifecycle: Lifecycle | None = None,
-    body_timeout: float | None = None,
-    trace_url: str | None = None,
-    grafana_url: str | None = None,
+    **options: Unpack[AppOptions],
 ) -> Starlette:
     """The control API, metrics, health checks and web console of ``manager``.
 
@@ -102,17 +108,33 @@ def create_app(
     each pool to its dashboard. While the app runs (its lifespan) one thread per
     manager samples the pools every second for ``/api/samples`` and ``/api/latency``.
 
-    ``max_body_bytes`` bounds request bodies (413 past it). ``lifecycle`` is shared
-    with whoever runs the server: after ``lifecycle.begin_shutdown()`` ``/readyz``
-    answers 503 and new work is refused; after ``lifecycle.close_requests()`` requests
-    still waiting for a pool to drain (or a ``caller_runs`` task) are answered with 503.
+    ``max_body_bytes`` bounds request bodies (413 past it; 64 KiB unless given).
+    ``lifecycle`` is shared with whoever runs the server: after
+    ``lifecycle.begin_shutdown()`` ``/readyz`` answers 503 and new work is refused; after
+    ``lifecycle.close_requests()`` requests still waiting for a pool to drain (or a
+    ``caller_runs`` task) are answered with 503.
     ``body_timeout`` (seconds) bounds how long a request body may take to arrive (408
     past it; None: no limit). Pages (the console) carry headers that forbid framing by
     other sites and a Content-Security-Policy fitting the console.
     """
-    _check_arguments(token, max_body_bytes, body_timeout)
-    lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=bind_host)
+    return build_app(manager, policy, **options)
+
+
+def build_app(
+    manager: PoolManager,
+    policy: AccessPolicy,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    lifecycle: Lifecycle | None = None,
+    body_timeout: float | None = None,
+    trace_url: str | None = None,
+    grafana_url: str | None = None,
+) -> Starlette:
+    """:func:`create_app` with its access rules given whole, for servers that word their
+    errors in their own settings' names (``poolwatch serve``, ``poolwatch run``)."""
+    _check_arguments(policy.token, max_body_bytes, body_timeout)
+    lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     version = package_version()
     api = ControlApi(
         manager, policy=policy, lifecycle=lifecycle, max_body_bytes=max_body_bytes, version=version

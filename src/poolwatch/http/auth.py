@@ -22,6 +22,10 @@ Reads (GET) are always open. Mutations (POST, PATCH, DELETE) are decided in this
 
    With a token these checks are not needed: browsers never attach a bearer token by
    themselves, so a cross-site page cannot forge an authorized request.
+
+The messages name the settings the way whoever runs the app sets them (``SettingNames``:
+the arguments of ``create_app``/``start_service``, or ``poolwatch serve``'s environment,
+config file and options).
 """
 
 from __future__ import annotations
@@ -40,8 +44,12 @@ from starlette.requests import Request
 from poolwatch.http.errors import ApiError
 
 __all__ = [
+    "APP_ARGUMENTS",
+    "RUN_SETTINGS",
+    "SERVER_SETTINGS",
     "TOKEN_RULE",
     "AccessPolicy",
+    "SettingNames",
     "audit",
     "audit_record",
     "is_loopback",
@@ -120,12 +128,45 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
+class SettingNames:
+    """How whoever runs an app sets its token and read-only mode, for the error messages
+    that tell them: an app made in code and ``poolwatch serve`` are set up differently."""
+
+    #: Where the API token is set, e.g. ``POOLWATCH_API_TOKEN``.
+    token: str
+    #: What made the app read-only and how to undo it.
+    read_only: str
+
+
+#: An app made in code: ``create_app(manager, ...)`` or ``start_service(...)``.
+APP_ARGUMENTS = SettingNames(
+    token="the token= argument of create_app() or start_service()",
+    read_only="it was made with read_only=True; make it without to allow them",
+)
+#: ``poolwatch run``: its environment.
+RUN_SETTINGS = SettingNames(
+    token="POOLWATCH_API_TOKEN",
+    read_only="poolwatch run was started with POOLWATCH_READ_ONLY=1; start it without to "
+    "allow them",
+)
+#: ``poolwatch serve``: the environment or the config file, and the command line.
+SERVER_SETTINGS = SettingNames(
+    token="POOLWATCH_API_TOKEN or [server] token in the config file",
+    read_only="restart it without --read-only to allow them",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class AccessPolicy:
-    """The mutation rules of one app (see the module docstring)."""
+    """The mutation rules of one app (see the module docstring).
+
+    ``names`` only words the errors: how this app's operator sets what they name.
+    """
 
     token: str | None = None
     read_only: bool = False
     bind_host: str | None = None
+    names: SettingNames = APP_ARGUMENTS
     loopback: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -149,8 +190,7 @@ class AccessPolicy:
             raise ApiError(
                 403,
                 "read_only",
-                "this server is read-only: changes are disabled (restart it without --read-only "
-                "to allow them)",
+                f"this server is read-only: changes are disabled ({self.names.read_only})",
             )
         if self.token is not None:
             header = request.headers.get("authorization", "")
@@ -168,24 +208,31 @@ class AccessPolicy:
                 raise ApiError(
                     401,
                     "invalid_token",
-                    "the bearer token is not this server's API token; check POOLWATCH_API_TOKEN "
-                    "or the [server] token setting",
+                    f"the bearer token is not this server's API token; check {self.names.token}",
                     headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
                 )
             return True
         if not self.loopback:
-            raise ApiError(
-                403,
-                "mutations_disabled",
-                "changes need an API token on a server that is not bound to loopback only; "
-                "set POOLWATCH_API_TOKEN (or [server] token) and send "
-                "'Authorization: Bearer <token>'",
-            )
-        _check_same_origin(request)
+            raise ApiError(403, "mutations_disabled", self._exposed_message())
+        _check_same_origin(request, self.names)
         return False
 
+    def _exposed_message(self) -> str:
+        if self.bind_host is None:
+            # Only create_app leaves it unset: mounted in a service that alone knows its address.
+            return (
+                "this app does not know which address its server listens on, so it accepts "
+                "changes only with an API token: make it with create_app(manager, token=...) "
+                "and send 'Authorization: Bearer <token>', or with create_app(manager, "
+                "bind_host='127.0.0.1') if the server listens on loopback only"
+            )
+        return (
+            f"changes need an API token on a server that listens on {self.bind_host}, not on "
+            f"loopback only: set {self.names.token} and send 'Authorization: Bearer <token>'"
+        )
 
-def _check_same_origin(request: Request) -> None:
+
+def _check_same_origin(request: Request, names: SettingNames) -> None:
     """Refuse a token-less mutation that a web page of another site could have sent."""
     headers = request.headers
     host = headers.get("host")
@@ -197,14 +244,12 @@ def _check_same_origin(request: Request) -> None:
             "untrusted_host",
             f"this server has no API token, so it accepts changes only when addressed by a "
             f"loopback name (localhost, 127.0.0.1 or [::1]), not by Host {json.dumps(host)}; "
-            "open it as http://127.0.0.1:<port>/, or configure an API token "
-            "(POOLWATCH_API_TOKEN or [server] token)",
+            f"open it as http://127.0.0.1:<port>/, or configure an API token ({names.token})",
         )
     fix = (
         "this server has no API token, so it accepts changes only from the same origin "
         "(its own console, or a client on this machine such as curl); call it from there, "
-        "or configure an API token (POOLWATCH_API_TOKEN or [server] token) and send "
-        "'Authorization: Bearer <token>'"
+        f"or configure an API token ({names.token}) and send 'Authorization: Bearer <token>'"
     )
     site = headers.get("sec-fetch-site", "").lower()
     if site in ("cross-site", "same-site"):

@@ -113,7 +113,10 @@ _ERROR_TEXT = {
     "loopback, the Host header is not a loopback name, or the request came from a page "
     "of another origin (Origin, Sec-Fetch-Site).",
     404: "No such pool or task.",
-    409: "Conflict with the current state (duplicate pool, pool shutting down, task not running).",
+    409: (
+        "Conflict with the current state (duplicate pool, pool shutting down, task not "
+        "running, submitting to a family of executors)."
+    ),
     413: "Request body too large.",
     422: "A field or parameter is invalid; the message names it and the fix.",
     503: "The pool rejected the task (queue full, shut down) or the server is stopping.",
@@ -486,7 +489,7 @@ def _submit_path() -> dict[str, Any]:
                 202,
                 accepted,
                 "Queued; poll the Location.",
-                errors=(400, 404, 413, 422, 503),
+                errors=(400, 404, 409, 413, 422, 503),
                 body=_body_schema(TASK_SUBMIT, "A registered task and its arguments."),
                 mutation=True,
                 headers=_LOCATION,

@@ -30,14 +30,14 @@ from poolwatch.records import PoolStats
 if TYPE_CHECKING:
     from poolwatch.manager import PoolManager
 
-__all__ = ["ServeError", "Service", "bind_socket", "summary_line"]
+__all__ = ["EmbeddedServer", "ServeError", "Service", "bind_socket", "summary_line"]
 
 logger = logging.getLogger("poolwatch")
 
 _COUNTS = ("submitted", "succeeded", "failed", "cancelled", "rejected")
 
 
-class ServeError(Exception):
+class ServeError(OSError):
     """The server could not start (for instance, the port is taken)."""
 
 
@@ -56,7 +56,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ServeError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port or "
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port or "
             "stop the process using it"
         ) from None
     sock.set_inheritable(True)
@@ -91,8 +91,8 @@ def summary_line(stats: list[PoolStats], *, grace: float, cancel_requested: bool
     return f"poolwatch stopped ({ending}): total {total} running={running} | {pools}"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its own signal handling (the Service owns signals).
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn's server without its own signal handling (whoever runs it owns signals).
 
     ``on_started`` runs as soon as it serves, before any request is answered.
     """
@@ -146,7 +146,7 @@ class Service:
     def run(self) -> int:
         return asyncio.run(self._main())
 
-    def _server(self) -> _Server:
+    def _server(self) -> EmbeddedServer:
         config = uvicorn.Config(
             self.app,
             log_config=None,
@@ -156,7 +156,7 @@ class Service:
             timeout_graceful_shutdown=1,
             server_header=False,
         )
-        server = _Server(config)
+        server = EmbeddedServer(config)
         if self.on_start is not None:
             on_start, url = self.on_start, self.base_url
             server.on_started = lambda: on_start(url)

@@ -70,6 +70,13 @@ def install() -> None:
     name = "poolwatch.ThreadPoolExecutor"
     concurrent.futures.ThreadPoolExecutor = factory  # type: ignore[misc]
     concurrent.futures.thread.ThreadPoolExecutor = factory  # type: ignore[misc]
+    if os.environ.get("POOLWATCH_CONFORMANCE_KIND") == "process":
+        import concurrent.futures.process
+
+        processes = poolwatch.ProcessPoolExecutor
+        concurrent.futures.ProcessPoolExecutor = processes  # type: ignore[misc]
+        concurrent.futures.process.ProcessPoolExecutor = processes  # type: ignore[misc]
+        name += " and poolwatch.ProcessPoolExecutor"
     record("startup", stdlib, substitute=name, poolwatch=os.path.dirname(poolwatch.__file__))
 
 

@@ -1,0 +1,337 @@
+"""``PoolFamily``: the executors that share a derived name, seen as one pool.
+
+Code that does ``with ThreadPoolExecutor() as ex:`` on every request makes a new
+executor each time, all named from the same ``thread_name_prefix`` or the same creating
+function. Each instance is a pool of its own (own workers, queue and lock, the stdlib's
+semantics exactly); the family is what metrics, the API and the console see under the
+shared name:
+
+- counters add up over every instance, ended or live, and never go back: when an
+  instance has terminated its numbers are folded into the family's totals and the
+  instance is dropped, so memory, names and series stay bounded however many come and
+  go;
+- gauges (workers, active, queued, capacity, ...) add up over the live instances;
+- the finished tasks of ended instances stay findable by id in a bounded archive, as
+  large as one instance's ``history_size``;
+- settings changed on the family (``configure``, ``pause``, ``resume``; PATCH over HTTP)
+  apply to every live instance and to every instance created afterwards;
+- a family runs nothing itself: ``submit`` on it is refused; code submits to the
+  executor it holds. ``shutdown`` shuts down every live instance.
+
+Lock order: the manager's lock, then a family's, then an instance engine's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from .accounting import PoolSnapshot, SnapshotSum
+from .engine import PoolEngine, parse_task_id
+from .pool import ManagedPool
+from .records import PoolState, PoolStats, TaskInfo, TaskState
+from .views import page_of
+
+__all__ = ["PoolFamily"]
+
+
+class _Tally:
+    """A counter with a lock of its own, taken under no other: engines call it under theirs."""
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+    def read(self) -> int:
+        with self._lock:
+            return self.value
+
+
+class PoolFamily(ManagedPool):
+    """Every live and ended executor created under one derived name. Thread-safe.
+
+    ``PoolManager.get_pool(name)`` returns it for such a name, and ``pools()`` lists it
+    once. ``stats()`` and ``metrics_snapshot()`` cover the whole family (see the module's
+    notes); ``instances()`` is how many are live.
+    """
+
+    def __init__(self, name: str, order: int, label_limit: int) -> None:
+        # ManagedPool.__init__ is not called: a family has no engine of its own.
+        self._name = name
+        self.order = order  # where the family sorts among the manager's pools
+        self._lock = threading.Lock()
+        self._label_limit = label_limit
+        self._live: dict[int, PoolEngine] = {}  # uid -> engine of a live instance
+        self._ended = SnapshotSum(label_limit)
+        self._late = _Tally()  # submits refused by instances after they ended
+        self._archive: deque[TaskInfo] | None = None  # made with the first instance
+        self._settings: dict[str, Any] = {}  # changed on the family: every instance gets them
+        self._paused = False
+        self._version = 0  # changes with every change of settings or pause
+        self._removed = False
+        self._shown: tuple[str, float | None, float | None] = ("abort", None, None)
+
+    # -- the manager's side ----------------------------------------------------------
+
+    def prepare(self, engine: PoolEngine) -> int:
+        """Give a new instance (not started, not adopted yet) the settings changed on the
+        family; returns the version of them to pass to ``adopt``. Call under no lock:
+        configuring may start the timeout monitor, which takes the manager's."""
+        with self._lock:
+            version, settings, paused = self._version, dict(self._settings), self._paused
+        if settings:
+            engine.configure(settings)
+        if paused:
+            engine.pause()
+        else:
+            engine.resume()
+        return version
+
+    def adopt(self, engine: PoolEngine, version: int) -> bool:
+        """Make ``engine`` one of the family's, unless the family's settings changed since
+        ``prepare`` (then False: prepare it again). ``RuntimeError`` once removed."""
+        with self._lock:
+            if self._removed:
+                raise RuntimeError(f"pool family {self._name!r} was removed")
+            if version != self._version:
+                return False
+            self._sweep_locked()
+            if self._archive is None:
+                self._archive = deque(maxlen=engine.reader.history.capacity)
+            self._live[engine.uid] = engine
+            self._shown = (engine.rejection_policy, *engine.timeout_settings())
+            return True
+
+    def engine_of(self, uid: int) -> PoolEngine | None:
+        """The live instance numbered ``uid``, if it is one of this family's."""
+        with self._lock:
+            return self._live.get(uid)
+
+    def engines(self) -> list[PoolEngine]:
+        """The live instances, oldest first (ended ones are folded in first)."""
+        with self._lock:
+            self._sweep_locked()
+            return list(self._live.values())
+
+    def archived(self, task_id: str) -> TaskInfo | None:
+        """The record of a task of an ended instance, if it is still in the archive."""
+        with self._lock:
+            self._sweep_locked()
+            for info in self._archive or ():
+                if info.id == task_id:
+                    return info
+        return None
+
+    def archived_matching(self, state: TaskState | None, name: str | None) -> list[TaskInfo]:
+        """Archived records matching the filter, most recently finished first."""
+        with self._lock:
+            self._sweep_locked()
+            found = [
+                info
+                for info in self._archive or ()
+                if (state is None or info.state is state) and (name is None or info.name == name)
+            ]
+        found.sort(key=lambda info: -(info.finished_at or 0.0))
+        return found
+
+    def retire(self) -> None:
+        """Removed from its manager: refuse new instances from now on."""
+        with self._lock:
+            self._removed = True
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: no counts of the parent, live instances empty."""
+        self._lock = threading.Lock()
+        self._ended = SnapshotSum(self._label_limit)
+        self._late = _Tally()
+        if self._archive is not None:
+            self._archive = deque(maxlen=self._archive.maxlen)
+        for engine in self._live.values():
+            engine.reset_after_fork()
+
+    def _sweep_locked(self) -> None:
+        """Fold the instances that have terminated into the totals and the archive."""
+        ended = [e for e in self._live.values() if e.terminated]
+        for engine in ended:
+            snap = engine.final_snapshot(self._late.add)
+            self._ended.add(snap)
+            if self._archive is not None and self._archive.maxlen:
+                keep = min(snap.stats.succeeded + snap.stats.failed + snap.stats.cancelled,
+                           self._archive.maxlen)  # fmt: skip
+                records, _ = page_of([engine], states=None, name=None, skip=0, offset=0,
+                                     limit=keep)  # fmt: skip
+                self._archive.extend(reversed(records))
+            del self._live[engine.uid]
+
+    # -- what a pool offers ------------------------------------------------------------
+
+    @property
+    def engine(self) -> PoolEngine:
+        raise AttributeError(f"pool family {self._name!r} has no engine of its own")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        return "thread"
+
+    @property
+    def state(self) -> PoolState:
+        with self._lock:
+            return self._state_locked()
+
+    def _state_locked(self) -> PoolState:
+        if self._removed:
+            return PoolState.TERMINATED
+        return PoolState.PAUSED if self._paused else PoolState.RUNNING
+
+    @property
+    def rejection_policy(self) -> str:
+        with self._lock:
+            return self._shown[0]
+
+    @property
+    def _max_workers(self) -> int:  # type: ignore[override]
+        return sum(e.max_workers for e in self.engines())
+
+    @property
+    def _threads(self) -> set[Any]:  # type: ignore[override]
+        return set().union(*(e.threads() for e in self.engines()))
+
+    @property
+    def _broken(self) -> str | bool:  # type: ignore[override]
+        return False
+
+    def __repr__(self) -> str:
+        return f"<PoolFamily {self._name!r} instances={self.instances()}>"
+
+    def instances(self) -> int:
+        """How many instances are live now."""
+        return len(self.engines())
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            f"pool {self._name!r} is a family of executors created by code; it runs nothing "
+            "itself: submit to the executor the code holds, or create_pool() a pool of your own"
+        )
+
+    def submit_many(self, fn: Any, arg_tuples: Any) -> Any:
+        return self.submit(fn)
+
+    def cancel(self, task_id: str) -> str:
+        """Cancel a task of any instance: as ``ManagedPool.cancel``."""
+        ids = parse_task_id(task_id)
+        engine = None if ids is None else self.engine_of(ids[0])
+        if engine is not None and ids is not None:
+            result = engine.cancel(ids[1])
+            if result is not None:
+                return result
+        if self.archived(task_id) is not None:
+            return "finished"
+        raise KeyError(task_id)
+
+    def _configure_checked(self, changes: dict[str, Any]) -> None:
+        with self._lock:
+            self._settings.update(changes)
+            self._version += 1
+            engines = list(self._live.values())
+            policy, queue_timeout, run_timeout = self._shown
+            self._shown = (
+                changes.get("rejection_policy", policy),
+                changes.get("queue_timeout", queue_timeout),
+                changes.get("run_timeout", run_timeout),
+            )
+        for engine in engines:
+            engine.configure(dict(changes))
+
+    def pause(self) -> None:
+        """Pause every live instance and every one created until ``resume()``."""
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self._paused = paused
+            self._version += 1
+            engines = list(self._live.values())
+        for engine in engines:
+            if paused:
+                engine.pause()
+            else:
+                engine.resume()
+
+    def refuse_waiting_for_itself(self, instead: str) -> None:
+        """``RuntimeError`` if the calling thread belongs to one of the live instances."""
+        for engine in self.engines():
+            engine.refuse_waiting_for_itself(instead)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Shut every live instance down, as its own ``shutdown`` would."""
+        if wait:
+            self.refuse_waiting_for_itself("shutdown(wait=False)")
+        engines = self.engines()
+        for engine in engines:
+            engine.shutdown(False, cancel_futures)
+        if wait:
+            for engine in engines:
+                engine.join(None)
+
+    def stats(self) -> PoolStats:
+        """The family's numbers: counters over every instance, gauges over the live ones."""
+        return self.metrics_snapshot().stats
+
+    def metrics_snapshot(self) -> PoolSnapshot:
+        with self._lock:
+            self._sweep_locked()
+            live = [e.metrics_snapshot() for e in self._live.values()]
+            total = self._ended.copy()
+            state = self._state_locked()
+            policy, queue_timeout, run_timeout = self._shown
+        for snap in live:
+            total.add(snap)
+        late = self._late.read()
+        each = [s.stats for s in live]
+        capacities = [s.queue_capacity for s in each]
+        stats = PoolStats(
+            name=self._name,
+            state=state,
+            max_workers=sum(s.max_workers for s in each),
+            workers=sum(s.workers for s in each),
+            active=sum(s.active for s in each),
+            idle=sum(s.idle for s in each),
+            queued=sum(s.queued for s in each),
+            queue_capacity=None if not each or None in capacities else sum(capacities),  # type: ignore[arg-type]
+            rejection_policy=policy,
+            queue_timeout=queue_timeout,
+            run_timeout=run_timeout,
+            submitted=total.submitted,
+            succeeded=total.succeeded,
+            failed=total.failed,
+            cancelled=total.cancelled,
+            rejected=total.rejected_full + total.rejected_shutdown + late,
+            overdue=sum(s.overdue for s in each),
+            oldest_queued_age=max((s.oldest_queued_age for s in each), default=0.0),
+            queue_timeouts=total.timeouts_queue,
+            run_timeouts=total.timeouts_run,
+        )
+        return PoolSnapshot(
+            stats=stats,
+            rejected_full=total.rejected_full,
+            rejected_shutdown=total.rejected_shutdown + late,
+            timeouts_queue=total.timeouts_queue,
+            timeouts_run=total.timeouts_run,
+            queue_wait=total.queue_wait.snapshot(),
+            labels=total.label_rows(),
+            kind="thread",
+        )

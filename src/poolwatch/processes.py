@@ -1,0 +1,360 @@
+"""Worker processes for ``kind="process"``: one child process per engine worker thread.
+
+The pool's queue, policies, timeouts, records, metrics and spans stay in its engine (see
+``backend.py``); each of its worker threads owns one child process and hands it the tasks
+it takes, one at a time, over a pipe of its own:
+
+- out: ``(task number, task id, fn, args, kwargs, trace carrier)``, pickled in the
+  worker thread (a task that cannot be pickled fails with that error, its child untouched);
+- back: ``(True, result)`` or ``(False, exception)``, the exception carrying the child's
+  traceback text as ``__cause__`` the way ``ProcessPoolExecutor`` reports it.
+
+A child starts with the worker (running ``initializer(*initargs)``; when that fails the
+pool breaks with ``BrokenProcessPool``, as the stdlib's does) and is started again, when
+next needed, after it crashed, was killed or ran ``max_tasks_per_child`` tasks. A child
+that dies mid-task (a segfault, ``os._exit``, the OOM killer's SIGKILL) fails that task
+alone with ``ProcessCrashedError`` naming the exit code or signal; the pool goes on.
+
+Cooperative cancels reach the child through a shared integer per child: the number of
+the task asked to stop, which ``poolwatch.cancel_requested()`` in the child compares with
+its own. ``interrupt`` (``on_run_timeout="kill"``) kills the child: its task ends
+``CANCELLED`` with the reason (``TaskInterruptedError``) in its record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool, _ExceptionWithTraceback
+from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from .errors import TaskCancelledError, TaskInterruptedError
+from .work import CURRENT
+
+if TYPE_CHECKING:
+    from .work import WorkItem
+    from .workers import Worker
+
+__all__ = ["ProcessBackend", "ProcessCrashedError"]
+
+log = logging.getLogger("poolwatch")
+futures_log = logging.getLogger("concurrent.futures")
+
+_READY = b"ready"
+_STOP = b"stop"
+_JOIN_SECONDS = 5.0  # for a child told to stop to exit before it is killed
+_DUMP = pickle.HIGHEST_PROTOCOL
+
+
+class ProcessCrashedError(BrokenProcessPool):
+    """A worker process died while running the task (a crash, ``os._exit``, a signal).
+
+    Only that task fails; the pool replaces the process and goes on. ``exitcode`` is the
+    process's (negative: the signal that ended it), ``pid`` its process id. A subclass of
+    ``BrokenProcessPool``, which code written for the stdlib catches for the same event.
+    """
+
+    def __init__(self, message: str, *, pid: int | None, exitcode: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+
+
+# -- the child's side -------------------------------------------------------------------
+
+
+class ChildTask:
+    """``current_task()`` inside a child process: the task's id and its cancel flag."""
+
+    __slots__ = ("_flag", "seq", "task_id")
+
+    def __init__(self, flag: Any, seq: int, task_id: str) -> None:
+        self._flag = flag
+        self.seq = seq
+        self.task_id = task_id
+
+    @property
+    def cancel_requested(self) -> bool:
+        return bool(self._flag.value == self.seq)
+
+    def raise_if_cancel_requested(self) -> None:
+        if self.cancel_requested:
+            raise TaskCancelledError(f"task {self.task_id} was asked to stop")
+
+
+def _with_traceback(exc: BaseException) -> Any:
+    """``exc`` as the parent should get it: with this process's traceback as text in its
+    ``__cause__`` (a ``_RemoteTraceback``), as ``ProcessPoolExecutor`` sends errors."""
+    return _ExceptionWithTraceback(exc, exc.__traceback__)  # type: ignore[arg-type]
+
+
+def _reply(ok: bool, payload: Any) -> bytes:
+    """The answer to the parent; a result or error that cannot be pickled becomes that
+    pickling error (as ``ProcessPoolExecutor`` reports it)."""
+    try:
+        return pickle.dumps((ok, payload), _DUMP)
+    except BaseException as exc:
+        try:
+            return pickle.dumps((False, _with_traceback(exc)), _DUMP)
+        except BaseException:
+            text = "".join(traceback.format_exception(exc))
+            return pickle.dumps((False, RuntimeError(text)), _DUMP)
+
+
+def _run_one(flag: Any, data: bytes) -> bytes:
+    """Run one task sent by the parent; the reply to send back."""
+    try:
+        seq, task_id, fn, args, kwargs, carrier = pickle.loads(data)
+    except BaseException as exc:
+        return _reply(False, _with_traceback(exc))
+    token = otel_context.attach(propagate.extract(carrier)) if carrier else None
+    CURRENT.item = ChildTask(flag, seq, task_id)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        return _reply(False, _with_traceback(exc))
+    finally:
+        CURRENT.item = None
+        if token is not None:
+            otel_context.detach(token)
+        del fn, args, kwargs
+    return _reply(True, result)
+
+
+def child_main(
+    conn: Any, flag: Any, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]
+) -> None:
+    """A worker process: run the initializer, then tasks until told to stop (or orphaned)."""
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as exc:
+            futures_log.critical("Exception in initializer:", exc_info=True)
+            conn.send_bytes(b"failed:" + "".join(traceback.format_exception(exc)).encode())
+            return
+    conn.send_bytes(_READY)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if data == _STOP:
+            return
+        conn.send_bytes(_run_one(flag, data))
+
+
+# -- the parent's side ------------------------------------------------------------------
+
+
+class _Child:
+    """One worker's process, its end of the pipe and its cancel flag."""
+
+    __slots__ = ("conn", "flag", "killed", "process", "running", "tasks")
+
+    def __init__(self, process: Any, conn: Any, flag: Any) -> None:
+        self.process = process
+        self.conn = conn
+        self.flag = flag
+        self.tasks = 0
+        self.running = 0  # the number of the task it runs, 0 when idle
+        self.killed = False
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"was killed by signal {-exitcode} ({name})"
+    return f"exited with code {exitcode}"
+
+
+def _carrier() -> dict[str, str]:
+    """The running span's context (the task's, in its worker thread) for the child."""
+    carrier: dict[str, str] = {}
+    if trace.get_current_span().get_span_context().is_valid:
+        propagate.inject(carrier)
+    return carrier
+
+
+class ProcessBackend:
+    """Runs a pool's tasks in one child process per worker thread (see the module)."""
+
+    kind = "process"
+    broken_error: type[Exception] = BrokenProcessPool
+    broken_message = "A process initializer failed, the process pool is not usable anymore"
+
+    def __init__(
+        self,
+        mp_context: BaseContext,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+        max_tasks_per_child: int | None,
+    ) -> None:
+        if max_tasks_per_child is not None and mp_context.get_start_method() == "fork":
+            raise ValueError(
+                "max_tasks_per_child is incompatible with the 'fork' multiprocessing start "
+                "method; supply a different mp_context."
+            )
+        self._ctx = mp_context
+        self._initializer = initializer
+        self._initargs = initargs
+        self._max_tasks = max_tasks_per_child
+        self._lock = threading.Lock()
+        self._children: dict[int, _Child] = {}  # by worker index
+        self._broken: str | None = None
+
+    @property
+    def mp_context(self) -> BaseContext:
+        return self._ctx
+
+    def processes(self) -> dict[int, Any]:
+        """The live child processes by pid (``ProcessPoolExecutor._processes``)."""
+        with self._lock:
+            children = list(self._children.values())
+        return {c.process.pid: c.process for c in children if c.process.pid is not None}
+
+    # -- the Backend protocol ----------------------------------------------------------
+
+    def start_worker(self, worker: Worker) -> None:
+        self._start(worker)
+
+    def run(self, worker: Worker, item: WorkItem) -> Any:
+        with self._lock:
+            child = self._children.get(worker.index)
+        if child is None:
+            child = self._restart(worker)
+        data = pickle.dumps(
+            (item.seq, item.task_id, item.fn, item.args, item.kwargs, _carrier()), _DUMP
+        )
+        child.running = item.seq
+        try:
+            child.conn.send_bytes(data)
+            reply = child.conn.recv_bytes()
+        except (EOFError, OSError):
+            raise self._lost(worker, child, item) from None
+        finally:
+            child.running = 0
+        child.tasks += 1
+        if child.killed or (self._max_tasks is not None and child.tasks >= self._max_tasks):
+            self._drop(worker.index, child, stop=True)  # (killed: just as its task ended)
+        ok, payload = pickle.loads(reply)
+        if ok:
+            return payload
+        raise payload
+
+    def interrupt(self, worker: Worker) -> bool:
+        """Kill the child of ``worker`` if it still runs an overdue task."""
+        item = worker.item
+        with self._lock:
+            child = self._children.get(worker.index)
+            seq = getattr(item, "seq", 0)
+            if child is None or not seq or child.running != seq:
+                return False
+            child.killed = True
+        child.process.kill()
+        return True
+
+    def request_cancel(self, index: int, seq: int) -> None:
+        child = self._children.get(index)  # a dict read: no lock under the engine's
+        if child is not None:
+            child.flag.value = seq
+
+    def stop_worker(self, worker: Worker) -> None:
+        with self._lock:
+            child = self._children.get(worker.index)
+        if child is not None:
+            self._drop(worker.index, child, stop=True)
+
+    def close(self) -> None:
+        with self._lock:
+            left = list(self._children.items())
+        for index, child in left:
+            self._drop(index, child, stop=True)
+
+    # -- children ----------------------------------------------------------------------
+
+    def _start(self, worker: Worker) -> _Child:
+        """Start ``worker``'s child and wait until its initializer has run."""
+        parent_end, child_end = self._ctx.Pipe()
+        flag = self._ctx.RawValue("q", 0)
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=child_main,
+            args=(child_end, flag, self._initializer, self._initargs),
+            name=f"{worker.name}-process",
+        )
+        process.start()
+        child_end.close()
+        child = _Child(process, parent_end, flag)
+        try:
+            hello = parent_end.recv_bytes()
+        except (EOFError, OSError):
+            process.join(_JOIN_SECONDS)
+            hello = f"failed:the process {_how_it_ended(process.exitcode)}".encode()
+        if hello != _READY:
+            self._drop(worker.index, child, stop=False)
+            detail = hello.decode(errors="replace").removeprefix("failed:").strip()
+            raise BrokenProcessPool(
+                f"the initializer of worker {worker.name}'s process failed: {detail}"
+            )
+        with self._lock:
+            self._children[worker.index] = child
+        return child
+
+    def _restart(self, worker: Worker) -> _Child:
+        """A new child for a worker whose child ended; once an initializer failed in a
+        replacement, every later task fails with that error instead of retrying it."""
+        if self._broken is not None:
+            raise BrokenProcessPool(self._broken)
+        try:
+            return self._start(worker)
+        except BrokenProcessPool as exc:
+            self._broken = str(exc)
+            raise
+
+    def _lost(self, worker: Worker, child: _Child, item: WorkItem) -> Exception:
+        """The child died running ``item``: forget it and say how it ended."""
+        child.process.join(_JOIN_SECONDS)
+        pid, code = child.process.pid, child.process.exitcode
+        self._drop(worker.index, child, stop=False)
+        if child.killed:
+            return TaskInterruptedError(
+                f"task {item.task_id} ran past its run timeout; its worker process (pid {pid}) "
+                f"was killed and is replaced"
+            )
+        return ProcessCrashedError(
+            f"the worker process (pid {pid}) of {worker.name} {_how_it_ended(code)} while "
+            f"running task {item.task_id}; that task failed, the process is replaced and "
+            "the pool goes on",
+            pid=pid,
+            exitcode=code,
+        )
+
+    def _drop(self, index: int, child: _Child, *, stop: bool) -> None:
+        """Forget ``child``; with ``stop`` tell it to exit first. Joins it (killing it if
+        it does not exit in time) so that no process outlives its pool."""
+        with self._lock:
+            if self._children.get(index) is child:
+                del self._children[index]
+        if stop and child.process.is_alive():
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(_STOP)
+        child.process.join(_JOIN_SECONDS)
+        if child.process.is_alive():
+            log.warning("worker process %s did not stop; killing it", child.process.pid)
+            child.process.kill()
+            child.process.join()
+        child.conn.close()
+        child.process.close()
