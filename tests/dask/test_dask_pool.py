@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from concurrent.futures import CancelledError, Executor
+from concurrent.futures import CancelledError, Executor, wait
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,7 @@ def test_a_running_task_is_cancelled_on_dask(
     info = f.info()
     assert info.state is TaskState.CANCELLED
     assert info.cancel_requested
+    assert info.error_type is None  # cancelled as asked: no error to keep
     # The pool's slot is free again at once.
     assert pool.submit(dasktasks.square, 5).result(30) == 25
     gate.open()
@@ -140,6 +141,11 @@ def test_run_timeout_kill_cancels_on_dask(
     info = f.info()
     assert info.state is TaskState.CANCELLED
     assert info.cancel_requested
+    # The record says why it ended.
+    assert info.error_type == "TaskInterruptedError"
+    assert (
+        info.error_message == f"task {f.task_id} ran past its run timeout and was cancelled on Dask"
+    )
     s = pool.stats()
     assert (s.run_timeouts, s.cancelled, s.overdue) == (1, 1, 0)
 
@@ -217,8 +223,7 @@ def test_accounting_is_exact_under_a_mixed_load(
     pool.resume()
     gate.open()
     blocker.result(30)
-    distributed_wait = [f.exception(60) for f in futures if not f.cancelled()]
-    assert len(distributed_wait) == 48
+    assert not wait(futures, timeout=60).not_done
     s = pool.stats()
     failed = sum(1 for i, f in enumerate(futures) if i % 5 and not i % 3)
     assert (s.submitted, s.cancelled, s.failed) == (61, 12, failed)
@@ -241,6 +246,40 @@ def test_accounting_is_exact_under_a_mixed_load(
         for outcome in ("succeeded", "failed", "cancelled")
     }
     assert completed == {"succeeded": s.succeeded, "failed": s.failed, "cancelled": 12}
+
+
+def test_cancels_racing_every_step_of_the_hand_over_are_counted_exactly(
+    manager: PoolManager, dask_client: Any
+) -> None:
+    """Cancels land while tasks are queued, being handed to Dask, waiting on the
+    scheduler, running and finishing: each ends once, as what its record says."""
+    pool = _pool(manager, dask_client, max_workers=8)
+    futures = []
+    results = []
+    for i in range(300):
+        f = pool.submit(dasktasks.square, i)
+        futures.append(f)
+        if i % 2:
+            results.append(pool.cancel(futures[i // 2].task_id))
+    assert set(results) <= {"cancelled", "requested", "finished"}
+    assert not wait(futures, timeout=60).not_done
+    done = [f.info() for f in futures]
+    assert all(i.state.finished for i in done)
+    states = [i.state for i in done]
+    assert set(states) <= {TaskState.SUCCEEDED, TaskState.CANCELLED}
+    for f, info in zip(futures, done, strict=True):
+        assert f.cancelled() == (info.state is TaskState.CANCELLED)
+        if info.state is TaskState.SUCCEEDED:
+            assert f.result() == futures.index(f) ** 2
+    s = pool.stats()
+    assert s.submitted == 300
+    assert (s.succeeded, s.cancelled, s.failed) == (
+        states.count(TaskState.SUCCEEDED),
+        states.count(TaskState.CANCELLED),
+        0,
+    )
+    assert s.cancelled >= results.count("cancelled")
+    _accounted(pool)
 
 
 def test_max_workers_bounds_the_tasks_in_flight_and_resizes_live(
