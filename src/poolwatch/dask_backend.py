@@ -138,7 +138,7 @@ class DaskBackend:
         with self._lock:
             self._running[index] = (item, future)
         try:
-            if _cancelled(item):  # while it was handed over: cancel_task did not see it
+            if _cancelled(item):  # while it was handed over: request_cancel did not see it
                 self._cancel(item, future)
             outcome = self._wait(future)
         finally:
