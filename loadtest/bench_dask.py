@@ -7,10 +7,10 @@ thread each, on loopback), the same tasks, in alternating rounds.
 Three kinds of task: trivial ones (Dask's own overhead per task is all there is),
 10 ms waits (I/O-like: the cluster's two threads are the limit, 200 tasks/s ideal) and
 5 ms of pure-Python work (CPU-bound; the cluster's workers share this machine's CPUs with
-the scheduler and the client). Then the pool at 2 to 32 tasks in flight per cluster
-thread, the measurements behind the default ``max_workers``. The machine's load average
-is given too: the client, the scheduler and both workers share its CPUs with whatever
-else runs.
+the scheduler and the client). Then one task at a time (a round trip each), and the
+pool at 2 to 32 tasks in flight per cluster thread: the measurements behind the default
+``max_workers``. The machine's load average is given too: the client, the scheduler and
+both workers share its CPUs with whatever else runs.
 
 Run by bench.py; the workers import this module by name (it sits on their sys.path,
 inherited from the bench's process).
@@ -69,6 +69,35 @@ def _rate(executor: Executor, fn: Callable[[int], int], n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _one_at_a_time(executor: Executor, n: int) -> float:
+    """Tasks per second with one trivial task in flight: the inverse of a round trip."""
+    start = time.perf_counter()
+    for i in range(n):
+        executor.submit(add_one, i).result()
+    return n / (time.perf_counter() - start)
+
+
+def round_trips(client: Any, bench: Any, repeats: int) -> list[dict[str, Any]]:
+    """One trivial task at a time (100 of them): Dask's round trip, and the pool's."""
+
+    def pool_trips() -> float:
+        with poolwatch.PoolManager(registry=CollectorRegistry()) as manager:
+            pool = manager.create_pool("bench", kind="dask", client=client, max_workers=1)
+            return _one_at_a_time(pool, 100)
+
+    fns: dict[str, Callable[[], float]] = {
+        "dask": lambda: _one_at_a_time(client.get_executor(pure=False), 100),
+        "pool": pool_trips,
+    }
+    samples = bench.rounds(repeats, fns)
+    label = "dask one trivial task at a time x100"
+    return [
+        bench.baseline_row(f"{label}: Client.get_executor()", samples["dask"], "tasks/s"),
+        bench.compared_row(f"{label}: poolwatch kind=dask", samples["pool"], samples["dask"],
+                           "tasks/s", None),
+    ]  # fmt: skip
+
+
 def dask_rate(client: Any, fn: Callable[[int], int], n: int) -> float:
     """Tasks per second through ``client.get_executor()`` (``pure=False``: no key hashing,
     the quicker way), every task submitted at once, results waited for in order."""
@@ -105,6 +134,7 @@ def bench_dask(args: argparse.Namespace, bench: Any) -> list[dict[str, Any]]:
             rows.append(baseline_row(f"dask {label} x{n}: Client.get_executor()", base, "tasks/s"))
             rows.append(compared_row(f"dask {label} x{n}: poolwatch kind=dask (default)",
                                      samples["pool"], base, "tasks/s", ">= 0.9x"))  # fmt: skip
+        rows += round_trips(client, bench, max(3, args.repeats // 2))
         rows += _in_flight_sweep(client, args, bench)
     load_after = os.getloadavg()[0]
     rows.append(row("dask rows: load average (1 min) before", load_before, "", None, None))
