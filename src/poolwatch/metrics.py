@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,7 +63,7 @@ class MetricsSource(PoolSource, Protocol):
     def collector(self) -> PoolCollector: ...
 
 
-__all__ = ["FAMILIES", "PoolCollector", "render_metrics"]
+__all__ = ["FAMILIES", "PoolCollector", "encoder_for", "render_metrics"]
 
 # name -> (type, labels, help); the order is the exposition order.
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -226,15 +226,20 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: Histogra
 # -- the fast text rendering used by the /metrics route ---------------------------------
 
 
+def encoder_for(accept: str | None) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    """prometheus_client's encoder for an HTTP ``Accept`` header, and its content type."""
+    try:
+        return choose_encoder(accept or "")
+    except (TypeError, ValueError):  # an unreadable OpenMetrics version: use the text format
+        return choose_encoder("")
+
+
 def render_metrics(manager: MetricsSource, accept: str | None = None) -> tuple[bytes, str]:
     """The registry's exposition for an HTTP ``Accept`` header: (body, content type).
 
     OpenMetrics (with exemplars) when the header asks for it, else Prometheus text 0.0.4.
     """
-    try:
-        encoder, content_type = choose_encoder(accept or "")
-    except (TypeError, ValueError):  # an unreadable OpenMetrics version: use the text format
-        encoder, content_type = choose_encoder("")
+    encoder, content_type = encoder_for(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
     snaps = [pool.metrics_snapshot() for pool in manager.pools()]
     with manager.collector.suppressed():
