@@ -131,6 +131,12 @@ class ProcessPublisher:
         return self.directory / self.file_name
 
     @property
+    def has_published(self) -> bool:
+        """True once this process wrote its file (it is then published again at exit)."""
+        with self._lock:
+            return self._last is not None
+
+    @property
     def running(self) -> bool:
         """True while the periodic publishing thread runs."""
         with self._lock:
@@ -146,18 +152,16 @@ class ProcessPublisher:
                 target=self._run, args=(stop,), name="poolwatch-publisher", daemon=True
             )
             self._thread.start()
-            _running.add(self)
 
-    def stop(self, *, final: bool = True) -> None:
-        """Stop the thread; with ``final``, publish a last time, marked as exited."""
+    def stop(self, *, exited: bool = False) -> None:
+        """Stop the thread and publish once more; ``exited``: for the last time, marked
+        as exited (the process's gauges stop counting; the interpreter's exit does it)."""
         with self._lock:
             thread, self._thread = self._thread, None
             self._stop.set()
-            _running.discard(self)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
-        if final:
-            self.publish(exited=True)
+        self.publish(exited=exited)
 
     def _run(self, stop: threading.Event) -> None:
         while True:
@@ -327,7 +331,6 @@ class _Guarded(Collector):
 _lock = threading.Lock()
 _publishers: weakref.WeakKeyDictionary[Any, ProcessPublisher] = weakref.WeakKeyDictionary()
 _all: weakref.WeakSet[ProcessPublisher] = weakref.WeakSet()
-_running: set[ProcessPublisher] = set()
 
 
 def publisher_for(source: Published) -> ProcessPublisher | None:
@@ -348,17 +351,17 @@ def publisher_for(source: Published) -> ProcessPublisher | None:
 
 def _at_exit() -> None:
     # Runs after threading's exit hooks, so the managers' pools have drained by now.
-    for publisher in list(_running):
-        try:
-            publisher.stop(final=True)
-        except Exception:
-            log.exception("publishing this process's numbers at exit failed")
+    for publisher in list(_all):
+        if publisher.has_published:
+            try:
+                publisher.stop(exited=True)
+            except Exception:
+                log.exception("publishing this process's numbers at exit failed")
 
 
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
-    _running.clear()
     for publisher in list(_all):
         publisher._after_fork()  # noqa: SLF001  # the module's own fork hook
 

@@ -158,7 +158,7 @@ def _lifespan(
     history: SampleHistory, publisher: ProcessPublisher | None
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Hold ``history`` (its sampler thread) while the app runs; in a multi-process
-    server, start publishing this process's numbers (until the process exits)."""
+    server, publish this process's numbers meanwhile (and at exit, see multiproc.py)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,6 +169,8 @@ def _lifespan(
             yield
         finally:
             await run_in_threadpool(history.release)
+            if publisher is not None:
+                await run_in_threadpool(publisher.stop)
 
     return lifespan
 
