@@ -54,6 +54,7 @@ from .serverwide import (
     ServerView,
     process_start_ticks,
     read_server,
+    warn_once,
 )
 
 __all__ = [
@@ -322,7 +323,7 @@ class _Guarded(Collector):
             collector = MultiProcessCollector(None, str(self._directory))  # type: ignore[no-untyped-call]
             return list(collector.collect())  # type: ignore[no-untyped-call]
         except Exception as exc:
-            log.warning("skipping prometheus_client's multiprocess files: %s", exc)
+            warn_once(("db", str(exc)), "skipping prometheus_client's multiprocess files: %s", exc)
             return []
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "process_alive",
     "process_start_ticks",
     "read_server",
+    "warn_once",
 ]
 
 log = logging.getLogger("poolwatch")
@@ -224,7 +225,7 @@ def process_alive(pid: int, started: int | None) -> bool:
 # -- the whole directory ----------------------------------------------------------------------
 
 _reported_lock = threading.Lock()
-_reported: set[tuple[str, int, int]] = set()
+_reported: set[tuple[Any, ...]] = set()
 
 
 def read_server(directory: Path, own_name: str, own: ProcessRecord) -> ServerView:
@@ -273,13 +274,18 @@ def _report(path: Path, exc: Exception) -> None:
         key = (str(path), st.st_mtime_ns, st.st_size)
     except OSError:
         key = (str(path), 0, 0)
+    warn_once(key, "skipping the multiprocess file %s: %s", path, exc)
+
+
+def warn_once(key: tuple[Any, ...], message: str, *args: Any) -> None:
+    """Log a warning the first time ``key`` is seen (a bounded memory of keys)."""
     with _reported_lock:
         if key in _reported:
             return
         if len(_reported) > 1000:
             _reported.clear()
         _reported.add(key)
-    log.warning("skipping the multiprocess file %s: %s", path, exc)
+    log.warning(message, *args)
 
 
 def merge_families(records: list[tuple[ProcessRecord, bool]]) -> list[Metric]:
