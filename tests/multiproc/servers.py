@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import require_tool
+from support import free_port, require_tool, wait_until
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -123,3 +124,36 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         break
+
+
+@contextlib.contextmanager
+def running_server(kind: str, tmp_path: Path) -> Iterator[Server]:
+    """Server ``kind`` (gunicorn, gunicorn-preload, uvicorn) with an empty
+    ``PROMETHEUS_MULTIPROC_DIR`` under ``tmp_path``, up and answering; its whole
+    process group is stopped on the way out."""
+    directory = tmp_path / "multiproc"
+    directory.mkdir()  # empty at start, as the servers require
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            server_command(kind, port),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, killed as a whole below
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", directory, log)
+    try:
+        wait_until(
+            lambda: answers(server),
+            timeout=30,
+            interval=0.05,
+            message=lambda: f"{kind} did not start:\n{server.output()}",
+        )
+        yield server
+    finally:
+        stop_group(proc)
