@@ -63,7 +63,7 @@ class MetricsSource(PoolSource, Protocol):
     def collector(self) -> PoolCollector: ...
 
 
-__all__ = ["FAMILIES", "PoolCollector", "encoder_for", "render_metrics"]
+__all__ = ["FAMILIES", "PoolCollector", "encoder_for", "render_metrics", "render_pool_families"]
 
 # name -> (type, labels, help); the order is the exposition order.
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -241,15 +241,20 @@ def render_metrics(manager: MetricsSource, accept: str | None = None) -> tuple[b
     """
     encoder, content_type = encoder_for(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
-    snaps = [pool.metrics_snapshot() for pool in manager.pools()]
     with manager.collector.suppressed():
         others = encoder(manager.registry).decode()
-    ours = _render(snaps, openmetrics)
+    ours = render_pool_families(manager, openmetrics)
     if openmetrics:
         eof = "# EOF\n"
         others = others[: -len(eof)] if others.endswith(eof) else others
         return (others + ours + eof).encode(), content_type
     return (others + ours).encode(), content_type
+
+
+def render_pool_families(manager: PoolSource, openmetrics: bool = False) -> str:
+    """The ``poolwatch_*`` families of ``manager``'s pools as exposition text (Prometheus
+    text 0.0.4, or OpenMetrics without the closing ``# EOF``)."""
+    return _render([pool.metrics_snapshot() for pool in manager.pools()], openmetrics)
 
 
 def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:

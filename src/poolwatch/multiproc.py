@@ -6,8 +6,9 @@ set (prometheus_client's convention), a ``ProcessPublisher`` writes what this pr
 manager exports (the metric families its collector produces, and its pools' stats) to a
 file of its own in that directory, ``poolwatch_<pid>_<token>.json``:
 
-- every ``interval`` seconds from one daemon thread, started lazily by ``start()`` (the
-  app's lifespan calls it) and never inherited by a forked child;
+- every ``interval`` seconds from one daemon thread (less often when a publish costs
+  more than a twentieth of that: thousands of pools), started lazily by ``start()``
+  (the app's lifespan calls it) and never inherited by a forked child;
 - before answering ``/metrics`` or ``/api/stats``, so that whatever a scrape reports is
   on disk before the reply leaves: a worker killed afterwards cannot take back numbers
   a scrape already showed, and counters never go down;
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -44,22 +44,26 @@ from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from .metrics import encoder_for
+from .accounting import PoolSnapshot
+from .metrics import encoder_for, render_pool_families
 from .records import PoolStats
 from .serverwide import (
-    COUNTER_FIELDS,
-    FORMAT,
-    GAUGE_FIELDS,
+    FILE_GLOB,
+    POOL_FIELDS,
     ProcessRecord,
     ServerView,
+    format_record,
+    parse_text,
     process_start_ticks,
     read_server,
+    render_families,
     warn_once,
 )
 
 __all__ = [
     "ENV_VAR",
     "ProcessPublisher",
+    "clear_directory",
     "multiprocess_directory",
     "publisher_for",
     "single_process_info",
@@ -68,17 +72,17 @@ __all__ = [
 log = logging.getLogger("poolwatch")
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_DUTY = 20  # the pause after a periodic publish is at least this many times its cost
 
 
 class _Pool(Protocol):
     def stats(self) -> PoolStats: ...
 
+    def metrics_snapshot(self) -> PoolSnapshot: ...
+
 
 class Published(Protocol):
-    """What a publisher needs of a manager: its collector and its pools."""
-
-    @property
-    def collector(self) -> Collector: ...
+    """What a publisher needs of a manager: its pools."""
 
     def pools(self) -> Sequence[_Pool]: ...
 
@@ -98,6 +102,26 @@ def multiprocess_directory() -> Path | None:
             f"starts, or unset {ENV_VAR} to report each process on its own"
         )
     return path
+
+
+def clear_directory(directory: str | os.PathLike[str] | None = None) -> int:
+    """Empty the multiprocess directory of the files an earlier run left; call it once
+    as the server starts, before any worker (gunicorn's ``on_starting`` hook).
+
+    Removes poolwatch's process files and prometheus_client's ``*.db`` files from
+    ``directory`` (default: ``PROMETHEUS_MULTIPROC_DIR``; nothing when unset) and
+    returns how many it removed. Other files are left alone.
+    """
+    path = Path(directory) if directory is not None else multiprocess_directory()
+    if path is None:
+        return 0
+    removed = 0
+    for pattern in (FILE_GLOB, f".{FILE_GLOB}.tmp", "*.db"):
+        for stale in path.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+                removed += 1
+    return removed
 
 
 class ProcessPublisher:
@@ -166,11 +190,15 @@ class ProcessPublisher:
 
     def _run(self, stop: threading.Event) -> None:
         while True:
+            started = time.monotonic()
             try:
                 self.publish()
             except Exception:  # never let one bad publish end the thread
                 log.exception("publishing this process's numbers failed")
-            if stop.wait(self.interval):
+            # A manager with very many pools publishes less often, so that publishing
+            # never takes more than about 5 % of a core.
+            cost = time.monotonic() - started
+            if stop.wait(max(self.interval, cost * _DUTY)):
                 return
 
     def publish(self, *, exited: bool = False) -> ProcessRecord:
@@ -181,10 +209,10 @@ class ProcessPublisher:
         """
         with self._lock:
             if self._closed:
-                return self._last or self._record(exited=True)
-            record = self._record(exited)
+                return self._last or self._record(exited=True)[0]
+            record, text = self._record(exited)
             try:
-                self._write(record)
+                self._write(record, text)
             except OSError as exc:
                 log.warning("cannot write the multiprocess file %s: %s", self.path, exc)
                 return self._last or _empty(record)
@@ -192,36 +220,31 @@ class ProcessPublisher:
             self._closed = exited
             return record
 
-    def _record(self, exited: bool) -> ProcessRecord:
+    def _record(self, exited: bool) -> tuple[ProcessRecord, str]:
         source = self._source()
-        families = [] if source is None else list(source.collector.collect())
+        text = "" if source is None else render_pool_families(source)
         pools = [] if source is None else [p.stats() for p in source.pools()]
-        return ProcessRecord(
+        record = ProcessRecord(
             pid=self._pid,
             started=self._started,
             exited=exited,
             published_at=time.time(),
-            families=[_family(m) for m in families],
-            pools=[(s.name, s.state.value, _pool_fields(s)) for s in pools],
+            families=parse_text(text),
+            pools=[(s.name, s.state.value, [getattr(s, f) for f in POOL_FIELDS]) for s in pools],
         )
+        return record, text
 
-    def _write(self, record: ProcessRecord) -> None:
-        doc = {
-            "format": FORMAT,
+    def _write(self, record: ProcessRecord, text: str) -> None:
+        header = {
             "pid": record.pid,
             "started": record.started,
             "exited": record.exited,
             "published_at": record.published_at,
-            "families": [
-                {"name": n, "type": t, "help": h, "samples": [list(s) for s in samples]}
-                for n, t, h, samples in record.families
-            ],
-            "pools": [{"name": n, "state": st, **f} for n, st, f in record.pools],
+            "pools": [[name, state, *values] for name, state, values in record.pools],
         }
-        data = json.dumps(doc, separators=(",", ":")).encode()
         tmp = self.directory / f".{self.file_name}.tmp"
         try:
-            tmp.write_bytes(data)
+            tmp.write_bytes(format_record(header, text))
             os.replace(tmp, self.path)
         except OSError:
             with contextlib.suppress(OSError):
@@ -250,10 +273,16 @@ class ProcessPublisher:
         """
         view = self.server()
         encoder, content_type = encoder_for(accept)
+        openmetrics = content_type.startswith("application/openmetrics-text")
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Fixed(view.families))
         registry.register(_Guarded(self.directory))
-        return encoder(registry), content_type
+        others = encoder(registry).decode()
+        ours = render_families(view.families, openmetrics)
+        if openmetrics:
+            eof = "# EOF\n"
+            others = others[: -len(eof)] if others.endswith(eof) else others
+            return (others + ours + eof).encode(), content_type
+        return (others + ours).encode(), content_type
 
     def server_info(self, view: ServerView) -> dict[str, Any]:
         """Which process answered and how many were counted, for JSON answers."""
@@ -277,17 +306,6 @@ def single_process_info() -> dict[str, Any]:
     }
 
 
-def _family(metric: Metric) -> tuple[str, str, str, list[tuple[str, dict[str, str], float]]]:
-    samples = [(s.name, dict(s.labels), float(s.value)) for s in metric.samples]
-    return metric.name, metric.type, metric.documentation, samples
-
-
-def _pool_fields(stats: PoolStats) -> dict[str, float]:
-    fields = {k: getattr(stats, k) for k in (*COUNTER_FIELDS, *GAUGE_FIELDS)}
-    fields["oldest_queued_age"] = stats.oldest_queued_age
-    return fields
-
-
 def _empty(record: ProcessRecord) -> ProcessRecord:
     """``record`` with nothing in it: what a process counts for before its first write."""
     return ProcessRecord(record.pid, record.started, record.exited, record.published_at, [], [])
@@ -297,16 +315,6 @@ def _as_live(record: ProcessRecord) -> ProcessRecord:
     return ProcessRecord(
         record.pid, record.started, False, record.published_at, record.families, record.pools
     )
-
-
-class _Fixed(Collector):
-    """Metric families computed before the registry is rendered."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
 
 
 class _Guarded(Collector):

@@ -21,25 +21,31 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from prometheus_client.core import Metric
-
 __all__ = [
     "COUNTER_FIELDS",
     "FILE_GLOB",
     "FORMAT",
     "GAUGE_FIELDS",
+    "POOL_FIELDS",
+    "Family",
     "ProcessRecord",
     "ServerView",
+    "format_record",
+    "merge_families",
+    "merge_totals",
     "parse_record",
+    "parse_text",
     "process_alive",
     "process_start_ticks",
     "read_server",
+    "render_families",
     "warn_once",
 ]
 
@@ -69,9 +75,9 @@ _LIVE_MAX = frozenset(
         "poolwatch_build_info",
     }
 )
-_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "info", "stateset", "unknown"})
+_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
 
-Sample = tuple[str, dict[str, str], float]
+Family = tuple[str, str, str, list[tuple[str, float]]]  # name, type, HELP line, samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,10 @@ class ProcessRecord:
     started: int | None  # the process's start time in clock ticks (Linux), if known
     exited: bool  # written at exit: the process's gauges no longer count
     published_at: float
-    families: list[tuple[str, str, str, list[Sample]]]  # name, type, help, samples
-    pools: list[tuple[str, str, dict[str, float]]]  # name, state, PoolStats fields
+    # poolwatch's families as /metrics renders them; samples are (the line up to its
+    # value, the value): the same series render the same line in every process
+    families: list[Family]
+    pools: list[tuple[str, str, list[float]]]  # name, state, POOL_FIELDS values
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,69 +102,87 @@ class ServerView:
     processes: int  # processes counted (every readable file, the answering one included)
     live_processes: int
     unreadable: int  # files skipped because they could not be read or parsed
-    families: list[Metric]
+    families: list[Family]  # merged
     totals: dict[str, Any]  # /api/stats numbers: see merge_totals
 
 
-# -- reading one file ---------------------------------------------------------------------
+POOL_FIELDS = (*COUNTER_FIELDS, *GAUGE_FIELDS, "oldest_queued_age")
+
+
+# -- one file: a JSON header line, then the exposition text, then "# EOF" -----------------
+
+
+def format_record(header: dict[str, Any], text: str) -> bytes:
+    """A process file: ``header`` (one JSON line) and ``text`` (poolwatch's families)."""
+    body = text.encode()
+    head = json.dumps({**header, "format": FORMAT, "length": len(body)}, separators=(",", ":"))
+    return head.encode() + b"\n" + body + _EOF
+
+
+_EOF = b"# EOF\n"
 
 
 def parse_record(raw: bytes) -> ProcessRecord:
     """A process file's content, checked; ``ValueError`` saying what is wrong."""
+    head, newline, rest = raw.partition(b"\n")
     try:
-        doc = json.loads(raw)
+        doc = json.loads(head)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc})") from None
+        raise ValueError(f"the first line is not JSON ({exc})") from None
     if not isinstance(doc, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError("the first line is not a JSON object")
     if doc.get("format") != FORMAT:
         raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
-    pid, started = doc.get("pid"), doc.get("started")
-    if not _is_int(pid) or not (started is None or _is_int(started)):
-        raise ValueError("pid and started must be integers")
+    pid, started, length = doc.get("pid"), doc.get("started"), doc.get("length")
+    if not _is_int(pid) or not (started is None or _is_int(started)) or not _is_int(length):
+        raise ValueError("pid, started and length must be integers")
+    if not newline or len(rest) != length + len(_EOF) or not rest.endswith(_EOF):
+        raise ValueError(f"the text is not {length} bytes and an EOF line: cut short?")
     published_at = doc.get("published_at")
     if not _is_number(published_at) or not isinstance(doc.get("exited"), bool):
         raise ValueError("published_at must be a number and exited a boolean")
-    return ProcessRecord(
-        pid,
-        started,
-        doc["exited"],
-        float(published_at),
-        [_family(f) for f in _list(doc.get("families"), "families")],
-        [_pool(p) for p in _list(doc.get("pools"), "pools")],
-    )
+    try:
+        text = rest[:length].decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"the text is not UTF-8 ({exc})") from None
+    pools = [_pool(p) for p in _list(doc.get("pools"), "pools")]
+    return ProcessRecord(pid, started, doc["exited"], float(published_at), parse_text(text), pools)
 
 
-def _family(item: Any) -> tuple[str, str, str, list[Sample]]:
-    if not isinstance(item, dict):
-        raise ValueError("a family is not an object")
-    name, typ, doc = item.get("name"), item.get("type"), item.get("help")
-    if not isinstance(name, str) or typ not in _TYPES or not isinstance(doc, str):
-        raise ValueError(f"family {name!r}: bad name, type or help")
-    samples: list[Sample] = []
-    for sample in _list(item.get("samples"), f"samples of {name}"):
-        if not (isinstance(sample, list) and len(sample) == 3):
-            raise ValueError(f"a sample of {name} is not [name, labels, value]")
-        sname, labels, value = sample
-        if not isinstance(sname, str) or not _is_labels(labels) or not _is_number(value):
-            raise ValueError(f"a sample of {name} has a bad name, labels or value")
-        samples.append((sname, labels, float(value)))
-    return name, typ, doc, samples
+def parse_text(text: str) -> list[Family]:
+    """Prometheus text (as ``render_pool_families`` writes it) as families of samples."""
+    families: list[Family] = []
+    help_line = ""
+    samples: list[tuple[str, float]] | None = None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            help_line = line
+        elif line.startswith("# TYPE "):
+            parts = line.split(" ")
+            if len(parts) != 4 or parts[3] not in _TYPES:
+                raise ValueError(f"a bad TYPE line: {line[:80]!r}")
+            samples = []
+            families.append((parts[2], parts[3], help_line, samples))
+        elif line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            if samples is None or not key:
+                raise ValueError(f"a sample outside a family: {line[:80]!r}")
+            try:
+                samples.append((key, float(value)))
+            except ValueError:
+                raise ValueError(f"a sample without a number: {line[:80]!r}") from None
+    return families
 
 
-def _pool(item: Any) -> tuple[str, str, dict[str, float]]:
-    if not isinstance(item, dict):
-        raise ValueError("a pool is not an object")
-    name, state = item.get("name"), item.get("state")
+def _pool(item: Any) -> tuple[str, str, list[float]]:
+    if not (isinstance(item, list) and len(item) == 2 + len(POOL_FIELDS)):
+        raise ValueError(f"a pool is not [name, state, {', '.join(POOL_FIELDS)}]")
+    name, state, *values = item
     if not isinstance(name, str) or not isinstance(state, str):
         raise ValueError("a pool has no name or state")
-    fields: dict[str, float] = {}
-    for key in (*COUNTER_FIELDS, *GAUGE_FIELDS, "oldest_queued_age"):
-        value = item.get(key)
-        if not _is_number(value):
-            raise ValueError(f"pool {name!r}: {key} is not a number")
-        fields[key] = value
-    return name, state, fields
+    if not all(_is_number(v) for v in values):
+        raise ValueError(f"pool {name!r} has a value that is not a number")
+    return name, state, values
 
 
 def _list(value: Any, what: str) -> list[Any]:
@@ -171,12 +197,6 @@ def _is_int(value: Any) -> TypeGuard[int]:
 
 def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_labels(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    )
 
 
 # -- is the writer still running? ----------------------------------------------------------
@@ -288,36 +308,47 @@ def warn_once(key: tuple[Any, ...], message: str, *args: Any) -> None:
     log.warning(message, *args)
 
 
-def merge_families(records: list[tuple[ProcessRecord, bool]]) -> list[Metric]:
-    """The metric families of every process added up (see the module's docstring)."""
-    merged: dict[str, tuple[str, str, dict[tuple[Any, ...], list[Any]]]] = {}
+def merge_families(records: list[tuple[ProcessRecord, bool]]) -> list[Family]:
+    """The families of every process added up (see the module's docstring)."""
+    merged: dict[str, tuple[str, str, dict[str, float]]] = {}
     for record, live in records:
-        for name, typ, doc, samples in record.families:
+        for name, typ, help_line, samples in record.families:
             entry = merged.get(name)
             if entry is None:
-                entry = merged[name] = (typ, doc, {})
-            if entry[0] != typ:
-                continue  # a family renamed across versions: keep the first type seen
-            if typ == "gauge" and not live:
-                continue
-            use_max = typ == "gauge" and name in _LIVE_MAX
+                entry = merged[name] = (typ, help_line, {})
+            if entry[0] != typ or (typ == "gauge" and not live):
+                continue  # a family whose type changed across versions keeps the first
             values = entry[2]
-            for sname, labels, value in samples:
-                key = (sname, *sorted(labels.items()))
-                slot = values.get(key)
-                if slot is None:
-                    values[key] = [sname, labels, value]
-                elif use_max:
-                    slot[2] = max(slot[2], value)
-                else:
-                    slot[2] += value
-    out = []
-    for name, (typ, doc, values) in merged.items():
-        metric = Metric(name, doc, typ)
-        for sname, labels, value in values.values():
-            metric.add_sample(sname, labels, value)
-        out.append(metric)
-    return out
+            if typ == "gauge" and name in _LIVE_MAX:
+                for key, value in samples:
+                    values[key] = max(values.get(key, value), value)
+            else:
+                for key, value in samples:
+                    values[key] = values.get(key, 0.0) + value
+    return [(name, typ, h, list(values.items())) for name, (typ, h, values) in merged.items()]
+
+
+def render_families(families: list[Family], openmetrics: bool) -> str:
+    """Merged families as Prometheus text 0.0.4, or OpenMetrics (without ``# EOF``)."""
+    out: list[str] = []
+    for name, typ, help_line, samples in families:
+        shown, said = name, help_line
+        if openmetrics and typ == "counter" and name.endswith("_total"):
+            shown = name[: -len("_total")]  # OpenMetrics names a counter without it
+            said = help_line.replace(f"# HELP {name} ", f"# HELP {shown} ", 1)
+        if said:
+            out.append(said)
+        out.append(f"# TYPE {shown} {typ}")
+        out.extend(f"{key} {_number(value)}" for key, value in samples)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _number(value: float) -> str:
+    if value.is_integer():
+        return f"{int(value)}.0"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
 
 
 def merge_totals(records: list[tuple[ProcessRecord, bool]]) -> dict[str, Any]:
@@ -332,7 +363,8 @@ def merge_totals(records: list[tuple[ProcessRecord, bool]]) -> dict[str, Any]:
     oldest = 0.0
     states: dict[str, set[str]] = {}
     for record, live in records:
-        for name, state, fields in record.pools:
+        for name, state, values in record.pools:
+            fields = dict(zip(POOL_FIELDS, values, strict=True))
             for key in COUNTER_FIELDS:
                 totals[key] += fields[key]
             if not live:

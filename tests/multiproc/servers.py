@@ -84,6 +84,10 @@ def completed(values: dict[Any, float], outcome: str) -> float:
     )
 
 
+def gunicorn_path() -> str:
+    return str(BIN / "gunicorn") if (BIN / "gunicorn").exists() else require_tool("gunicorn")
+
+
 def server_command(kind: str, port: int) -> list[str]:
     if kind == "uvicorn":
         return [
@@ -91,9 +95,8 @@ def server_command(kind: str, port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
             "--log-level", "warning", "--timeout-graceful-shutdown", "5",
         ]  # fmt: skip
-    gunicorn = str(BIN / "gunicorn") if (BIN / "gunicorn").exists() else require_tool("gunicorn")
     command = [
-        gunicorn, "mpapp:app", "--chdir", str(HERE), "-k", "uvicorn_worker.UvicornWorker",
+        gunicorn_path(), "mpapp:app", "--chdir", str(HERE), "-k", "uvicorn_worker.UvicornWorker",
         "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
         "--log-level", "warning",
     ]  # fmt: skip
@@ -127,19 +130,27 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(kind: str, tmp_path: Path) -> Iterator[Server]:
-    """Server ``kind`` (gunicorn, gunicorn-preload, uvicorn) with an empty
-    ``PROMETHEUS_MULTIPROC_DIR`` under ``tmp_path``, up and answering; its whole
-    process group is stopped on the way out."""
+def running_server(
+    kind: str, tmp_path: Path, *, command: list[str] | None = None, cwd: Path = HERE
+) -> Iterator[Server]:
+    """Server ``kind`` (gunicorn, gunicorn-preload, uvicorn; or ``command``, where
+    ``{port}`` stands for the free port) with ``PROMETHEUS_MULTIPROC_DIR``
+    at ``tmp_path / "multiproc"`` (made empty unless it exists), up and answering; its
+    whole process group is stopped on the way out."""
     directory = tmp_path / "multiproc"
-    directory.mkdir()  # empty at start, as the servers require
+    directory.mkdir(exist_ok=True)
     port = free_port()
     log = tmp_path / "server.log"
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), env.get("PYTHONPATH")]))
+    if command is None:
+        argv = server_command(kind, port)
+    else:
+        argv = [c.replace("{port}", str(port)) for c in command]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            server_command(kind, port),
+            argv,
+            cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -20,12 +20,15 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.exceptions import StarletteDeprecationWarning
 
 from poolwatch import PoolManager, create_app
 from poolwatch.multiproc import ProcessPublisher, publisher_for
-from poolwatch.serverwide import process_alive, process_start_ticks
+from poolwatch.serverwide import format_record, parse_record, process_alive, process_start_ticks
 from support import require_tool
 
 with warnings.catch_warnings():
@@ -131,6 +134,12 @@ def test_an_exited_process_keeps_its_counters_and_drops_its_gauges(
     assert values[("poolwatch_pool_max_workers", WORK)] == 4
     assert values[("poolwatch_pool_info", (("kind", "thread"), ("pool", "work")))] == 1
     assert values[("app_requests_total", ())] == 3  # prometheus_client's own files
+    body, content_type = publisher.render_metrics("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    families = {f.name: f for f in openmetrics_families(body.decode())}  # checks # EOF too
+    assert families["poolwatch_tasks_submitted"].type == "counter"
+    assert families["poolwatch_tasks_submitted"].samples[0].value == 10
+    assert families["app_requests"].samples[0].value == 3
 
 
 def test_a_killed_process_loses_only_what_it_did_since_its_last_publish(
@@ -231,10 +240,10 @@ def test_the_file_never_goes_back_while_scrapes_and_the_thread_publish(
         last = 0
         while not stop.is_set():
             try:
-                doc = json.loads(publisher.path.read_bytes())
+                record = parse_record(publisher.path.read_bytes())
             except FileNotFoundError:
                 continue
-            now = sum(p["submitted"] for p in doc["pools"])
+            now = sum(values[0] for _, _, values in record.pools)  # submitted
             if now < last:
                 problems.append(f"the file went from {last} to {now}")
             last = now
@@ -261,12 +270,13 @@ def test_unreadable_files_are_skipped_logged_once_and_never_fail_a_request(
     manager: PoolManager, directory: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_tasks(manager, 2)
-    good = {"format": 1, "pid": 1, "started": None, "exited": True, "published_at": 0}
-    (directory / "poolwatch_1_aaaa.json").write_bytes(b'{"format": 1, "pid": 1, "star')
-    (directory / "poolwatch_1_bbbb.json").write_bytes(b"\xff\xfe not json")
-    (directory / "poolwatch_1_cccc.json").write_text(json.dumps({**good, "format": 99}))
-    (directory / "poolwatch_1_dddd.json").write_text(
-        json.dumps({**good, "families": [{"name": "x", "type": "gauge"}], "pools": []})
+    header = {"pid": 1, "started": None, "exited": True, "published_at": 0, "pools": []}
+    whole = format_record(header, "# TYPE poolwatch_x gauge\npoolwatch_x 1.0\n")
+    (directory / "poolwatch_1_aaaa.json").write_bytes(whole[:-9])  # cut short
+    (directory / "poolwatch_1_bbbb.json").write_bytes(b"\xff\xfe not json\n")
+    (directory / "poolwatch_1_cccc.json").write_bytes(whole.replace(b'"format":1', b'"format":9'))
+    (directory / "poolwatch_1_dddd.json").write_bytes(
+        format_record(header, "# TYPE poolwatch_x gauge\npoolwatch_x one\n")
     )
     (directory / "counter_1.db").write_bytes(b"\x00\x01 not an mmap file")
     with caplog.at_level(logging.WARNING, logger="poolwatch"), TestClient(create_app(manager)) as c:
