@@ -250,41 +250,118 @@ _reported: set[tuple[Any, ...]] = set()
 
 def read_server(directory: Path, own_name: str, own: ProcessRecord) -> ServerView:
     """Every process file in ``directory`` merged, with ``own`` (this process's numbers,
-    taken just now) in place of the file named ``own_name``."""
-    records = [(own, True)]
-    unreadable = 0
+    taken just now) in place of the file named ``own_name``.
+
+    A file is parsed again only when it changed, and the processes that are gone (their
+    files no longer change) are added up once, when one more of them goes: a server that
+    has replaced many workers pays for its live ones on each scrape.
+    """
     try:
-        paths = sorted(directory.glob(FILE_GLOB))
+        paths = sorted(p for p in directory.glob(FILE_GLOB) if p.name != own_name)
     except OSError as exc:
         log.warning("cannot list the multiprocess directory %s: %s", directory, exc)
         paths = []
+    live: list[ProcessRecord] = []
+    gone: list[tuple[str, tuple[int, int], ProcessRecord]] = []
+    unreadable = 0
     for path in paths:
-        if path.name == own_name:
-            continue
-        record = _read(path)
+        found = _read(path)
+        if found is None:
+            continue  # removed since the directory was listed
+        version, record = found
         if record is None:
             unreadable += 1
-            continue
-        records.append((record, not record.exited and process_alive(record.pid, record.started)))
+        elif not record.exited and process_alive(record.pid, record.started):
+            live.append(record)
+        else:
+            # Its file no longer changes: parsed once. (A live process's file may be
+            # rewritten within the clock's granularity at the same size: read each time.)
+            _cache.put(path, version, record)
+            gone.append((path.name, version, record))
+    _cache.keep(paths)
+    records = [(own, True), *((r, True) for r in live)]
+    if gone:
+        records.append((_cache.gone_sum(directory, gone), False))
     return ServerView(
         pid=own.pid,
-        processes=len(records),
-        live_processes=sum(live for _, live in records),
+        processes=1 + len(live) + len(gone),
+        live_processes=1 + len(live),
         unreadable=unreadable,
         families=merge_families(records),
         totals=merge_totals(records),
     )
 
 
-def _read(path: Path) -> ProcessRecord | None:
+class _Cache:
+    """The files of processes that are gone, parsed, by version (mtime and size), and
+    their sum."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parsed: dict[Path, tuple[tuple[int, int], ProcessRecord]] = {}
+        self._gone_key: tuple[Any, ...] | None = None
+        self._gone: ProcessRecord | None = None
+
+    def get(self, path: Path, version: tuple[int, int]) -> ProcessRecord | None:
+        with self._lock:
+            entry = self._parsed.get(path)
+        return entry[1] if entry is not None and entry[0] == version else None
+
+    def put(self, path: Path, version: tuple[int, int], record: ProcessRecord) -> None:
+        with self._lock:
+            self._parsed[path] = (version, record)
+
+    def keep(self, paths: list[Path]) -> None:
+        """Forget the files that are no longer there."""
+        present = set(paths)
+        with self._lock:
+            for path in [p for p in self._parsed if p not in present]:
+                del self._parsed[path]
+
+    def gone_sum(
+        self, directory: Path, gone: list[tuple[str, tuple[int, int], ProcessRecord]]
+    ) -> ProcessRecord:
+        """One record adding up the ``gone`` processes (their gauges do not count)."""
+        key = (str(directory), *((name, version) for name, version, _ in gone))
+        with self._lock:
+            if key == self._gone_key and self._gone is not None:
+                return self._gone
+        records = [(record, False) for _, _, record in gone]
+        total = ProcessRecord(
+            pid=0,
+            started=None,
+            exited=True,
+            published_at=max(r.published_at for r, _ in records),
+            families=merge_families(records),
+            pools=[pool for record, _ in records for pool in record.pools],
+        )
+        with self._lock:
+            self._gone_key, self._gone = key, total
+        return total
+
+
+_cache = _Cache()
+
+
+def _read(path: Path) -> tuple[tuple[int, int], ProcessRecord | None] | None:
+    """(version, record or None when unreadable); None when the file is gone."""
     try:
+        st = path.stat()
+        version = (st.st_mtime_ns, st.st_size)
+        cached = _cache.get(path, version)
+        if cached is not None:
+            return version, cached
         raw = path.read_bytes()
-        return parse_record(raw)
     except FileNotFoundError:
-        return None  # removed since the directory was listed
-    except (OSError, ValueError) as exc:
-        _report(path, exc)
         return None
+    except OSError as exc:
+        _report(path, exc)
+        return (0, 0), None
+    try:
+        return version, parse_record(raw)
+    except ValueError as exc:
+        _report(path, exc)
+        return version, None
 
 
 def _report(path: Path, exc: Exception) -> None:

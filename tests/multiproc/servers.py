@@ -36,9 +36,22 @@ class Server:
     gone: set[int] = field(default_factory=set)  # workers the test stopped
     last_submitted: float = 0.0  # the last scraped poolwatch_tasks_submitted_total
 
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        """A GET on a new connection (so any worker may take it).
+
+        A worker that is stopping closes the connections whose request it has not read
+        yet, without an answer: those requests never ran, and are sent again.
+        """
+        for _ in range(10):
+            try:
+                return httpx.get(f"{self.url}{path}", params=params, timeout=10)
+            except (httpx.RemoteProtocolError, httpx.ConnectError):
+                continue
+        raise AssertionError(f"no worker answered GET {path} in 10 attempts")
+
     def work(self, n: int = 3, fail: int = 1) -> int:
-        """One ``/work`` request on a new connection (so any worker may take it)."""
-        r = httpx.get(f"{self.url}/work", params={"n": n, "fail": fail}, timeout=10)
+        """One ``/work`` request: n tasks that succeed and ``fail`` that fail."""
+        r = self.get("/work", n=n, fail=fail)
         r.raise_for_status()
         body = r.json()
         self.sent_ok += body["succeeded"]
@@ -48,7 +61,7 @@ class Server:
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """``/metrics`` as {(sample name, labels): value}; checks counters never go down."""
-        r = httpx.get(f"{self.url}/metrics", timeout=10)
+        r = self.get("/metrics")
         assert r.status_code == 200, r.text
         values = {}
         for family in text_string_to_metric_families(r.text):
@@ -67,7 +80,7 @@ class Server:
         return self.sent_ok + self.sent_failed
 
     def stats(self) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/api/stats", timeout=10)
+        r = self.get("/api/stats")
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body
