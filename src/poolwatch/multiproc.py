@@ -12,8 +12,11 @@ file of its own in that directory, ``poolwatch_<pid>_<token>.json``:
 - before answering ``/metrics`` or ``/api/stats``, so that whatever a scrape reports is
   on disk before the reply leaves: a worker killed afterwards cannot take back numbers
   a scrape already showed, and counters never go down;
-- at interpreter exit (after the pools have drained), marked as exited, so its gauges
-  stop counting while its counters stay.
+- when the app's lifespan ends (the server stopping the worker, after its last
+  request) and again at interpreter exit (after the pools have drained), marked as
+  exited, so its gauges stop counting while its counters stay. uvicorn ends a worker
+  stopped by a signal by raising that signal again after the lifespan, so the
+  interpreter's exit hooks do not run there: the lifespan's publish is the last.
 
 Nothing of this is on the task path: a publish reads the same snapshots a scrape reads.
 Writes go to a temporary file renamed over the old one, so a reader sees a whole file,
@@ -145,6 +148,7 @@ class ProcessPublisher:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
+        self._users = 0  # apps serving this manager (see acquire)
         self._pid = os.getpid()
         self._started = process_start_ticks(self._pid)
         self.file_name = f"poolwatch_{self._pid}_{os.urandom(4).hex()}.json"
@@ -170,17 +174,33 @@ class ProcessPublisher:
     def start(self) -> None:
         """Publish now and then every ``interval`` seconds until ``stop()`` or exit."""
         with self._lock:
-            if self._thread is not None or self._closed:
+            if self._thread is not None:
                 return
+            self._closed = False  # serving again after a stop that said it exited
             self._stop = stop = threading.Event()
             self._thread = threading.Thread(
                 target=self._run, args=(stop,), name="poolwatch-publisher", daemon=True
             )
             self._thread.start()
+        self.publish()
+
+    def acquire(self) -> None:
+        """One more app serving this manager (its lifespan starts): publish."""
+        with self._lock:
+            self._users += 1
+        self.start()
+
+    def release(self) -> None:
+        """One app fewer (its lifespan ends); after the last one, publish as exited."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            last = self._users == 0
+        if last:
+            self.stop(exited=True)
 
     def stop(self, *, exited: bool = False) -> None:
-        """Stop the thread and publish once more; ``exited``: for the last time, marked
-        as exited (the process's gauges stop counting; the interpreter's exit does it)."""
+        """Stop the thread and publish once more; with ``exited``, marked as exited:
+        the process's gauges stop counting, its counters stay (until ``start()``)."""
         with self._lock:
             thread, self._thread = self._thread, None
             self._stop.set()
@@ -189,17 +209,16 @@ class ProcessPublisher:
         self.publish(exited=exited)
 
     def _run(self, stop: threading.Event) -> None:
-        while True:
+        cost = 0.0
+        # A manager with very many pools publishes less often, so that publishing
+        # never takes more than about 5 % of a core.
+        while not stop.wait(max(self.interval, cost * _DUTY)):
             started = time.monotonic()
             try:
                 self.publish()
             except Exception:  # never let one bad publish end the thread
                 log.exception("publishing this process's numbers failed")
-            # A manager with very many pools publishes less often, so that publishing
-            # never takes more than about 5 % of a core.
             cost = time.monotonic() - started
-            if stop.wait(max(self.interval, cost * _DUTY)):
-                return
 
     def publish(self, *, exited: bool = False) -> ProcessRecord:
         """Write this process's numbers now; returns what the server may count of it.
@@ -208,7 +227,8 @@ class ProcessPublisher:
         nothing is reported that a later scrape could lose.
         """
         with self._lock:
-            if self._closed:
+            if self._closed and not exited:
+                # Said it exited: a late publish must not make it live again.
                 return self._last or self._record(exited=True)[0]
             record, text = self._record(exited)
             try:

@@ -346,3 +346,19 @@ def test_promtool_accepts_a_server_wide_scrape(
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout + checked.stderr == b""
+
+
+def test_the_last_app_to_stop_serving_marks_the_process_exited(
+    manager: PoolManager, directory: Path
+) -> None:
+    publisher = ProcessPublisher(manager, directory, interval=3600)
+    publisher.acquire()
+    publisher.acquire()  # two apps serve the manager
+    publisher.release()
+    assert publisher.running
+    assert not parse_record(publisher.path.read_bytes()).exited
+    publisher.release()
+    assert not publisher.running
+    assert parse_record(publisher.path.read_bytes()).exited
+    publisher.publish()  # a late publish does not make it live again
+    assert parse_record(publisher.path.read_bytes()).exited

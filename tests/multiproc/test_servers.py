@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from multiproc.servers import Server, completed
+from poolwatch.serverwide import parse_record
 from support import wait_until
 
 KINDS = ["gunicorn", "gunicorn-preload", "uvicorn"]
@@ -81,6 +82,16 @@ def replace_worker(server: Server, sig: signal.Signals) -> None:
     before = set(server.pids)
     drive(server, until_pids=before, rounds=1)
     settled(server)
+    if sig == signal.SIGTERM:  # it published at exit, marked as exited
+        wait_until(lambda: exited(server, victim), timeout=10, message=server.output)
+    else:  # no chance to: its file still says it runs, and it is counted as gone anyway
+        assert not exited(server, victim)
+
+
+def exited(server: Server, pid: int) -> bool:
+    """Whether the file of worker ``pid`` says it exited."""
+    (path,) = server.directory.glob(f"poolwatch_{pid}_*.json")
+    return parse_record(path.read_bytes()).exited
 
 
 @pytest.mark.parametrize("multiproc_server", KINDS, indirect=True)

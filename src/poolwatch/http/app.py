@@ -158,19 +158,19 @@ def _lifespan(
     history: SampleHistory, publisher: ProcessPublisher | None
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Hold ``history`` (its sampler thread) while the app runs; in a multi-process
-    server, publish this process's numbers meanwhile (and at exit, see multiproc.py)."""
+    server, publish this process's numbers meanwhile, and as exited at the end."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if publisher is not None:
-            publisher.start()
+            publisher.acquire()
         history.acquire()
         try:
             yield
         finally:
             await run_in_threadpool(history.release)
-            if publisher is not None:
-                await run_in_threadpool(publisher.stop)
+            if publisher is not None:  # the last requests are done: say so (see multiproc.py)
+                await run_in_threadpool(publisher.release)
 
     return lifespan
 
