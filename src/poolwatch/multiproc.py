@@ -62,6 +62,7 @@ from .serverwide import (
     render_families,
     warn_once,
 )
+from .users import Users
 
 __all__ = [
     "ENV_VAR",
@@ -148,7 +149,7 @@ class ProcessPublisher:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
-        self._users = 0  # apps serving this manager (see acquire)
+        self._users = Users()  # apps serving this manager (see acquire)
         self._pid = os.getpid()
         self._started = process_start_ticks(self._pid)
         self.file_name = f"poolwatch_{self._pid}_{os.urandom(4).hex()}.json"
@@ -186,16 +187,12 @@ class ProcessPublisher:
 
     def acquire(self) -> None:
         """One more app serving this manager (its lifespan starts): publish."""
-        with self._lock:
-            self._users += 1
+        self._users.add()
         self.start()
 
     def release(self) -> None:
         """One app fewer (its lifespan ends); after the last one, publish as exited."""
-        with self._lock:
-            self._users = max(0, self._users - 1)
-            last = self._users == 0
-        if last:
+        if self._users.remove():
             self.stop(exited=True)
 
     def stop(self, *, exited: bool = False) -> None:
