@@ -3,8 +3,8 @@
 Under gunicorn or ``uvicorn --workers`` every worker process has its own pools, so a
 scrape answered by one worker saw only that worker. With ``PROMETHEUS_MULTIPROC_DIR``
 set (prometheus_client's convention), a ``ProcessPublisher`` writes what this process's
-manager exports (the metric families its collector produces, and its pools' stats) to a
-file of its own in that directory, ``poolwatch_<pid>_<token>.json``:
+manager exports (poolwatch's families, as ``/metrics`` renders them, and its pools'
+stats) to a file of its own in that directory, ``poolwatch_<pid>_<token>.json``:
 
 - every ``interval`` seconds from one daemon thread (less often when a publish costs
   more than a twentieth of that: thousands of pools), started lazily by ``start()``
@@ -21,7 +21,7 @@ file of its own in that directory, ``poolwatch_<pid>_<token>.json``:
 Nothing of this is on the task path: a publish reads the same snapshots a scrape reads.
 Writes go to a temporary file renamed over the old one, so a reader sees a whole file,
 old or new. A process killed with SIGKILL (or ending in ``os._exit``) loses what it did
-since its last publish, at most ``interval`` seconds of work no scrape has seen; its
+since its last publish, at most about ``interval`` seconds of work no scrape has seen; its
 gauges drop out as soon as its pid is gone. ``serverwide.py`` reads and merges the
 files.
 
