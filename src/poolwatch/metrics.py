@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,7 +63,7 @@ class MetricsSource(PoolSource, Protocol):
     def collector(self) -> PoolCollector: ...
 
 
-__all__ = ["FAMILIES", "PoolCollector", "render_metrics"]
+__all__ = ["FAMILIES", "PoolCollector", "encoder_for", "render_metrics", "render_pool_families"]
 
 # name -> (type, labels, help); the order is the exposition order.
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -226,25 +226,35 @@ def _add_histogram(family: HistogramMetricFamily, labels: list[str], h: Histogra
 # -- the fast text rendering used by the /metrics route ---------------------------------
 
 
+def encoder_for(accept: str | None) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    """prometheus_client's encoder for an HTTP ``Accept`` header, and its content type."""
+    try:
+        return choose_encoder(accept or "")
+    except (TypeError, ValueError):  # an unreadable OpenMetrics version: use the text format
+        return choose_encoder("")
+
+
 def render_metrics(manager: MetricsSource, accept: str | None = None) -> tuple[bytes, str]:
     """The registry's exposition for an HTTP ``Accept`` header: (body, content type).
 
     OpenMetrics (with exemplars) when the header asks for it, else Prometheus text 0.0.4.
     """
-    try:
-        encoder, content_type = choose_encoder(accept or "")
-    except (TypeError, ValueError):  # an unreadable OpenMetrics version: use the text format
-        encoder, content_type = choose_encoder("")
+    encoder, content_type = encoder_for(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
-    snaps = [pool.metrics_snapshot() for pool in manager.pools()]
     with manager.collector.suppressed():
         others = encoder(manager.registry).decode()
-    ours = _render(snaps, openmetrics)
+    ours = render_pool_families(manager, openmetrics)
     if openmetrics:
         eof = "# EOF\n"
         others = others[: -len(eof)] if others.endswith(eof) else others
         return (others + ours + eof).encode(), content_type
     return (others + ours).encode(), content_type
+
+
+def render_pool_families(manager: PoolSource, openmetrics: bool = False) -> str:
+    """The ``poolwatch_*`` families of ``manager``'s pools as exposition text (Prometheus
+    text 0.0.4, or OpenMetrics without the closing ``# EOF``)."""
+    return _render([pool.metrics_snapshot() for pool in manager.pools()], openmetrics)
 
 
 def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:

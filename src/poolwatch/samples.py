@@ -33,6 +33,7 @@ from typing import Protocol, TypeAlias
 
 from .accounting import BUCKETS, PoolSnapshot
 from .records import PoolStats
+from .users import Users
 
 __all__ = [
     "COUNTER_SERIES",
@@ -243,7 +244,7 @@ class SampleHistory:
         self._last_tick = -1
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._users = 0
+        self._users = Users()
 
     # -- the sampler thread ---------------------------------------------------------
 
@@ -271,18 +272,12 @@ class SampleHistory:
 
     def acquire(self) -> None:
         """One more user (a served app): the first one starts the sampler."""
-        with self._lock:
-            self._users += 1
-            first = self._users == 1
-        if first:
+        if self._users.add():
             self.start()
 
     def release(self) -> None:
         """One user fewer: the last one stops the sampler."""
-        with self._lock:
-            self._users = max(0, self._users - 1)
-            last = self._users == 0
-        if last:
+        if self._users.remove():
             self.stop()
 
     @property

@@ -115,6 +115,7 @@ export function withQuery(path, params) {
 export const api = {
   info: (signal) => request("api/info", { signal }),
   pools: (signal) => request("api/pools", { signal }),
+  stats: (signal) => request("api/stats", { signal }),
   taskTypes: (signal) => request("api/task-types", { signal }),
   tasks: (params, signal) => request(withQuery("api/tasks", params), { signal }),
   task: (id, signal) => request(`api/tasks/${encodeURIComponent(id)}`, { signal }),

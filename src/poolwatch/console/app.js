@@ -15,7 +15,7 @@
 // A tab in the background polls every five seconds, and catches up when it comes back.
 
 import { ApiError, api, getToken, setToken } from "./api.js";
-import { setHidden, setText } from "./format.js";
+import { count, setHidden, setText } from "./format.js";
 import { createPoolsView } from "./pools.js";
 import { createTasksView } from "./tasks.js";
 
@@ -293,6 +293,29 @@ async function loadLatency() {
   if (body) poolsView.setLatency(body);
 }
 
+/**
+ * In a multi-process server (gunicorn, uvicorn --workers) each request may reach another
+ * worker process: say what the whole server did, and which process the cards show.
+ */
+function showServer(body) {
+  const info = body?.server;
+  const box = byId("server-summary");
+  if (!info?.multiprocess) {
+    setHidden(box, true);
+    return;
+  }
+  const processes = `${count(info.processes)} ${info.processes === 1 ? "process" : "processes"}`;
+  const live = info.live_processes === info.processes ? "" : ` (${count(info.live_processes)} running)`;
+  setText(
+    box,
+    `Whole server, ${processes}${live}: ${count(body.submitted)} submitted · ` +
+      `${count(body.succeeded)} succeeded · ${count(body.failed)} failed · ` +
+      `${count(body.active)} busy workers · ${count(body.queued)} queued. ` +
+      `Answered by process ${info.pid}; the pool cards show that process only.`,
+  );
+  setHidden(box, false);
+}
+
 byId("latency-window").addEventListener("change", () => {
   loadLatency().catch(fail);
 });
@@ -328,6 +351,7 @@ async function poll() {
         tasksView.setPools(pools.map((p) => p.name), pools);
       }),
     ];
+    if (state.view === "pools") jobs.push(optional(() => api.stats()).then(showServer));
     if (!infoLoaded) jobs.push(loadInfo());
     if (!settingsLoaded) jobs.push(loadSettings());
     if (!samplesLoaded) jobs.push(loadSamples());

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,11 +44,13 @@ from poolwatch.http.serialize import (
     pagination,
     pool_json,
     stack_json,
+    stats_json,
     task_json_text,
     task_type_json,
     totals_json,
     utf8,
 )
+from poolwatch.multiproc import ProcessPublisher, single_process_info
 from poolwatch.records import PoolState
 from poolwatch.tasks import TaskType, get_task_type, registered_tasks
 
@@ -222,8 +225,10 @@ class ControlApi:
         lifecycle: Lifecycle,
         max_body_bytes: int,
         version: str,
+        publisher: ProcessPublisher | None = None,
     ) -> None:
         self.manager = manager
+        self.publisher = publisher  # set in a multi-process server: stats are server-wide
         self.policy = policy
         self.lifecycle = lifecycle
         self.max_body_bytes = max_body_bytes
@@ -363,7 +368,12 @@ class ControlApi:
         )
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse(totals_json(pool.stats() for pool in self.manager.pools()))
+        publisher = self.publisher
+        if publisher is None:
+            totals = totals_json(pool.stats() for pool in self.manager.pools())
+            return JSONResponse({**totals, "server": single_process_info()})
+        view = await run_in_threadpool(publisher.server)
+        return JSONResponse(stats_json(view.totals, publisher.server_info(view)))
 
     async def task_types(self, request: Request) -> Response:
         types = registered_tasks()

@@ -28,6 +28,7 @@ from poolwatch.http.otel import ServerSpanMiddleware
 from poolwatch.http.recent import RecentApi
 from poolwatch.http.serialize import JSONResponse
 from poolwatch.metrics import render_metrics
+from poolwatch.multiproc import ProcessPublisher, publisher_for
 from poolwatch.samples import SampleHistory, served_history
 
 if TYPE_CHECKING:
@@ -134,21 +135,27 @@ def build_app(
     """:func:`create_app` with its access rules given whole, for servers that word their
     errors in their own settings' names (``poolwatch serve``, ``poolwatch run``)."""
     _check_arguments(policy.token, max_body_bytes, body_timeout)
+    publisher = publisher_for(manager)  # None unless PROMETHEUS_MULTIPROC_DIR is set
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     version = package_version()
     api = ControlApi(
-        manager, policy=policy, lifecycle=lifecycle, max_body_bytes=max_body_bytes, version=version
+        manager,
+        policy=policy,
+        lifecycle=lifecycle,
+        max_body_bytes=max_body_bytes,
+        version=version,
+        publisher=publisher,
     )
     history = served_history(manager)
     recent = RecentApi(manager, history, trace_url=trace_url, grafana_url=grafana_url)
     console = console_directory()
-    pages = _page_routes(manager, lifecycle, openapi_document(version), console)
+    pages = _page_routes(manager, lifecycle, openapi_document(version), console, publisher)
     routes, templates = _routes(api.routes() + recent.routes(), pages, console)
     app = Starlette(
         routes=routes,
         middleware=_middleware(manager, templates, body_timeout),
         exception_handlers=dict(exception_handlers),
-        lifespan=_lifespan(history),
+        lifespan=_lifespan(history, publisher),
     )
     app.state.poolwatch_lifecycle = lifecycle
     return app
@@ -169,16 +176,23 @@ def _middleware(
     ]
 
 
-def _lifespan(history: SampleHistory) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
-    """Hold ``history`` (its sampler thread) while the app runs."""
+def _lifespan(
+    history: SampleHistory, publisher: ProcessPublisher | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Hold ``history`` (its sampler thread) while the app runs; in a multi-process
+    server, publish this process's numbers meanwhile, and as exited at the end."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if publisher is not None:
+            publisher.acquire()
         history.acquire()
         try:
             yield
         finally:
             await run_in_threadpool(history.release)
+            if publisher is not None:  # the last requests are done: say so (see multiproc.py)
+                await run_in_threadpool(publisher.release)
 
     return lifespan
 
@@ -203,7 +217,11 @@ def _routes(
 
 
 def _page_routes(
-    manager: PoolManager, lifecycle: Lifecycle, document: dict[str, Any], console: Path
+    manager: PoolManager,
+    lifecycle: Lifecycle,
+    document: dict[str, Any],
+    console: Path,
+    publisher: ProcessPublisher | None,
 ) -> list[Route]:
     """The routes outside ``/api``: metrics, health checks, the console page, OpenAPI."""
 
@@ -229,7 +247,10 @@ def _page_routes(
 
     async def metrics(request: Request) -> Response:
         accept = request.headers.get("accept", "")
-        body, content_type = await run_in_threadpool(render_metrics, manager, accept)
+        if publisher is None:
+            body, content_type = await run_in_threadpool(render_metrics, manager, accept)
+        else:  # the whole server: every process's numbers
+            body, content_type = await run_in_threadpool(publisher.render_metrics, accept)
         return Response(body, headers={"Content-Type": content_type})
 
     async def openapi(request: Request) -> Response:

@@ -363,7 +363,7 @@ def _stats_schema(int_prop: dict[str, str]) -> dict[str, Any]:
     totals = dict.fromkeys(("pools", *TOTAL_FIELDS), int_prop)
     return {
         "type": "object",
-        "required": [*totals, "oldest_queued_age", "pool_states"],
+        "required": [*totals, "oldest_queued_age", "pool_states", "server"],
         "properties": {
             **totals,
             "oldest_queued_age": {"type": "number"},
@@ -371,7 +371,20 @@ def _stats_schema(int_prop: dict[str, str]) -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": {"type": "integer"},
             },
+            "server": _server_schema(int_prop),
         },
+    }
+
+
+def _server_schema(int_prop: dict[str, str]) -> dict[str, Any]:
+    counts = ("pid", "processes", "live_processes", "unreadable_files")
+    return {
+        "type": "object",
+        "description": "Which process answered, and how many processes the totals count: "
+        "with PROMETHEUS_MULTIPROC_DIR set (multiprocess), every process of the server; "
+        "counters include processes that exited, the other numbers live ones only.",
+        "required": ["multiprocess", *counts],
+        "properties": {"multiprocess": {"type": "boolean"}, **dict.fromkeys(counts, int_prop)},
     }
 
 
@@ -601,7 +614,13 @@ def _console_paths() -> dict[str, Any]:
             ),
         },
         "/api/stats": {
-            "get": _op("Totals across pools", "getStats", 200, _ref("Stats"), "Totals."),
+            "get": _op(
+                "Totals across pools (across processes in a multi-process server)",
+                "getStats",
+                200,
+                _ref("Stats"),
+                "Totals.",
+            ),
         },
     }
 

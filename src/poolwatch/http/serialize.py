@@ -25,6 +25,7 @@ __all__ = [
     "pagination",
     "pool_json",
     "stack_json",
+    "stats_json",
     "task_json",
     "task_json_text",
     "task_type_json",
@@ -233,6 +234,13 @@ def totals_json(all_stats: Iterable[PoolStats]) -> dict[str, Any]:
         states[stats.state.value] = states.get(stats.state.value, 0) + 1
         oldest = max(oldest, stats.oldest_queued_age)
     return {"pools": count, **totals, "oldest_queued_age": oldest, "pool_states": states}
+
+
+def stats_json(totals: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
+    """``/api/stats``: ``totals`` (with every key ``totals_json`` gives) and which
+    process answered, for how many processes."""
+    keys = ("pools", *TOTAL_FIELDS, "oldest_queued_age", "pool_states")
+    return {**{key: totals[key] for key in keys}, "server": server}
 
 
 def _default_json(value: Any) -> Any:
