@@ -41,7 +41,7 @@ from .records import PoolState, PoolStats, TaskInfo
 from .states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from .tracing import Tracing, capture_context
 from .views import PoolReader, find_info
-from .work import CURRENT, WorkItem
+from .work import CURRENT, Running, WorkItem
 from .workers import Worker, WorkerSet
 
 __all__ = ["EngineServices", "PoolEngine", "interpreter_exiting", "parse_task_id"]
@@ -215,31 +215,47 @@ class PoolEngine:
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> TaskFuture:  # fmt: skip
-        kind = self._kind_for(fn)
+        kind = self._kinds.lookup(fn) or self._kind_for(fn)
         now = monotonic()
-        item = WorkItem(TaskFuture(self, 0), fn, args, kwargs, kind, now)
+        future = TaskFuture(self, 0)
+        item = WorkItem(future, fn, args, kwargs, kind, now)
         if self._tracing.tracer(now) is not None:
-            item.trace_ctx = capture_context()
-        wake: Worker | None = None
-        notify: list[WorkItem] | None = None  # made only when the queue is full
-        run_here = False
+            item.set_trace_context(capture_context())
         with self._lock:
-            if self._closing:
-                self._rejected_shutdown += 1
-                raise self._refusal_locked()
-            if self._capacity is not None and self._room_locked() <= 0:
-                notify = []
-                run_here = self._reject_locked(item, now, notify)
+            if self._closing or self._capacity is not None:
+                wake, notify, run_here = self._admit_locked(item, now)
             else:
-                self._enqueue_locked(item)
-                wake = self._pick_locked()
+                # The common case, inline: the shorter the hold, the less often another
+                # thread finds the lock taken (and pays a sleep and a GIL hand-over).
+                seq = self._next_seq
+                self._next_seq = seq + 1
+                item.seq = seq
+                future.number_locked(seq)
+                self._submitted += 1
+                self._live[seq] = item
+                self._backlog.push(item)
+                notify, run_here = None, False
+                wake = None if self._backlog.count <= self._workers.waking else self._pick_locked()
         if notify is not None:
             self._settle_cancelled(notify)
             if run_here:
                 self._run_in_caller(item)
         elif wake is not None:
             self._wake(wake, raise_errors=True)
-        return item.future
+        return future
+
+    def _admit_locked(self, item: WorkItem, now: float
+                      ) -> tuple[Worker | None, list[WorkItem] | None, bool]:  # fmt: skip
+        """``submit`` when shutting down or with a bounded queue: (worker to wake, items
+        to resolve as cancelled or ``None``, whether the caller runs the task itself)."""
+        if self._closing:
+            self._rejected_shutdown += 1
+            raise self._refusal_locked()
+        if self._room_locked() <= 0:
+            notify: list[WorkItem] = []
+            return None, notify, self._reject_locked(item, now, notify)
+        self._enqueue_locked(item)
+        return self._pick_locked(), None, False
 
     def submit_many(self, fn: Callable[..., Any], arg_tuples: Iterable[tuple[Any, ...]]
                     ) -> list[TaskFuture]:  # fmt: skip
@@ -251,7 +267,7 @@ class PoolEngine:
         items = [WorkItem(TaskFuture(self, 0), fn, args, {}, kind, now) for args in batch]
         if ctx is not None:
             for item in items:
-                item.trace_ctx = ctx
+                item.set_trace_context(ctx)
         run_here: list[WorkItem] = []
         notify: list[WorkItem] = []
         with self._lock:
@@ -332,9 +348,7 @@ class PoolEngine:
         self._next_seq += 1
         item.future.number_locked(seq)
         item.state = CANCELLED
-        item.fn = item.args = item.kwargs = None
-        if item.trace_ctx is not None:
-            item.trace_ctx = None
+        item.release()
         if not item.future.settle_locked(CANCELLED, None):
             notify.append(item)
         return False
@@ -501,6 +515,7 @@ class PoolEngine:
     def _work(self, w: Worker) -> None:
         """A worker thread's loop: take a task, run it, record it, repeat."""
         _owner.engine = self
+        CURRENT.holder = w  # current_task() here: the task w runs (w.item)
         w.ident = threading.get_ident()
         if not self._set_up(w):
             return
@@ -571,7 +586,8 @@ class PoolEngine:
             if leave:
                 self._leave_locked(w, counted=not w.retire)
             chain = None
-            if not park and self._backlog.count > ws.waking == 0:
+            if (not park and self._backlog.count > ws.waking == 0
+                    and (ws.idle or ws.count < self._max_workers)):  # fmt: skip
                 # More work behind this task (or a worker leaving): send the next worker.
                 chain = self._next_worker_locked()
         return item, park, leave, resolved, chain
@@ -606,9 +622,8 @@ class PoolEngine:
 
     def _execute(self, item: WorkItem, thread: str, w: Worker | None = None) -> tuple[int, Any]:
         """Run a started task (on the backend when a worker ``w`` of a pool with one runs
-        it); returns (outcome, result or exception)."""
-        previous = getattr(CURRENT, "item", None)
-        CURRENT.item = item
+        it); returns (outcome, result or exception). The thread's ``current_task()`` is
+        ``item`` already (see ``CURRENT``)."""
         span = None
         tracer = self._tracing.tracer(item.started) if item.trace_ctx is not None else None
         if tracer is not None:
@@ -629,31 +644,33 @@ class PoolEngine:
         except BaseException as exc:
             outcome = FAILED
             payload = exc
-        finally:
-            CURRENT.item = previous
         if outcome == FAILED:
-            item.error = error_info(payload)
+            item.set_error(error_info(payload))
         if span is not None:
             failed = payload if outcome == FAILED else None
-            item.trace_id = self._tracing.end(span, token, item, failed, outcome == CANCELLED)
+            item.set_trace_id(self._tracing.end(span, token, item, failed, outcome == CANCELLED))
         return outcome, payload
 
     def _engine_failed(self, item: WorkItem, exc: BaseException) -> tuple[int, Any]:
         """Outcome of a task whose run or recording failed inside poolwatch (tracing, say):
         it fails with that error, so that its future is resolved all the same."""
         log.exception("pool %r failed to run or record task %s", self.name, item.task_id)
-        item.error = error_info(exc)
+        item.set_error(error_info(exc))
         return FAILED, exc
 
     def _run_in_caller(self, item: WorkItem) -> None:
         """Run a task the ``caller_runs`` policy started in the submitting thread."""
         previous = getattr(_owner, "engine", None)
+        holder = getattr(CURRENT, "holder", None)
         _owner.engine = self
+        CURRENT.holder = Running(item)
         try:
             try:
                 outcome, payload = self._execute(item, threading.current_thread().name)
             except BaseException as exc:  # not the task's (_execute catches those)
                 outcome, payload = self._engine_failed(item, exc)
+            finally:
+                CURRENT.holder = holder
             with self._lock:
                 del self._caller_runs[item]
                 resolved = self._finish_locked(item, outcome, payload, monotonic())
@@ -667,7 +684,6 @@ class PoolEngine:
         """Record a task's end; resolves its future too when nobody watches it (returns
         True), else the caller resolves it once the lock is released."""
         item.state = outcome
-        item.finished = now
         self._active -= 1
         stats = item.kind.stats
         if outcome == SUCCEEDED:
@@ -679,24 +695,37 @@ class PoolEngine:
         else:
             self._cancelled += 1
             stats.cancelled += 1
-        run = now - item.started
+        started = item.started
+        run = now - started
         h = stats.run
         i = bisect_left(BUCKETS, run)
         h.counts[i] += 1
         h.sum += run
-        if item.trace_id:
-            h.exemplars[i] = (item.trace_id, run, now + self._services.wall_offset)
+        seq = item.seq
+        if item.marked:
+            self._finish_marked_locked(item, outcome, now, run, i)
+        else:
+            self._history.append(seq, item.kind.index, outcome, item.worker, item.submitted,
+                                 started, now, 0, False, None)  # fmt: skip
+            item.fn = item.args = item.kwargs = None
+        del self._live[seq]
+        return item.future.settle_locked(outcome, payload)
+
+    def _finish_marked_locked(self, item: WorkItem, outcome: int, now: float, run: float,
+                              bucket: int) -> None:  # fmt: skip
+        """``_finish_locked`` for a task with a rare field set (traced, failed, overdue,
+        asked to stop)."""
+        trace_id = item.trace_id
+        if trace_id:
+            exemplar = (trace_id, run, now + self._services.wall_offset)
+            item.kind.stats.run.exemplars[bucket] = exemplar
         if item.overdue_at:
             self._overdue -= 1
         self._history.append(
             item.seq, item.kind.index, outcome, item.worker, item.submitted, item.started,
-            now, item.trace_id, item.cancel_requested, item.error, item.overdue_stack,
+            now, trace_id, item.cancel_requested, item.error, item.overdue_stack,
         )  # fmt: skip
-        del self._live[item.seq]
-        item.fn = item.args = item.kwargs = None
-        if item.trace_ctx is not None:
-            item.trace_ctx = None
-        return item.future.settle_locked(outcome, payload)
+        item.release()
 
     # -- cancelling ----------------------------------------------------------------------
 
@@ -713,7 +742,7 @@ class PoolEngine:
             self._cancelled += 1
             item.kind.stats.cancelled += 1
         else:
-            item.error = error_info(failure)
+            item.set_error(error_info(failure))
             self._failed += 1
             item.kind.stats.failed += 1
         self._history.append(
@@ -721,9 +750,7 @@ class PoolEngine:
             item.cancel_requested, item.error,
         )  # fmt: skip
         del self._live[item.seq]
-        item.fn = item.args = item.kwargs = None
-        if item.trace_ctx is not None:
-            item.trace_ctx = None
+        item.release()
         return item.future.settle_locked(outcome, failure)
 
     def _tombstone_locked(self, item: WorkItem, now: float) -> bool:
@@ -922,7 +949,7 @@ class PoolEngine:
                     continue
                 run_limit = item.kind.run_timeout or self._run_timeout
                 if run_limit is not None and now - item.started > run_limit:
-                    item.overdue_at = now
+                    item.set_overdue(now)
                     self._overdue += 1
                     self._timeouts_run += 1
                     item.request_cancel(now)
@@ -941,7 +968,7 @@ class PoolEngine:
             stack = capture(item.task_id, self.name, ident, thread)
             with self._lock:
                 if item.state == RUNNING:
-                    item.overdue_stack = stack
+                    item.set_overdue_stack(stack)
 
     def _running_threads_locked(self) -> list[tuple[WorkItem, int, str]]:
         """Each running task with the ident and name of the thread running it."""
