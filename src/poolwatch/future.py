@@ -126,7 +126,9 @@ class TaskFuture(Future[Any]):
         return waiters
 
     def _watch(self) -> None:
-        if not self._watched:
+        # A future already done needs no watching: nothing will resolve it again (its
+        # state is final once set, so seeing it done without the lock is safe).
+        if not self._watched and self._state not in _DONE:
             with self._owner.lock:
                 self._watched = True
 
