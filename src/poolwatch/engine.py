@@ -634,7 +634,8 @@ class PoolEngine:
         it); returns (outcome, result or exception). The thread's ``current_task()`` is
         ``item`` already (see ``CURRENT``)."""
         span = None
-        tracer = self._tracing.tracer(item.started) if item.trace_ctx is not None else None
+        traced = item.marked and item.trace_ctx is not None
+        tracer = self._tracing.tracer(item.started) if traced else None
         if tracer is not None:
             opened = self._tracing.start(
                 tracer, item, self.name, thread, item.started - item.submitted

@@ -71,16 +71,15 @@ class WorkItem:
     it (-1 before it starts). Read-only for everyone but the pool engine.
     """
 
-    __slots__ = ("__dict__", "args", "finished", "fn", "future", "kind", "kwargs", "seq",
-                 "started", "state", "submitted", "worker")  # fmt: skip
+    __slots__ = ("__dict__", "args", "finished", "fn", "future", "kind", "kwargs", "marked",
+                 "seq", "started", "state", "submitted", "worker")  # fmt: skip
 
     seq: int  # set when the pool accepts the task
     started: float  # set when it starts
     finished: float  # set when it ends
     # Rarely set: read from these defaults until the pool sets them (in __dict__), each
-    # through a method that sets ``marked`` too, so that a task's end reads one default
-    # instead of all of them.
-    marked = False
+    # through a method that sets ``marked`` too (a slot: a cheap read), so that a task's
+    # end reads these only when one is set.
     cancel_requested = False
     cancel_requested_at = 0.0
     overdue_at = 0.0
@@ -109,6 +108,7 @@ class WorkItem:
         self.submitted = submitted
         self.state = QUEUED
         self.worker = -1
+        self.marked = False
 
     @property
     def task_id(self) -> str:
