@@ -94,17 +94,17 @@ WAYS: dict[str, Callable[[Executor, int], None]] = {
 }
 
 
-def make_executor(side: str) -> tuple[Executor, Callable[[], None]]:
+def make_executor(side: str, workers: int = 10) -> tuple[Executor, Callable[[], None]]:
     """A fresh executor of ``side`` (stdlib, poolwatch or traced) and how to dispose of it."""
     if side == "stdlib":
-        ex = ThreadPoolExecutor(10)
+        ex = ThreadPoolExecutor(workers)
         return ex, ex.shutdown
     provider = None
     if side == "traced":
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
     manager = poolwatch.PoolManager(registry=CollectorRegistry(), tracer_provider=provider)
-    pool = manager.create_pool("bench", max_workers=10, history_size=10_000)
+    pool = manager.create_pool("bench", max_workers=workers, history_size=10_000)
 
     def close() -> None:
         manager.shutdown()
@@ -217,6 +217,57 @@ def bench_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
             traced = f"{label}: poolwatch +tracing (100%, no-op export)"
             rows.append(compared_row(traced, rate["traced"], rate["stdlib"], "tasks/s",
                                      ">= 0.4x"))  # fmt: skip
+    return rows
+
+
+def cost_sample(side: str, n: int, run: bool) -> dict[str, float]:
+    """CPU to submit ``n`` tasks to a one-worker executor that cannot start them (a
+    paused pool; a stdlib worker held on an event), then, if ``run``, to run them all."""
+    ex, close = make_executor(side, workers=1)
+    per = 1e6 / max(n, 1)  # n=0 measures the fixed part (for instruction counts)
+    ex.submit(add_one, 0).result()  # the worker exists and the function is known
+    gate = threading.Event()
+    if side == "stdlib":
+        ex.submit(gate.wait)
+    else:
+        ex.pause()  # type: ignore[attr-defined]
+    gc.collect()
+    gc.disable()  # a collection would land on one side or the other by chance
+    start = time.process_time()
+    for i in range(n):
+        ex.submit(add_one, i)
+    submitted = time.process_time()
+    if not run:  # the caller exits at once, leaving the tasks queued
+        return {"submit_us": (submitted - start) * per}
+    gate.set()
+    if side != "stdlib":
+        ex.resume()  # type: ignore[attr-defined]
+    ex.shutdown(wait=True)
+    ran = time.process_time()
+    gc.enable()
+    close()
+    return {"submit_us": (submitted - start) * per, "worker_us": (ran - submitted) * per}
+
+
+def bench_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """CPU per task on each side of the queue, each sample in a fresh interpreter."""
+    n = args.tasks
+    samples: dict[str, list[dict[str, float]]] = {"stdlib": [], "poolwatch": []}
+    for r in range(args.repeats):
+        for side in ("stdlib", "poolwatch") if r % 2 == 0 else ("poolwatch", "stdlib"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--cost", side, str(n)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            samples[side].append(json.loads(out.stdout))
+    rows = []
+    for part, label in (("submit_us", "submit()"), ("worker_us", "worker, per task")):
+        std = [s[part] for s in samples["stdlib"]]
+        ours = [s[part] for s in samples["poolwatch"]]
+        rows.append(baseline_row(f"CPU of {label}: ThreadPoolExecutor", std, "us"))
+        rows.append(compared_row(f"CPU of {label}: poolwatch (stdlib / poolwatch)",
+                                 [1 / c for c in ours], [1 / c for c in std], "us", None,
+                                 value=statistics.median(ours)))  # fmt: skip
     return rows
 
 
@@ -450,6 +501,7 @@ def bench_tracing_off(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "throughput": bench_throughput,
+    "cost": bench_cost,
     "batch": bench_batch,
     "memory": bench_memory,
     "cancel": bench_cancel,
@@ -485,7 +537,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="rounds per median (default 7)")
     parser.add_argument("--cpus", default="", help="pin the run to these CPUs, e.g. 0 or 0,1")
     parser.add_argument("--sample", nargs=3, metavar=("SIDE", "WAY", "N"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cost", nargs="+", metavar="ARG",
+        help="SIDE N [submit]: one cost sample (stdlib or poolwatch; submit: do not run the "
+        "tasks), printed as JSON; under valgrind, instructions per task come from two sizes",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.cost:
+        side, n, *mode = args.cost
+        print(json.dumps(cost_sample(side, int(n), run=mode != ["submit"])))
+        sys.stdout.flush()
+        os._exit(0)  # submit-only leaves tasks behind on purpose: do not wait for them
     if args.sample:  # one throughput sample, in a child interpreter (bench_throughput)
         side, way, n = args.sample
         print(json.dumps(sample(side, way, int(n))))
