@@ -269,7 +269,8 @@ class PoolEngine:
         batch = [tuple(args) for args in arg_tuples]
         now = monotonic()
         ctx = capture_context() if self._tracing.tracer(now) is not None else None
-        items = [WorkItem(TaskFuture(self, 0), fn, args, {}, kind, now) for args in batch]
+        no_kwargs: dict[str, Any] = {}  # shared: calls unpack it, nothing changes it
+        items = [WorkItem(TaskFuture(self, 0), fn, args, no_kwargs, kind, now) for args in batch]
         if ctx is not None:
             for item in items:
                 item.set_trace_context(ctx)
@@ -285,8 +286,10 @@ class PoolEngine:
             if abort and self._room_locked() < len(items):
                 self._rejected_full += len(items)
                 raise self._full_error(f"a batch of {len(items)} tasks does not fit")
-            for item in items:
-                if self._capacity is not None and self._room_locked() <= 0:
+            if self._capacity is None:
+                self._enqueue_batch_locked(items)
+            for item in items if self._capacity is not None else ():
+                if self._room_locked() <= 0:
                     if self._reject_locked(item, now, notify):
                         run_here.append(item)
                     continue
@@ -312,6 +315,19 @@ class PoolEngine:
     def _enqueue_locked(self, item: WorkItem) -> None:
         self._track_locked(item)
         self._backlog.push(item)
+
+    def _enqueue_batch_locked(self, items: list[WorkItem]) -> None:
+        """``_enqueue_locked`` for each of ``items``, in one pass (an unbounded queue)."""
+        seq = self._next_seq
+        live = self._live
+        for item in items:
+            item.seq = seq
+            item.future.number_locked(seq)
+            live[seq] = item
+            seq += 1
+        self._next_seq = seq
+        self._submitted += len(items)
+        self._backlog.push_all(items)
 
     def _room_locked(self) -> int:
         """How many more tasks fit, counting tasks a free worker would start at once."""
