@@ -11,7 +11,9 @@ alike). A value is the median over the rounds; the ratio is the median of the pe
 ratios, and "spread" gives their range (or the value's, as +-% of its median).
 Throughput covers every common way of waiting for tasks: ``result()`` in submission
 order, ``wait(futures)``, ``as_completed()``, ``map()``, and fire-and-forget followed by
-``shutdown(wait=True)``. Results are printed as a table and written to
+``shutdown(wait=True)``, each with the process's CPU per task and its context switches
+beside the rate. The throughput and cost rows take every sample in a fresh interpreter
+(``--sample`` and ``--cost`` run one). Results are printed as a table and written to
 ``loadtest/results/bench.json``.
 """
 
@@ -22,6 +24,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -115,17 +118,20 @@ def make_executor(side: str, workers: int = 10) -> tuple[Executor, Callable[[], 
 
 
 def measure(side: str, way: Callable[[Executor, int], None], n: int) -> dict[str, float]:
-    """Tasks per second through a fresh executor of ``side`` waited for by ``way``, and the
-    process's CPU time per task (every thread, from ``time.process_time``)."""
+    """Tasks per second through a fresh executor of ``side`` waited for by ``way``, the
+    process's CPU time per task (every thread, from ``time.process_time``) and its
+    voluntary context switches per 1,000 tasks (threads sleeping on a lock or the GIL)."""
     ex, close = make_executor(side)
     try:
         gc.collect()
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
         start, cpu = time.perf_counter(), time.process_time()
         way(ex, n)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
     finally:
         close()
-    return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6}
+    return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6, "switches": switches / n * 1000}
 
 
 def sample(side: str, way_name: str, n: int) -> dict[str, float]:
@@ -204,6 +210,7 @@ def bench_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
                 samples[side].append(sample_in_child(side, label, n))
         rate = {side: [s["rate"] for s in got] for side, got in samples.items()}
         cpu = {side: [s["cpu_us"] for s in got] for side, got in samples.items()}
+        switches = {side: [s["switches"] for s in got] for side, got in samples.items()}
         rows.append(baseline_row(f"{label}: ThreadPoolExecutor(10)", rate["stdlib"], "tasks/s"))
         rows.append(compared_row(f"{label}: poolwatch history+metrics", rate["poolwatch"],
                                  rate["stdlib"], "tasks/s", ">= 1.3x"))  # fmt: skip
@@ -213,6 +220,10 @@ def bench_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
                                  [1 / c for c in cpu["poolwatch"]],
                                  [1 / c for c in cpu["stdlib"]], "us", None,
                                  value=statistics.median(cpu["poolwatch"])))  # fmt: skip
+        rows.append(row(f"{label}: context switches per 1,000 tasks, stdlib / poolwatch",
+                        statistics.median(switches["poolwatch"]), "", None, None,
+                        spread=f"{statistics.median(switches['stdlib']):.0f} / "
+                        f"{statistics.median(switches['poolwatch']):.0f}"))  # fmt: skip
         if "traced" in rate:
             traced = f"{label}: poolwatch +tracing (100%, no-op export)"
             rows.append(compared_row(traced, rate["traced"], rate["stdlib"], "tasks/s",
