@@ -734,7 +734,7 @@ class PoolEngine:
         else:
             self._history.append(seq, item.kind.index, outcome, item.worker, item.submitted,
                                  started, now, 0, False, None)  # fmt: skip
-            item.fn = item.args = item.kwargs = None
+            item.fn = item.args = item.kwargs = None  # item.release(), inline for a plain task
         del self._live[seq]
         return item.future.settle_locked(outcome, payload)
 
