@@ -186,6 +186,8 @@ class History:
 
     def find(self, seq: int) -> int | None:
         """The slot of task ``seq``, or ``None`` if it was never here or was evicted."""
+        if seq <= 0:  # never a task's number; the slots reserved ahead of use hold 0
+            return None
         try:
             return self._seq.index(seq)  # a scan in C: about 1 ms per million entries
         except ValueError:

@@ -268,6 +268,16 @@ class TestHistory:
         assert page.total == size
         assert [t.id for t in page.items] == [f.task_id for f in reversed(kept)]
 
+    def test_task_number_zero_is_never_found(self, make_pool: Any, manager: Any) -> None:
+        # The history reserves slots ahead of use; an id naming task 0 finds none of them.
+        pool = make_pool(1, history_size=1000)
+        fut = pool.submit(noop)
+        fut.result(timeout=10)
+        uid = fut.task_id.split("-")[0]
+        assert manager.get_task(fut.task_id).id == fut.task_id
+        with pytest.raises(KeyError):
+            manager.get_task(f"{uid}-0")
+
     def test_bounded_with_counters_intact(self, make_pool: Any, manager: Any) -> None:
         pool = make_pool(1, history_size=5)
         futures = [pool.submit(noop) for _ in range(9)]
