@@ -68,6 +68,20 @@ class FutureOwner(Protocol):
     def cancel_queued(self, seq: int) -> bool: ...
 
 
+class _NoWaiters(list[Any]):
+    """The waiter list of every future already done: nothing will ever wake a waiter
+    through one, so ``wait`` and ``as_completed`` install theirs into nothing."""
+
+    def append(self, waiter: Any) -> None:
+        pass
+
+    def remove(self, waiter: Any) -> None:
+        pass
+
+
+_NO_WAITERS = _NoWaiters()
+
+
 class _Wakeup:
     """A waiter for one thread blocked in ``result()`` or ``exception()``."""
 
@@ -119,9 +133,11 @@ class TaskFuture(Future[Any]):
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
         # Read and changed by wait() and as_completed() with the shared lock held.
-        self._watch()
         waiters = self._wlist
         if waiters is None:
+            if self._state in _DONE:
+                return _NO_WAITERS  # nothing will wake a waiter through a future done
+            self._watch()
             waiters = self._wlist = []
         return waiters
 
