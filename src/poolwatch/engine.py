@@ -28,7 +28,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass
-from time import monotonic
+from time import monotonic, sleep
 from typing import Any
 
 from .accounting import BUCKETS, Histogram, PoolSnapshot, TaskKind, TaskKinds
@@ -54,6 +54,33 @@ _ID_RE = re.compile(r"^([0-9a-f]{1,12})-([0-9a-f]{1,16})$")
 _BROKEN = "A thread initializer failed, the thread pool is not usable anymore"
 _owner = threading.local()  # .engine: the engine whose worker (or caller_runs task) this is
 _interpreter_exiting = False
+_SPINS = 64  # yields before sleeping on a contended pool lock (a few to 60 are typical)
+
+try:
+    from os import sched_yield as _yield_cpu
+except ImportError:  # not on every platform: a zero sleep also lets other threads run
+
+    def _yield_cpu() -> None:
+        sleep(0)
+
+
+def _acquire_contended(lock: threading.Lock) -> None:
+    """Take ``lock`` after a non-blocking try failed, without sleeping on it at first.
+
+    Under the GIL, a running thread that finds the pool's lock taken has met a holder
+    that lost the GIL while it held it. A thread that sleeps on the lock is woken when it
+    is released and takes it before it has the GIL back; the thread still running then
+    sleeps on the lock in turn, and the two trade places through the kernel on every
+    task (a convoy). Yielding the CPU (and the GIL) lets the holder finish and release
+    the lock instead, and the lock is then taken by a thread that is running. After a
+    few tries the thread sleeps on the lock. Without a GIL this is a bounded spin before
+    blocking: the lock alone decides who enters, either way.
+    """
+    for _ in range(_SPINS):
+        _yield_cpu()  # releases the GIL, so the holder can run
+        if lock.acquire(False):
+            return
+    lock.acquire()
 
 
 def parse_task_id(task_id: object) -> tuple[int, int] | None:
@@ -223,7 +250,8 @@ class PoolEngine:
             item.set_trace_context(capture_context())
         # acquire/release rather than ``with``: on the hot path the difference shows.
         lock = self._lock
-        lock.acquire()
+        if not lock.acquire(False):
+            _acquire_contended(lock)
         try:
             if self._closing or self._capacity is not None:
                 wake, notify, run_here = self._admit_locked(item, now)
@@ -576,7 +604,8 @@ class PoolEngine:
         """Record ``done`` and choose the worker's next step in one hold of the lock:
         (next item, park, leave, whether ``done`` is resolved, a worker to wake)."""
         lock = self._lock
-        lock.acquire()
+        if not lock.acquire(False):
+            _acquire_contended(lock)
         try:
             now = monotonic()
             resolved = False
