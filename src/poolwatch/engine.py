@@ -55,6 +55,7 @@ _BROKEN = "A thread initializer failed, the thread pool is not usable anymore"
 _owner = threading.local()  # .engine: the engine whose worker (or caller_runs task) this is
 _interpreter_exiting = False
 _SPINS = 64  # yields before sleeping on a contended pool lock (a few to 60 are typical)
+_SPIN_SECONDS = 0.0005  # nor longer than this: a busy machine may run others on a yield
 
 try:
     from os import sched_yield as _yield_cpu
@@ -73,13 +74,17 @@ def _acquire_contended(lock: threading.Lock) -> None:
     sleeps on the lock in turn, and the two trade places through the kernel on every
     task (a convoy). Yielding the CPU (and the GIL) lets the holder finish and release
     the lock instead, and the lock is then taken by a thread that is running. After a
-    few tries the thread sleeps on the lock. Without a GIL this is a bounded spin before
-    blocking: the lock alone decides who enters, either way.
+    few tries, or once a yield gave the CPU to other processes for long, the thread
+    sleeps on the lock. Without a GIL this is a bounded spin before blocking: the lock
+    alone decides who enters, either way.
     """
+    give_up = monotonic() + _SPIN_SECONDS
     for _ in range(_SPINS):
         _yield_cpu()  # releases the GIL, so the holder can run
         if lock.acquire(False):
             return
+        if monotonic() > give_up:
+            break
     lock.acquire()
 
 
