@@ -3,7 +3,9 @@
 The design, in short:
 
 - One lock per pool guards everything that changes (queue, counters, workers, history).
-  Correctness never leans on the GIL.
+  Correctness never leans on the GIL. On the hot paths (submit, a worker's step) a thread
+  that finds the lock taken yields and retries before it sleeps on it, so that threads
+  do not queue on the lock behind the GIL (``_acquire_contended``).
 - A task is a ``WorkItem`` (what to run, and its record) and a ``TaskFuture``. Queued
   items wait in a deque; cancelling one marks it and leaves a tombstone that workers
   skip, so a cancel is O(1).
