@@ -14,7 +14,9 @@ alike). A value is the median over the rounds; the ratio is the median of the pe
 ratios, and "spread" gives their range (or the value's, as +-% of its median).
 Throughput covers every common way of waiting for tasks: ``result()`` in submission
 order, ``wait(futures)``, ``as_completed()``, ``map()``, and fire-and-forget followed by
-``shutdown(wait=True)``. Results are printed as a table and written to
+``shutdown(wait=True)``, each with the process's CPU per task and its context switches
+beside the rate. The throughput and cost rows take every sample in a fresh interpreter
+(``--sample`` and ``--cost`` run one). Results are printed as a table and written to
 ``loadtest/results/bench.json``.
 """
 
@@ -25,7 +27,9 @@ import gc
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -97,30 +101,57 @@ WAYS: dict[str, Callable[[Executor, int], None]] = {
 }
 
 
-def stdlib_rate(way: Callable[[Executor, int], None], n: int) -> float:
-    """Tasks per second through a fresh ``ThreadPoolExecutor(10)``, waited for by ``way``."""
-    with ThreadPoolExecutor(10) as ex:
-        start = time.perf_counter()
-        way(ex, n)
-        return n / (time.perf_counter() - start)
-
-
-def poolwatch_rate(way: Callable[[Executor, int], None], n: int, *, traced: bool) -> float:
-    """The same through a fresh managed pool: history, metrics and (optionally) tracing."""
+def make_executor(side: str, workers: int = 10) -> tuple[Executor, Callable[[], None]]:
+    """A fresh executor of ``side`` (stdlib, poolwatch or traced) and how to dispose of it."""
+    if side == "stdlib":
+        ex = ThreadPoolExecutor(workers)
+        return ex, ex.shutdown
     provider = None
-    if traced:
+    if side == "traced":
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(NoopExporter()))
     manager = poolwatch.PoolManager(registry=CollectorRegistry(), tracer_provider=provider)
-    try:
-        pool = manager.create_pool("bench", max_workers=10, history_size=10_000)
-        start = time.perf_counter()
-        way(pool, n)
-        return n / (time.perf_counter() - start)
-    finally:
+    pool = manager.create_pool("bench", max_workers=workers, history_size=10_000)
+
+    def close() -> None:
         manager.shutdown()
         if provider is not None:
             provider.shutdown()
+
+    return pool, close
+
+
+def measure(side: str, way: Callable[[Executor, int], None], n: int) -> dict[str, float]:
+    """Tasks per second through a fresh executor of ``side`` waited for by ``way``, the
+    process's CPU time per task (every thread, from ``time.process_time``) and its
+    voluntary context switches per 1,000 tasks (threads sleeping on a lock or the GIL)."""
+    ex, close = make_executor(side)
+    try:
+        gc.collect()
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+        start, cpu = time.perf_counter(), time.process_time()
+        way(ex, n)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
+    finally:
+        close()
+    return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6, "switches": switches / n * 1000}
+
+
+def sample(side: str, way_name: str, n: int) -> dict[str, float]:
+    """One throughput sample in this interpreter: a warm-up run, then the measured one."""
+    measure(side, WAYS[way_name], min(n, 2_000))
+    return measure(side, WAYS[way_name], n)
+
+
+def sample_in_child(side: str, way_name: str, n: int) -> dict[str, float]:
+    """``sample`` in a fresh interpreter: no side inherits the other's threads, heap or
+    warmed caches, and each starts its workers from nothing."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--sample", side, way_name, str(n)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 # -- rounds -------------------------------------------------------------------------------
@@ -147,11 +178,19 @@ def baseline_row(name: str, samples: list[float], unit: str) -> dict[str, Any]:
 
 
 def compared_row(
-    name: str, samples: list[float], base: list[float], unit: str, target: str | None
+    name: str,
+    samples: list[float],
+    base: list[float],
+    unit: str,
+    target: str | None,
+    *,
+    value: float | None = None,
 ) -> dict[str, Any]:
-    """A row against ``base``: median value, median and range of the per-round ratios."""
+    """A row against ``base``: median value (unless given), median and range of the
+    per-round ratios."""
     ratios = [s / b for s, b in zip(samples, base, strict=True)]
-    return row(name, statistics.median(samples), unit, statistics.median(ratios), target,
+    shown = statistics.median(samples) if value is None else value
+    return row(name, shown, unit, statistics.median(ratios), target,
                spread=f"{min(ratios):.2f}-{max(ratios):.2f}x")  # fmt: skip
 
 
@@ -159,24 +198,91 @@ def compared_row(
 
 
 def bench_throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Each way of waiting, stdlib and poolwatch side by side; tracing on ``result()``."""
+    """Each way of waiting, stdlib and poolwatch side by side; tracing on ``result()``.
+
+    Every sample runs in a fresh interpreter. Each round takes one sample of every side
+    for every way, the sides in an order that flips every round; a value is the median
+    of the rounds and a ratio the median of the per-round ratios.
+    """
     n = args.tasks
     rows = []
     for label, way in WAYS.items():
-        fns: dict[str, Callable[[], float]] = {
-            "stdlib": lambda way=way: stdlib_rate(way, n),  # type: ignore[misc]
-            "poolwatch": lambda way=way: poolwatch_rate(way, n, traced=False),  # type: ignore[misc]
-        }
-        if way is wait_results:
-            fns["traced"] = lambda: poolwatch_rate(wait_results, n, traced=True)
-        samples = rounds(args.repeats, fns)
-        base = samples["stdlib"]
-        rows.append(baseline_row(f"{label}: ThreadPoolExecutor(10)", base, "tasks/s"))
-        rows.append(compared_row(f"{label}: poolwatch history+metrics", samples["poolwatch"],
-                                 base, "tasks/s", ">= 1.3x"))  # fmt: skip
-        if "traced" in samples:
-            rows.append(compared_row(f"{label}: poolwatch +tracing (100%, no-op export)",
-                                     samples["traced"], base, "tasks/s", ">= 0.4x"))  # fmt: skip
+        sides = ["stdlib", "poolwatch"] + (["traced"] if way is wait_results else [])
+        samples: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+        for r in range(args.repeats):
+            for side in sides if r % 2 == 0 else sides[::-1]:
+                samples[side].append(sample_in_child(side, label, n))
+        rate = {side: [s["rate"] for s in got] for side, got in samples.items()}
+        cpu = {side: [s["cpu_us"] for s in got] for side, got in samples.items()}
+        switches = {side: [s["switches"] for s in got] for side, got in samples.items()}
+        rows.append(baseline_row(f"{label}: ThreadPoolExecutor(10)", rate["stdlib"], "tasks/s"))
+        rows.append(compared_row(f"{label}: poolwatch history+metrics", rate["poolwatch"],
+                                 rate["stdlib"], "tasks/s", ">= 1.3x"))  # fmt: skip
+        # CPU per task: what the GIL lets a thread pool reach on any number of cores; the
+        # ratio is the stdlib's CPU over poolwatch's (higher is better, as for rates).
+        rows.append(compared_row(f"{label}: CPU per task, poolwatch (stdlib / poolwatch)",
+                                 [1 / c for c in cpu["poolwatch"]],
+                                 [1 / c for c in cpu["stdlib"]], "us", None,
+                                 value=statistics.median(cpu["poolwatch"])))  # fmt: skip
+        rows.append(row(f"{label}: context switches per 1,000 tasks, stdlib / poolwatch",
+                        statistics.median(switches["poolwatch"]), "", None, None,
+                        spread=f"{statistics.median(switches['stdlib']):.0f} / "
+                        f"{statistics.median(switches['poolwatch']):.0f}"))  # fmt: skip
+        if "traced" in rate:
+            traced = f"{label}: poolwatch +tracing (100%, no-op export)"
+            rows.append(compared_row(traced, rate["traced"], rate["stdlib"], "tasks/s",
+                                     ">= 0.4x"))  # fmt: skip
+    return rows
+
+
+def cost_sample(side: str, n: int, run: bool) -> dict[str, float]:
+    """CPU to submit ``n`` tasks to a one-worker executor that cannot start them (a
+    paused pool; a stdlib worker held on an event), then, if ``run``, to run them all."""
+    ex, close = make_executor(side, workers=1)
+    per = 1e6 / max(n, 1)  # n=0 measures the fixed part (for instruction counts)
+    ex.submit(add_one, 0).result()  # the worker exists and the function is known
+    gate = threading.Event()
+    if side == "stdlib":
+        ex.submit(gate.wait)
+    else:
+        ex.pause()  # type: ignore[attr-defined]
+    gc.collect()
+    gc.disable()  # a collection would land on one side or the other by chance
+    start = time.process_time()
+    for i in range(n):
+        ex.submit(add_one, i)
+    submitted = time.process_time()
+    if not run:  # the caller exits at once, leaving the tasks queued
+        return {"submit_us": (submitted - start) * per}
+    gate.set()
+    if side != "stdlib":
+        ex.resume()  # type: ignore[attr-defined]
+    ex.shutdown(wait=True)
+    ran = time.process_time()
+    gc.enable()
+    close()
+    return {"submit_us": (submitted - start) * per, "worker_us": (ran - submitted) * per}
+
+
+def bench_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """CPU per task on each side of the queue, each sample in a fresh interpreter."""
+    n = args.tasks
+    samples: dict[str, list[dict[str, float]]] = {"stdlib": [], "poolwatch": []}
+    for r in range(args.repeats):
+        for side in ("stdlib", "poolwatch") if r % 2 == 0 else ("poolwatch", "stdlib"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--cost", side, str(n)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            samples[side].append(json.loads(out.stdout))
+    rows = []
+    for part, label in (("submit_us", "submit()"), ("worker_us", "worker, per task")):
+        std = [s[part] for s in samples["stdlib"]]
+        ours = [s[part] for s in samples["poolwatch"]]
+        rows.append(baseline_row(f"CPU of {label}: ThreadPoolExecutor", std, "us"))
+        rows.append(compared_row(f"CPU of {label}: poolwatch (stdlib / poolwatch)",
+                                 [1 / c for c in ours], [1 / c for c in std], "us", None,
+                                 value=statistics.median(ours)))  # fmt: skip
     return rows
 
 
@@ -427,6 +533,7 @@ def bench_dask(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 BENCHES: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "throughput": bench_throughput,
+    "cost": bench_cost,
     "batch": bench_batch,
     "memory": bench_memory,
     "cancel": bench_cancel,
@@ -465,7 +572,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help=f"comma-separated rows of: {', '.join(BENCHES)}")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per median (default 7)")
     parser.add_argument("--cpus", default="", help="pin the run to these CPUs, e.g. 0 or 0,1")
+    parser.add_argument("--sample", nargs=3, metavar=("SIDE", "WAY", "N"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cost", nargs="+", metavar="ARG",
+        help="SIDE N [submit]: one cost sample (stdlib or poolwatch; submit: do not run the "
+        "tasks), printed as JSON; under valgrind, instructions per task come from two sizes",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.cost:
+        side, n, *mode = args.cost
+        print(json.dumps(cost_sample(side, int(n), run=mode != ["submit"])))
+        sys.stdout.flush()
+        os._exit(0)  # submit-only leaves tasks behind on purpose: do not wait for them
+    if args.sample:  # one throughput sample, in a child interpreter (bench_throughput)
+        side, way, n = args.sample
+        print(json.dumps(sample(side, way, int(n))))
+        return 0
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     args.repeats = args.repeats or (3 if args.quick else 7)

@@ -31,6 +31,10 @@ class Backlog:
         self._items.append(item)
         self.count += 1
 
+    def push_all(self, items: list[WorkItem]) -> None:
+        self._items.extend(items)
+        self.count += len(items)
+
     def pop(self) -> WorkItem | None:
         """Take the oldest queued item, or ``None`` when nothing is queued."""
         items = self._items

@@ -3,7 +3,9 @@
 The design, in short:
 
 - One lock per pool guards everything that changes (queue, counters, workers, history).
-  Correctness never leans on the GIL.
+  Correctness never leans on the GIL. On the hot paths (submit, a worker's step) a thread
+  that finds the lock taken yields and retries before it sleeps on it, so that threads
+  do not queue on the lock behind the GIL (``_acquire_contended``).
 - A task is a ``WorkItem`` (what to run, and its record) and a ``TaskFuture``. Queued
   items wait in a deque; cancelling one marks it and leaves a tombstone that workers
   skip, so a cancel is O(1).
@@ -28,7 +30,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass
-from time import monotonic
+from time import monotonic, sleep
 from typing import Any
 
 from .accounting import BUCKETS, Histogram, PoolSnapshot, TaskKind, TaskKinds
@@ -41,7 +43,7 @@ from .records import PoolState, PoolStats, TaskInfo
 from .states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from .tracing import Tracing, capture_context
 from .views import PoolReader, find_info
-from .work import CURRENT, WorkItem
+from .work import CURRENT, Running, WorkItem
 from .workers import Worker, WorkerSet
 
 __all__ = ["EngineServices", "PoolEngine", "interpreter_exiting", "parse_task_id"]
@@ -54,6 +56,38 @@ _ID_RE = re.compile(r"^([0-9a-f]{1,12})-([0-9a-f]{1,16})$")
 _BROKEN = "A thread initializer failed, the thread pool is not usable anymore"
 _owner = threading.local()  # .engine: the engine whose worker (or caller_runs task) this is
 _interpreter_exiting = False
+_SPINS = 64  # yields before sleeping on a contended pool lock (a few to 60 are typical)
+_SPIN_SECONDS = 0.0005  # nor longer than this: a busy machine may run others on a yield
+
+try:
+    from os import sched_yield as _yield_cpu
+except ImportError:  # not on every platform: a zero sleep also lets other threads run
+
+    def _yield_cpu() -> None:
+        sleep(0)
+
+
+def _acquire_contended(lock: threading.Lock) -> None:
+    """Take ``lock`` after a non-blocking try failed, without sleeping on it at first.
+
+    Under the GIL, a running thread that finds the pool's lock taken has met a holder
+    that lost the GIL while it held it. A thread that sleeps on the lock is woken when it
+    is released and takes it before it has the GIL back; the thread still running then
+    sleeps on the lock in turn, and the two trade places through the kernel on every
+    task (a convoy). Yielding the CPU (and the GIL) lets the holder finish and release
+    the lock instead, and the lock is then taken by a thread that is running. After a
+    few tries, or once a yield gave the CPU to other processes for long, the thread
+    sleeps on the lock. Without a GIL this is a bounded spin before blocking: the lock
+    alone decides who enters, either way.
+    """
+    give_up = monotonic() + _SPIN_SECONDS
+    for _ in range(_SPINS):
+        _yield_cpu()  # releases the GIL, so the holder can run
+        if lock.acquire(False):
+            return
+        if monotonic() > give_up:
+            break
+    lock.acquire()
 
 
 def parse_task_id(task_id: object) -> tuple[int, int] | None:
@@ -217,31 +251,53 @@ class PoolEngine:
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                ) -> TaskFuture:  # fmt: skip
-        kind = self._kind_for(fn)
+        kind = self._kinds.lookup(fn) or self._kind_for(fn)
         now = monotonic()
-        item = WorkItem(TaskFuture(self, 0), fn, args, kwargs, kind, now)
+        future = TaskFuture(self, 0)
+        item = WorkItem(future, fn, args, kwargs, kind, now)
         if self._tracing.tracer(now) is not None:
-            item.trace_ctx = capture_context()
-        wake: Worker | None = None
-        notify: list[WorkItem] | None = None  # made only when the queue is full
-        run_here = False
-        with self._lock:
-            if self._closing:
-                self._count_refused_locked(1)
-                raise self._refusal_locked()
-            if self._capacity is not None and self._room_locked() <= 0:
-                notify = []
-                run_here = self._reject_locked(item, now, notify)
+            item.set_trace_context(capture_context())
+        # acquire/release rather than ``with``: on the hot path the difference shows.
+        lock = self._lock
+        if not lock.acquire(False):
+            _acquire_contended(lock)
+        try:
+            if self._closing or self._capacity is not None:
+                wake, notify, run_here = self._admit_locked(item, now)
             else:
-                self._enqueue_locked(item)
-                wake = self._pick_locked()
+                # The common case, inline: the shorter the hold, the less often another
+                # thread finds the lock taken (and pays a sleep and a GIL hand-over).
+                seq = self._next_seq
+                self._next_seq = seq + 1
+                item.seq = seq
+                future.number_locked(seq)
+                self._submitted += 1
+                self._live[seq] = item
+                self._backlog.push(item)
+                notify, run_here = None, False
+                wake = None if self._backlog.count <= self._workers.waking else self._pick_locked()
+        finally:
+            lock.release()
         if notify is not None:
             self._settle_cancelled(notify)
             if run_here:
                 self._run_in_caller(item)
         elif wake is not None:
             self._wake(wake, raise_errors=True)
-        return item.future
+        return future
+
+    def _admit_locked(self, item: WorkItem, now: float
+                      ) -> tuple[Worker | None, list[WorkItem] | None, bool]:  # fmt: skip
+        """``submit`` when shutting down or with a bounded queue: (worker to wake, items
+        to resolve as cancelled or ``None``, whether the caller runs the task itself)."""
+        if self._closing:
+            self._count_refused_locked(1)
+            raise self._refusal_locked()
+        if self._room_locked() <= 0:
+            notify: list[WorkItem] = []
+            return None, notify, self._reject_locked(item, now, notify)
+        self._enqueue_locked(item)
+        return self._pick_locked(), None, False
 
     def submit_many(self, fn: Callable[..., Any], arg_tuples: Iterable[tuple[Any, ...]]
                     ) -> list[TaskFuture]:  # fmt: skip
@@ -250,10 +306,11 @@ class PoolEngine:
         batch = [tuple(args) for args in arg_tuples]
         now = monotonic()
         ctx = capture_context() if self._tracing.tracer(now) is not None else None
-        items = [WorkItem(TaskFuture(self, 0), fn, args, {}, kind, now) for args in batch]
+        no_kwargs: dict[str, Any] = {}  # shared: calls unpack it, nothing changes it
+        items = [WorkItem(TaskFuture(self, 0), fn, args, no_kwargs, kind, now) for args in batch]
         if ctx is not None:
             for item in items:
-                item.trace_ctx = ctx
+                item.set_trace_context(ctx)
         run_here: list[WorkItem] = []
         notify: list[WorkItem] = []
         with self._lock:
@@ -266,8 +323,10 @@ class PoolEngine:
             if abort and self._room_locked() < len(items):
                 self._rejected_full += len(items)
                 raise self._full_error(f"a batch of {len(items)} tasks does not fit")
-            for item in items:
-                if self._capacity is not None and self._room_locked() <= 0:
+            if self._capacity is None:
+                self._enqueue_batch_locked(items)
+            for item in items if self._capacity is not None else ():
+                if self._room_locked() <= 0:
                     if self._reject_locked(item, now, notify):
                         run_here.append(item)
                     continue
@@ -293,6 +352,19 @@ class PoolEngine:
     def _enqueue_locked(self, item: WorkItem) -> None:
         self._track_locked(item)
         self._backlog.push(item)
+
+    def _enqueue_batch_locked(self, items: list[WorkItem]) -> None:
+        """``_enqueue_locked`` for each of ``items``, in one pass (an unbounded queue)."""
+        seq = self._next_seq
+        live = self._live
+        for item in items:
+            item.seq = seq
+            item.future.number_locked(seq)
+            live[seq] = item
+            seq += 1
+        self._next_seq = seq
+        self._submitted += len(items)
+        self._backlog.push_all(items)
 
     def _room_locked(self) -> int:
         """How many more tasks fit, counting tasks a free worker would start at once."""
@@ -334,9 +406,7 @@ class PoolEngine:
         self._next_seq += 1
         item.future.number_locked(seq)
         item.state = CANCELLED
-        item.fn = item.args = item.kwargs = None
-        if item.trace_ctx is not None:
-            item.trace_ctx = None
+        item.release()
         if not item.future.settle_locked(CANCELLED, None):
             notify.append(item)
         return False
@@ -510,6 +580,7 @@ class PoolEngine:
     def _work(self, w: Worker) -> None:
         """A worker thread's loop: take a task, run it, record it, repeat."""
         _owner.engine = self
+        CURRENT.holder = w  # current_task() here: the task w runs (w.item)
         w.ident = threading.get_ident()
         if not self._set_up(w):
             return
@@ -548,7 +619,10 @@ class PoolEngine:
     ) -> tuple[WorkItem | None, bool, bool, bool, Worker | None]:
         """Record ``done`` and choose the worker's next step in one hold of the lock:
         (next item, park, leave, whether ``done`` is resolved, a worker to wake)."""
-        with self._lock:
+        lock = self._lock
+        if not lock.acquire(False):
+            _acquire_contended(lock)
+        try:
             now = monotonic()
             resolved = False
             if done is not None:
@@ -580,9 +654,12 @@ class PoolEngine:
             if leave:
                 self._leave_locked(w, counted=not w.retire)
             chain = None
-            if not park and self._backlog.count > ws.waking == 0:
+            if (not park and self._backlog.count > ws.waking == 0
+                    and (ws.idle or ws.count < self._max_workers)):  # fmt: skip
                 # More work behind this task (or a worker leaving): send the next worker.
                 chain = self._next_worker_locked()
+        finally:
+            lock.release()
         return item, park, leave, resolved, chain
 
     def _start_locked(self, item: WorkItem, worker: int, now: float) -> None:
@@ -615,11 +692,11 @@ class PoolEngine:
 
     def _execute(self, item: WorkItem, thread: str, w: Worker | None = None) -> tuple[int, Any]:
         """Run a started task (on the backend when a worker ``w`` of a pool with one runs
-        it); returns (outcome, result or exception)."""
-        previous = getattr(CURRENT, "item", None)
-        CURRENT.item = item
+        it); returns (outcome, result or exception). The thread's ``current_task()`` is
+        ``item`` already (see ``CURRENT``)."""
         span = None
-        tracer = self._tracing.tracer(item.started) if item.trace_ctx is not None else None
+        traced = item.marked and item.trace_ctx is not None
+        tracer = self._tracing.tracer(item.started) if traced else None
         if tracer is not None:
             opened = self._tracing.start(
                 tracer, item, self.name, thread, item.started - item.submitted
@@ -638,33 +715,35 @@ class PoolEngine:
         except BaseException as exc:
             outcome = FAILED
             payload = exc
-        finally:
-            CURRENT.item = previous
         if outcome == FAILED or (
             outcome == CANCELLED and isinstance(payload, TaskInterruptedError)
         ):
-            item.error = error_info(payload)  # a task interrupted keeps why in its record
+            item.set_error(error_info(payload))  # a task interrupted keeps why in its record
         if span is not None:
             failed = payload if outcome == FAILED else None
-            item.trace_id = self._tracing.end(span, token, item, failed, outcome == CANCELLED)
+            item.set_trace_id(self._tracing.end(span, token, item, failed, outcome == CANCELLED))
         return outcome, payload
 
     def _engine_failed(self, item: WorkItem, exc: BaseException) -> tuple[int, Any]:
         """Outcome of a task whose run or recording failed inside poolwatch (tracing, say):
         it fails with that error, so that its future is resolved all the same."""
         log.exception("pool %r failed to run or record task %s", self.name, item.task_id)
-        item.error = error_info(exc)
+        item.set_error(error_info(exc))
         return FAILED, exc
 
     def _run_in_caller(self, item: WorkItem) -> None:
         """Run a task the ``caller_runs`` policy started in the submitting thread."""
         previous = getattr(_owner, "engine", None)
+        holder = getattr(CURRENT, "holder", None)
         _owner.engine = self
+        CURRENT.holder = Running(item)
         try:
             try:
                 outcome, payload = self._execute(item, threading.current_thread().name)
             except BaseException as exc:  # not the task's (_execute catches those)
                 outcome, payload = self._engine_failed(item, exc)
+            finally:
+                CURRENT.holder = holder
             with self._lock:
                 del self._caller_runs[item]
                 resolved = self._finish_locked(item, outcome, payload, monotonic())
@@ -690,24 +769,37 @@ class PoolEngine:
         else:
             self._cancelled += 1
             stats.cancelled += 1
-        run = now - item.started
+        started = item.started
+        run = now - started
         h = stats.run
         i = bisect_left(BUCKETS, run)
         h.counts[i] += 1
         h.sum += run
-        if item.trace_id:
-            h.exemplars[i] = (item.trace_id, run, now + self._services.wall_offset)
+        seq = item.seq
+        if item.marked:
+            self._finish_marked_locked(item, outcome, now, run, i)
+        else:
+            self._history.append(seq, item.kind.index, outcome, item.worker, item.submitted,
+                                 started, now, 0, False, None)  # fmt: skip
+            item.fn = item.args = item.kwargs = None  # item.release(), inline for a plain task
+        del self._live[seq]
+        return item.future.settle_locked(outcome, payload)
+
+    def _finish_marked_locked(self, item: WorkItem, outcome: int, now: float, run: float,
+                              bucket: int) -> None:  # fmt: skip
+        """``_finish_locked`` for a task with a rare field set (traced, failed, overdue,
+        asked to stop)."""
+        trace_id = item.trace_id
+        if trace_id:
+            exemplar = (trace_id, run, now + self._services.wall_offset)
+            item.kind.stats.run.exemplars[bucket] = exemplar
         if item.overdue_at:
             self._overdue -= 1
         self._history.append(
             item.seq, item.kind.index, outcome, item.worker, item.submitted, item.started,
-            now, item.trace_id, item.cancel_requested, item.error, item.overdue_stack,
+            now, trace_id, item.cancel_requested, item.error, item.overdue_stack,
         )  # fmt: skip
-        del self._live[item.seq]
-        item.fn = item.args = item.kwargs = None
-        if item.trace_ctx is not None:
-            item.trace_ctx = None
-        return item.future.settle_locked(outcome, payload)
+        item.release()
 
     # -- cancelling ----------------------------------------------------------------------
 
@@ -724,7 +816,7 @@ class PoolEngine:
             self._cancelled += 1
             item.kind.stats.cancelled += 1
         else:
-            item.error = error_info(failure)
+            item.set_error(error_info(failure))
             self._failed += 1
             item.kind.stats.failed += 1
         self._history.append(
@@ -732,9 +824,7 @@ class PoolEngine:
             item.cancel_requested, item.error,
         )  # fmt: skip
         del self._live[item.seq]
-        item.fn = item.args = item.kwargs = None
-        if item.trace_ctx is not None:
-            item.trace_ctx = None
+        item.release()
         return item.future.settle_locked(outcome, failure)
 
     def _tombstone_locked(self, item: WorkItem, now: float) -> bool:
@@ -944,7 +1034,7 @@ class PoolEngine:
                     continue
                 run_limit = item.kind.run_timeout or self._run_timeout
                 if run_limit is not None and now - item.started > run_limit:
-                    item.overdue_at = now
+                    item.set_overdue(now)
                     self._overdue += 1
                     self._timeouts_run += 1
                     self._request_cancel_locked(item, now)
@@ -963,7 +1053,7 @@ class PoolEngine:
             stack = capture(item.task_id, self.name, ident, thread)
             with self._lock:
                 if item.state == RUNNING:
-                    item.overdue_stack = stack
+                    item.set_overdue_stack(stack)
 
     def _running_threads_locked(self) -> list[tuple[WorkItem, int, str]]:
         """Each running task with the ident and name of the thread running it."""

@@ -72,6 +72,20 @@ class FutureOwner(Protocol):
     def cancel(self, seq: int) -> str | None: ...
 
 
+class _NoWaiters(list[Any]):
+    """The waiter list of every future already done: nothing will ever wake a waiter
+    through one, so ``wait`` and ``as_completed`` install theirs into nothing."""
+
+    def append(self, waiter: Any) -> None:
+        pass
+
+    def remove(self, waiter: Any) -> None:
+        pass
+
+
+_NO_WAITERS = _NoWaiters()
+
+
 class _Wakeup:
     """A waiter for one thread blocked in ``result()`` or ``exception()``."""
 
@@ -136,14 +150,18 @@ class TaskFuture(Future[Any]):
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
         # Read and changed by wait() and as_completed() with the shared lock held.
-        self._watch()
         waiters = self._wlist
         if waiters is None:
+            if self._state in _DONE:
+                return _NO_WAITERS  # nothing will wake a waiter through a future done
+            self._watch()
             waiters = self._wlist = []
         return waiters
 
     def _watch(self) -> None:
-        if not self._watched:
+        # A future already done needs no watching: nothing will resolve it again (its
+        # state is final once set, so seeing it done without the lock is safe).
+        if not self._watched and self._state not in _DONE:
             with self._owner.lock:
                 self._watched = True
 

@@ -24,6 +24,7 @@ NAN = math.nan
 
 _TRACEBACK_LIMIT = 8192  # characters kept of a failed task's traceback
 _MESSAGE_LIMIT = 2048
+_FIRST_CHUNK = 64  # slots reserved by the first append; then the arrays double
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,27 +111,33 @@ class History:
         """Record a finished task, evicting the oldest entry when full.
 
         ``started`` is NaN for a task that never started; ``trace_id`` 0 for none.
+        One path for every append: the arrays grow in chunks ahead of use, so a slot is
+        always written in place (this runs under the pool's lock for every task).
         """
-        if self.capacity == 0:
-            return
-        counts = self._counts
-        need = (kind + 1) * N_STATES
-        if len(counts) < need:
-            counts.extend([0] * (need - len(counts)))
-        counts[kind * N_STATES + state] += 1
         n = self.appended
+        cap = self.capacity
+        if n < cap:
+            slot = n
+            if slot == len(self._seq):
+                if cap == 0:
+                    return
+                self._reserve(min(cap, max(_FIRST_CHUNK, 2 * slot)))
+        else:
+            slot = n % cap
+            # Evict the oldest entry.
+            self._counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
+            if self._errors or self._stacks:
+                self._errors.pop(slot, None)
+                self._stacks.pop(slot, None)
+            if self._trace[2 * slot] or self._trace[2 * slot + 1]:
+                self._trace[2 * slot] = self._trace[2 * slot + 1] = 0
         self.appended = n + 1
-        if n < self.capacity:
-            self._grow(seq, kind, state, worker, submitted, started, finished, trace_id,
-                       cancel_requested, error, overdue_stack)  # fmt: skip
-            return
-        slot = n % self.capacity
-        counts[self._kind[slot] * N_STATES + self._state[slot]] -= 1
-        errors, stacks = self._errors, self._stacks
-        if errors:
-            errors.pop(slot, None)
-        if stacks:
-            stacks.pop(slot, None)
+        i = kind * N_STATES + state
+        try:
+            self._counts[i] += 1
+        except IndexError:  # a kind not seen before: a row of counts for it
+            self._counts.extend([0] * ((kind + 1) * N_STATES - len(self._counts)))
+            self._counts[i] += 1
         self._seq[slot] = seq
         self._kind[slot] = kind
         self._worker[slot] = worker
@@ -139,31 +146,24 @@ class History:
         self._submitted[slot] = submitted
         self._started[slot] = started
         self._finished[slot] = finished
-        self._trace[2 * slot] = trace_id >> 64
-        self._trace[2 * slot + 1] = trace_id & 0xFFFF_FFFF_FFFF_FFFF
-        if error is not None:
-            errors[slot] = error
-        if overdue_stack is not None:
-            stacks[slot] = overdue_stack
-
-    def _grow(self, seq: int, kind: int, state: int, worker: int, submitted: float,
-              started: float, finished: float, trace_id: int, flag: bool,
-              error: ErrorInfo | None, overdue_stack: Any) -> None:  # fmt: skip
-        slot = len(self._seq)
+        if trace_id:
+            self._trace[2 * slot] = trace_id >> 64
+            self._trace[2 * slot + 1] = trace_id & 0xFFFF_FFFF_FFFF_FFFF
         if error is not None:
             self._errors[slot] = error
         if overdue_stack is not None:
             self._stacks[slot] = overdue_stack
-        self._seq.append(seq)
-        self._kind.append(kind)
-        self._worker.append(worker)
-        self._state.append(state)
-        self._flags.append(flag)
-        self._submitted.append(submitted)
-        self._started.append(started)
-        self._finished.append(finished)
-        self._trace.append(trace_id >> 64)
-        self._trace.append(trace_id & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def _reserve(self, size: int) -> None:
+        """Grow every array to ``size`` slots (zeros past the entries held)."""
+        more = size - len(self._seq)
+        for column in (self._seq, self._kind, self._worker, self._submitted, self._started,
+                       self._finished):  # fmt: skip
+            column.extend(array(column.typecode, bytes(more * column.itemsize)))
+        self._trace.extend(array("Q", bytes(16 * more)))
+        zeros = bytes(more)
+        self._state += zeros
+        self._flags += zeros
 
     def row(self, slot: int) -> tuple[Any, ...]:
         """A slot's fields: seq, kind, state, worker, submitted, started (or None),
@@ -186,6 +186,8 @@ class History:
 
     def find(self, seq: int) -> int | None:
         """The slot of task ``seq``, or ``None`` if it was never here or was evicted."""
+        if seq <= 0:  # never a task's number; the slots reserved ahead of use hold 0
+            return None
         try:
             return self._seq.index(seq)  # a scan in C: about 1 ms per million entries
         except ValueError:

@@ -86,6 +86,11 @@ class ChildTask:
     def cancel_requested(self) -> bool:
         return bool(self._flag.value == self.seq)
 
+    @property
+    def item(self) -> ChildTask:
+        """As ``CURRENT.holder``: the task this child runs is this one."""
+        return self
+
     def raise_if_cancel_requested(self) -> None:
         if self.cancel_requested:
             raise TaskCancelledError(f"task {self.task_id} was asked to stop")
@@ -117,13 +122,13 @@ def _run_one(flag: Any, data: bytes) -> bytes:
     except BaseException as exc:
         return _reply(False, _with_traceback(exc))
     token = otel_context.attach(propagate.extract(carrier)) if carrier else None
-    CURRENT.item = ChildTask(flag, seq, task_id)
+    CURRENT.holder = ChildTask(flag, seq, task_id)  # what current_task() returns here
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
         return _reply(False, _with_traceback(exc))
     finally:
-        CURRENT.item = None
+        CURRENT.holder = None
         if token is not None:
             otel_context.detach(token)
         del fn, args, kwargs

@@ -274,6 +274,30 @@ class TestCurrentTask:
         ok = pool.submit(lambda: current_task().task_id)
         assert ok.result(timeout=10) == ok.task_id
 
+    def test_a_task_run_by_caller_runs_inside_a_worker(self, make_pool: Any, blocker: Any) -> None:
+        # A task of pool A submits to a full pool B whose policy runs the task in A's
+        # worker: inside it, current_task() is B's task; after it, A's task again.
+        inner = make_pool(1, queue_capacity=1, rejection_policy="caller_runs")
+        gate = blocker()
+        busy = inner.submit(gate)  # B's worker is busy
+        assert gate.started.wait(10)
+        inner.submit(noop)  # and its queue is full
+        inner_pool = busy.task_id.split("-")[0]
+
+        def outer_task() -> tuple[str, str, str]:
+            nested = inner.submit(lambda: current_task().task_id)
+            return current_task().task_id, nested.result(timeout=10), nested.task_id
+
+        outer = make_pool(1)
+        for _ in range(3):
+            fut = outer.submit(outer_task)
+            after, seen_inside, nested_id = fut.result(timeout=10)
+            assert after == fut.task_id
+            assert seen_inside == nested_id
+            assert nested_id.split("-")[0] == inner_pool != after.split("-")[0]
+        gate.release()
+        assert busy.result(timeout=10) is None
+
 
 class TestShutdownStates:
     def test_shutting_down_then_terminated(self, pool: Any, blocker: Any) -> None:

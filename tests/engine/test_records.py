@@ -245,6 +245,39 @@ class TestTaskNames:
 
 
 class TestHistory:
+    @pytest.mark.parametrize("size", [1, 63, 64, 65, 200])
+    def test_every_task_found_across_growth_and_wrap(
+        self, make_pool: Any, manager: Any, size: int
+    ) -> None:
+        # The ring grows in steps before it is full: tasks on either side of each step and
+        # of the wrap-around are found, evicted ones are not, and the counts agree.
+        pool = make_pool(1, history_size=size)
+        futures = [pool.submit(noop) for _ in range(2 * size + 3)]
+        failed = pool.submit(explode, "last")
+        failed.exception(timeout=10)
+        for f in futures:
+            f.result(timeout=10)
+        kept = [*futures, failed][-size:]
+        for f in kept:
+            assert f.info().id == f.task_id
+        for f in [*futures, failed][:-size]:
+            with pytest.raises(KeyError):
+                f.info()
+        assert failed.info().error_type == "LookupError"
+        page = manager.tasks(pool=pool.name, limit=size)
+        assert page.total == size
+        assert [t.id for t in page.items] == [f.task_id for f in reversed(kept)]
+
+    def test_task_number_zero_is_never_found(self, make_pool: Any, manager: Any) -> None:
+        # The history reserves slots ahead of use; an id naming task 0 finds none of them.
+        pool = make_pool(1, history_size=1000)
+        fut = pool.submit(noop)
+        fut.result(timeout=10)
+        uid = fut.task_id.split("-")[0]
+        assert manager.get_task(fut.task_id).id == fut.task_id
+        with pytest.raises(KeyError):
+            manager.get_task(f"{uid}-0")
+
     def test_bounded_with_counters_intact(self, make_pool: Any, manager: Any) -> None:
         pool = make_pool(1, history_size=5)
         futures = [pool.submit(noop) for _ in range(9)]
