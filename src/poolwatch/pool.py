@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -203,13 +204,32 @@ class ManagedPool(PoolBase, ThreadPoolExecutor):
         return self._engine.threads()
 
 
+class _Stopped:
+    """What ``ProcessPoolExecutor``'s manager thread and call queue stand for to code that
+    waits for them (``join()``, ``join_thread()``): the pool's machinery, stopped once
+    the pool has terminated and its worker threads (which own the children) have ended."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: PoolEngine) -> None:
+        self._engine = engine
+
+    def join(self, timeout: float | None = None) -> None:
+        self._engine.join(None if timeout is None else time.monotonic() + timeout)
+
+    join_thread = join
+
+    def is_alive(self) -> bool:
+        return not self._engine.terminated
+
+
 class ProcessView(Protocol):
     """What a process pool's backend shows of its children (for the stdlib's attributes)."""
 
     @property
     def mp_context(self) -> Any: ...
 
-    def processes(self) -> dict[int, Any]: ...
+    def processes(self, workers: Collection[threading.Thread] = ()) -> dict[int, Any]: ...
 
 
 class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
@@ -234,8 +254,16 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
 
     @property
     def _processes(self) -> dict[int, Any]:  # type: ignore[override]
-        return self._children.processes()
+        return self._children.processes(self._engine.threads())
 
     @property
     def _mp_context(self) -> Any:  # type: ignore[override]
         return self._children.mp_context
+
+    @property
+    def _executor_manager_thread(self) -> _Stopped:  # type: ignore[override]
+        return _Stopped(self._engine)
+
+    @property
+    def _call_queue(self) -> _Stopped:
+        return _Stopped(self._engine)
