@@ -19,13 +19,15 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from . import options
 from .accounting import PoolSnapshot
 from .engine import PoolEngine, parse_task_id
+from .errors import RejectedError
 from .future import TaskFuture
 from .records import PoolState, PoolStats
 
@@ -229,7 +231,7 @@ class ProcessView(Protocol):
     @property
     def mp_context(self) -> Any: ...
 
-    def processes(self, workers: Collection[threading.Thread] = ()) -> dict[int, Any]: ...
+    def processes(self) -> dict[int, Any]: ...
 
 
 class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
@@ -243,6 +245,17 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
         super().__init__(engine)
         self._children = children
 
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """As ``PoolBase.submit``; a worker that cannot be started (no new thread, at
+        interpreter exit say) raises ``BrokenProcessPool`` from that error, as the
+        stdlib's process pool does (the task stays queued for the workers there are)."""
+        try:
+            return self._engine.submit(fn, args, kwargs)
+        except RuntimeError as exc:
+            if isinstance(exc, RejectedError | BrokenExecutor):
+                raise
+            raise BrokenProcessPool(f"the pool could not start a worker: {exc}") from exc
+
     # ProcessPoolExecutor's attributes that code and tests written for it read.
     @property
     def _max_workers(self) -> int:
@@ -254,7 +267,7 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
 
     @property
     def _processes(self) -> dict[int, Any]:  # type: ignore[override]
-        return self._children.processes(self._engine.threads())
+        return self._children.processes()
 
     @property
     def _mp_context(self) -> Any:  # type: ignore[override]

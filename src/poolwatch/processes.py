@@ -32,8 +32,7 @@ import signal
 import threading
 import time
 import traceback
-import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool, _ExceptionWithTraceback
 from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING, Any
@@ -57,6 +56,7 @@ _READY = b"ready"
 _STOP = b"stop"
 _JOIN_SECONDS = 5.0  # for a child told to stop to exit before it is killed
 _LAUNCH_WAIT = 10.0  # most a read of the processes waits for new workers to start theirs
+_POLL_SECONDS = 0.01
 _DUMP = pickle.HIGHEST_PROTOCOL
 
 
@@ -221,7 +221,7 @@ class ProcessBackend:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a child was started
         self._children: dict[int, _Child] = {}  # by worker index
-        self._seen: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # started one
+        self._workers: dict[int, Worker] = {}  # the live workers, by index
         self._broken: str | None = None
         self._started = False  # a first child was started
         self._closed = False
@@ -230,37 +230,41 @@ class ProcessBackend:
     def mp_context(self) -> BaseContext:
         return self._ctx
 
-    def processes(self, workers: Collection[threading.Thread] = ()) -> dict[int, Any]:
-        """The child processes by pid (``ProcessPoolExecutor._processes``), once each of
-        ``workers`` (live worker threads) has started its first (bounded wait): a worker
-        thread starts its child just after ``submit`` started the thread, as the stdlib
-        starts a process in ``submit``."""
+    def processes(self) -> dict[int, Any]:
+        """The child processes by pid (``ProcessPoolExecutor._processes``), once every
+        worker on its way to a task has started its child (a bounded wait): a worker
+        starts its child just after ``submit`` started the worker or woke it, where the
+        stdlib starts a process in ``submit`` itself."""
         deadline = time.monotonic() + _LAUNCH_WAIT
         with self._changed:
-            while not self._closed and any(t.is_alive() and t not in self._seen for t in workers):
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._changed.wait(left):
-                    break
+            while self._starting() and (left := deadline - time.monotonic()) > 0:
+                # Polled: a worker taking a task is the engine's, it notifies nobody here.
+                self._changed.wait(min(left, _POLL_SECONDS))
             children = list(self._children.values())
         return {c.process.pid: c.process for c in children if c.process.pid is not None}
+
+    def _starting(self) -> bool:
+        """Whether a worker is on its way to a task without a child (under the lock)."""
+        if self._closed or self._broken is not None:
+            return False
+        return any(
+            index not in self._children and (w.woken or w.item is not None)
+            for index, w in self._workers.items()
+        )
 
     # -- the Backend protocol ----------------------------------------------------------
 
     def start_worker(self, worker: Worker) -> None:
-        """Start the worker's child. The pool's first child runs its initializer before
-        its worker takes a task, so that a failing initializer breaks the pool as the
-        stdlib's does; the other workers take their first task while their child starts
-        (``run`` waits for it), as the stdlib hands tasks to processes still starting."""
+        """The pool's first child starts with its worker and runs its initializer before
+        that worker takes a task, so that a failing initializer breaks the pool as the
+        stdlib's does. Other workers take their first task at once and start their
+        child for it (``run``), as the stdlib hands tasks to processes still starting:
+        a task submitted just before ``shutdown(cancel_futures=True)`` may run."""
         with self._lock:
             first, self._started = not self._started, True
-        try:
-            child = self._launch(worker)
-        finally:
-            with self._changed:
-                self._seen.add(threading.current_thread())
-                self._changed.notify_all()
+            self._workers[worker.index] = worker
         if first:
-            self._await_ready(worker, child)
+            self._await_ready(worker, self._launch(worker))
 
     def run(self, worker: Worker, item: WorkItem) -> Any:
         child = self._ready_child(worker)
@@ -268,6 +272,8 @@ class ProcessBackend:
             (item.seq, item.task_id, item.fn, item.args, item.kwargs, _carrier()), _DUMP
         )
         child.running = item.seq
+        if item.cancel_requested:  # asked while its child was starting
+            child.flag.value = item.seq
         try:
             child.conn.send_bytes(data)
             reply = child.conn.recv_bytes()
@@ -306,6 +312,8 @@ class ProcessBackend:
     def stop_worker(self, worker: Worker) -> None:
         with self._lock:
             child = self._children.get(worker.index)
+            if self._workers.get(worker.index) is worker:
+                del self._workers[worker.index]
         if child is not None:
             self._drop(worker.index, child, stop=True)
 

@@ -23,7 +23,7 @@ def substituted_run(*extra: dict[str, Any]) -> harness.SuiteRun:
     run.executors = [
         executor("startup", substitute="poolwatch.ThreadPoolExecutor", poolwatch="/src"),
         executor("subclass", "test_wait.ThreadPoolWaitTests.test_timeout"),
-        *(executor("subclass", t, FRESH_PID) for t in harness.FRESH_INTERPRETER_TESTS),
+        *(executor("subclass", t, FRESH_PID) for t in harness.THREAD.fresh_interpreter_tests),
         *extra,
     ]
     return run
@@ -42,7 +42,7 @@ def test_a_stdlib_executor_in_a_substituted_run_is_reported() -> None:
 
 def test_a_fresh_interpreter_without_poolwatch_is_reported() -> None:
     run = substituted_run()
-    missing = harness.FRESH_INTERPRETER_TESTS[0]
+    missing = harness.THREAD.fresh_interpreter_tests[0]
     run.executors = [e for e in run.executors if e["test"] != missing]
     assert run.substitution_problems() == [
         f"{missing}: its fresh interpreter created no poolwatch executor"
