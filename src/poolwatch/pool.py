@@ -252,8 +252,11 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
         try:
             return self._engine.submit(fn, args, kwargs)
         except RuntimeError as exc:
-            if isinstance(exc, RejectedError | BrokenExecutor):
-                raise
+            if isinstance(exc, RejectedError | BrokenExecutor) or self._engine.state() in (
+                PoolState.SHUTTING_DOWN,
+                PoolState.TERMINATED,
+            ):
+                raise  # a refusal, in the stdlib's words
             raise BrokenProcessPool(f"the pool could not start a worker: {exc}") from exc
 
     # ProcessPoolExecutor's attributes that code and tests written for it read.

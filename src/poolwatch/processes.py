@@ -209,11 +209,6 @@ class ProcessBackend:
         initargs: tuple[Any, ...],
         max_tasks_per_child: int | None,
     ) -> None:
-        if max_tasks_per_child is not None and mp_context.get_start_method() == "fork":
-            raise ValueError(
-                "max_tasks_per_child is incompatible with the 'fork' multiprocessing start "
-                "method; supply a different mp_context."
-            )
         self._ctx = mp_context
         self._initializer = initializer
         self._initargs = initargs

@@ -18,7 +18,8 @@ import pytest
 from cpython import harness
 from support import IN_CI
 
-pytestmark = [pytest.mark.cpython, pytest.mark.timeout(harness.BUDGET + 60)]
+LONGEST = max(kind.budget for kind in harness.KINDS.values())
+pytestmark = [pytest.mark.cpython, pytest.mark.timeout(LONGEST + 60)]
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -67,6 +68,10 @@ def test_poolwatch_passes_cpython_tests(runs: dict[str, harness.SuiteRun]) -> No
     check(
         sorted(managed.outcomes) == sorted(control.outcomes),
         "the poolwatch run chose other tests than the control:\n" + managed.report(),
+    )
+    check(
+        managed.skipped == control.skipped,
+        "the poolwatch run skipped other tests than the control:\n" + managed.report(),
     )
     check(not managed.failures and not managed.problems, managed.report())
 

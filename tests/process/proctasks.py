@@ -31,6 +31,12 @@ def square(x: int) -> int:
     return x * x
 
 
+@poolwatch.task("proctest.pid")
+def pid_task() -> int:
+    """This process's pid, as a task registered for submission over HTTP."""
+    return os.getpid()
+
+
 def pid() -> int:
     return os.getpid()
 
