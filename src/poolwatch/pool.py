@@ -231,7 +231,7 @@ class ProcessView(Protocol):
     @property
     def mp_context(self) -> Any: ...
 
-    def processes(self) -> dict[int, Any]: ...
+    def processes(self, *, settle: bool = True) -> dict[int, Any]: ...
 
 
 class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
@@ -258,6 +258,11 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
             ):
                 raise  # a refusal, in the stdlib's words
             raise BrokenProcessPool(f"the pool could not start a worker: {exc}") from exc
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the pool's worker processes now, started or starting (a
+        crashed or killed one is replaced at once), in no particular order."""
+        return list(self._children.processes(settle=False))
 
     # ProcessPoolExecutor's attributes that code and tests written for it read.
     @property

@@ -225,12 +225,12 @@ class ProcessBackend:
     def mp_context(self) -> BaseContext:
         return self._ctx
 
-    def processes(self) -> dict[int, Any]:
-        """The child processes by pid (``ProcessPoolExecutor._processes``), once every
-        worker on its way to a task has started its child (a bounded wait): a worker
-        starts its child just after ``submit`` started the worker or woke it, where the
-        stdlib starts a process in ``submit`` itself."""
-        deadline = time.monotonic() + _LAUNCH_WAIT
+    def processes(self, *, settle: bool = True) -> dict[int, Any]:
+        """The child processes by pid (``ProcessPoolExecutor._processes``); with
+        ``settle``, once every worker on its way to a task has started its child (a
+        bounded wait): a worker starts its child just after ``submit`` started the
+        worker or woke it, where the stdlib starts a process in ``submit`` itself."""
+        deadline = time.monotonic() + (_LAUNCH_WAIT if settle else 0.0)
         with self._changed:
             while self._starting() and (left := deadline - time.monotonic()) > 0:
                 # Polled: a worker taking a task is the engine's, it notifies nobody here.
