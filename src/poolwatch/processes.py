@@ -379,7 +379,7 @@ class ProcessBackend:
     def _replace(self, worker: Worker) -> None:
         """A child ended (crashed, killed, or done with its tasks): start the next one at
         once, so that the pool is back to full strength before work comes."""
-        if worker.retire or self._closed:
+        if worker.retire or self._closed or self._broken is not None:
             return
         try:
             self._launch(worker)

@@ -240,6 +240,26 @@ def test_a_failing_initializer_breaks_the_pool(manager: PoolManager) -> None:
         pool.submit(proctasks.square, 2)
 
 
+def test_an_initializer_failing_in_a_later_child_fails_the_tasks_after_it(
+    manager: PoolManager, tmp_path: Any
+) -> None:
+    # One task per child: the pool's first child runs the initializer, its replacement's
+    # initializer fails.
+    pool = manager.create_pool(
+        "later", kind="process", max_workers=1, max_tasks_per_child=1,
+        initializer=proctasks.init_once, initargs=(str(tmp_path / "ran"),),
+    )  # fmt: skip
+    assert pool.submit(proctasks.square, 2).result(timeout=60) == 4
+    with pytest.raises(BrokenProcessPool, match="this initializer ran before"):
+        pool.submit(proctasks.square, 3).result(timeout=60)
+    # From then on every task fails so, instead of starting children in a loop.
+    for future in [pool.submit(proctasks.square, 4) for _ in range(3)]:
+        with pytest.raises(BrokenProcessPool, match="this initializer ran before"):
+            future.result(timeout=60)
+    assert pool.worker_pids() == []
+    assert pool.stats().failed == 4
+
+
 def test_max_tasks_per_child_replaces_the_child(make_pool: Callable[..., Any]) -> None:
     pool = make_pool(1, max_tasks_per_child=2)
     pids = [pool.submit(proctasks.pid).result(timeout=60) for _ in range(5)]
