@@ -12,10 +12,17 @@ A file looks like ``examples/poolwatch.toml``::
     name = "io"
     max_workers = 16
 
+    [[pools]]
+    name = "crunch"
+    kind = "process"
+    max_workers = 4
+    max_tasks_per_child = 1000
+
 Every problem is reported as one :class:`ConfigError` naming the file, the key
 (``pools[1].max_workers``) and the fix; unknown keys are errors, with a suggestion.
-Pool keys are checked by the engine's own rules (:mod:`poolwatch.options`), as the
-HTTP API checks them: a value is accepted or refused alike, in the same words.
+Pool keys are checked by the engine's own rules (:mod:`poolwatch.options`, and
+:mod:`poolwatch.kinds` for ``kind`` and the options of a kind), as the HTTP API checks
+them: a value is accepted or refused alike, in the same words.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolwatch import kinds
 from poolwatch.http.auth import TOKEN_RULE, token_problem
 from poolwatch.http.fields import Field, FieldError, check_object, show
 from poolwatch.http.recent import check_link
 from poolwatch.http.schemas import (
     HISTORY_SIZE,
+    KIND,
+    KIND_OPTIONS,
     MAX_WORKERS,
     NAME,
     QUEUE_CAPACITY,
@@ -99,7 +109,8 @@ class ShutdownConfig:
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
-    """The keyword arguments of ``PoolManager.create_pool``."""
+    """The keyword arguments of ``PoolManager.create_pool``; ``kind_options`` are the
+    options of its kind that the file gives, as (key, value) pairs."""
 
     name: str
     max_workers: int
@@ -108,10 +119,13 @@ class PoolConfig:
     queue_timeout: float | None = None
     run_timeout: float | None = None
     history_size: int = 10_000
+    kind: str = "thread"
+    kind_options: tuple[tuple[str, Any], ...] = ()
 
     def create_kwargs(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        del values["name"]
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del values["name"], values["kind_options"]
+        values.update(self.kind_options)
         return values
 
 
@@ -204,6 +218,8 @@ _POOL = _fields(
     dataclasses.replace(QUEUE_TIMEOUT, nullable=False),
     dataclasses.replace(RUN_TIMEOUT, nullable=False),
     HISTORY_SIZE,
+    KIND,
+    *(dataclasses.replace(f, nullable=False) for f in KIND_OPTIONS),
 )
 _TOP = _fields(
     Field("server", "object", "Server settings.", type_text="a table ([server])"),
@@ -306,8 +322,26 @@ def _pools(items: list[Any]) -> tuple[PoolConfig, ...]:
                 "pool names must be unique",
             )
         seen[name] = index
-        pools.append(PoolConfig(**values))
+        pools.append(_pool(label, values))
     return tuple(pools)
+
+
+def _pool(label: str, values: dict[str, Any]) -> PoolConfig:
+    """One pool's checked keys; its kind's options checked by the kind, as
+    ``create_pool`` checks them (one it does not take, or two that do not go together)."""
+    kind = kinds.check_kind(values.get("kind", "thread"))
+    given = {key: values.pop(key) for key in list(values) if key in _KIND_OPTION_KEYS}
+    try:
+        kinds.check_kind_options(kind, given)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        key = next((k for k in given if message.startswith(k)), None)
+        where = f"{label}.{message}" if key else f"{label}: {message}"
+        raise FieldError(f"{label}.{key or 'kind'}", where) from None
+    return PoolConfig(**values, kind_options=tuple(given.items()))
+
+
+_KIND_OPTION_KEYS = frozenset(f.name for f in KIND_OPTIONS)
 
 
 def _tasks(items: list[Any]) -> tuple[str, ...]:

@@ -19,7 +19,14 @@ from .engine import PoolEngine
 from .pool import ManagedPool, ManagedProcessPool, PoolBase
 from .processes import ProcessBackend
 
-__all__ = ["KINDS", "EngineMaker", "PoolKind", "check_kind", "check_kind_options"]
+__all__ = [
+    "KINDS",
+    "EngineMaker",
+    "PoolKind",
+    "check_kind",
+    "check_kind_name",
+    "check_kind_options",
+]
 
 
 class EngineMaker(Protocol):
@@ -36,12 +43,17 @@ class EngineMaker(Protocol):
     ) -> PoolEngine: ...
 
 
+def _no_rule(kind_options: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class PoolKind:
     """One kind of pool: its options (name -> (check, default)) and how to build it.
 
     ``build(make_engine, initializer, initargs, kind_options)`` gets the options checked
-    and completed with their defaults.
+    and completed with their defaults. ``combined`` checks what the options allow
+    together (after each was checked alone), raising ``ValueError``.
     """
 
     name: str
@@ -49,6 +61,7 @@ class PoolKind:
     build: Callable[
         [EngineMaker, Callable[..., object] | None, tuple[Any, ...], dict[str, Any]], PoolBase
     ]
+    combined: Callable[[dict[str, Any]], None] = _no_rule
 
 
 def _build_thread(
@@ -77,6 +90,17 @@ def _build_process(
     return ManagedProcessPool(engine, backend)
 
 
+def _process_rule(kind_options: dict[str, Any]) -> None:
+    if (
+        kind_options["max_tasks_per_child"] is not None
+        and kind_options["mp_context"].get_start_method() == "fork"
+    ):
+        raise ValueError(
+            "max_tasks_per_child is incompatible with the 'fork' multiprocessing start "
+            "method; supply a different mp_context."
+        )
+
+
 THREAD = PoolKind("thread", {}, _build_thread)
 PROCESS = PoolKind(
     "process",
@@ -86,6 +110,7 @@ PROCESS = PoolKind(
         "on_run_timeout": (options.check_on_run_timeout, "request"),
     },
     _build_process,
+    _process_rule,
 )
 DASK = PoolKind(
     "dask",
@@ -110,6 +135,11 @@ def check_kind(kind: Any) -> PoolKind:
     return found
 
 
+def check_kind_name(kind: Any) -> str:
+    """``kind`` as a config file or HTTP give it: one of the kinds' names."""
+    return check_kind(kind).name
+
+
 def check_kind_options(kind: PoolKind, given: Mapping[str, Any]) -> dict[str, Any]:
     """``given`` checked, with the defaults of the options left out; ``TypeError`` naming
     every option the kind does not take."""
@@ -121,4 +151,8 @@ def check_kind_options(kind: PoolKind, given: Mapping[str, Any]) -> dict[str, An
             f"{', '.join(map(repr, unknown))} for a pool of kind {kind.name!r} "
             f"(it takes {takes})"
         )
-    return {key: check(given.get(key, default)) for key, (check, default) in kind.options.items()}
+    checked = {
+        key: check(given.get(key, default)) for key, (check, default) in kind.options.items()
+    }
+    kind.combined(checked)
+    return checked

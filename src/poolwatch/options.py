@@ -65,6 +65,7 @@ __all__ = [
     "check_pool_name",
     "check_queue_capacity",
     "check_rejection_policy",
+    "check_start_method",
     "check_timeout",
     "default_mp_context",
     "show",
@@ -277,15 +278,12 @@ def default_mp_context() -> BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def check_mp_context(value: Any) -> BaseContext:
-    """A ``multiprocessing`` context, from a context, a start method's name or None."""
-    if value is None:
-        return default_mp_context()
-    if isinstance(value, BaseContext):
-        return value
+def check_start_method(value: Any) -> str | None:
+    """``mp_context`` as a config file or HTTP give it: a start method's name, or None
+    (the default); refused in the words of ``check_mp_context``."""
     methods = multiprocessing.get_all_start_methods()
-    if isinstance(value, str) and value in methods:
-        return multiprocessing.get_context(value)
+    if value is None or (isinstance(value, str) and value in methods):
+        return value
     raise ValueError(
         "mp_context must be a multiprocessing context, one of "
         f"{', '.join(map(json.dumps, methods))}, or None (null) for the default, "
@@ -311,3 +309,11 @@ def check_dask_address(value: Any) -> str | None:
             f"got {show(value)}"
         )
     return value
+
+
+def check_mp_context(value: Any) -> BaseContext:
+    """A ``multiprocessing`` context, from a context, a start method's name or None."""
+    if isinstance(value, BaseContext):
+        return value
+    method = check_start_method(value)
+    return default_mp_context() if method is None else multiprocessing.get_context(method)

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 from . import options
 from .accounting import PoolSnapshot
 from .engine import PoolEngine, parse_task_id
+from .errors import RejectedError
 from .future import TaskFuture
 from .records import PoolState, PoolStats
 
@@ -209,13 +212,32 @@ class ManagedPool(PoolBase, ThreadPoolExecutor):
         return self._engine.threads()
 
 
+class _Stopped:
+    """What ``ProcessPoolExecutor``'s manager thread and call queue stand for to code that
+    waits for them (``join()``, ``join_thread()``): the pool's machinery, stopped once
+    the pool has terminated and its worker threads (which own the children) have ended."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: PoolEngine) -> None:
+        self._engine = engine
+
+    def join(self, timeout: float | None = None) -> None:
+        self._engine.join(None if timeout is None else time.monotonic() + timeout)
+
+    join_thread = join
+
+    def is_alive(self) -> bool:
+        return not self._engine.terminated
+
+
 class ProcessView(Protocol):
     """What a process pool's backend shows of its children (for the stdlib's attributes)."""
 
     @property
     def mp_context(self) -> Any: ...
 
-    def processes(self) -> dict[int, Any]: ...
+    def processes(self, *, settle: bool = True) -> dict[int, Any]: ...
 
 
 class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
@@ -228,6 +250,25 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
     def __init__(self, engine: PoolEngine, children: ProcessView) -> None:
         super().__init__(engine)
         self._children = children
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """As ``PoolBase.submit``; a worker that cannot be started (no new thread, at
+        interpreter exit say) raises ``BrokenProcessPool`` from that error, as the
+        stdlib's process pool does (the task stays queued for the workers there are)."""
+        try:
+            return self._engine.submit(fn, args, kwargs)
+        except RuntimeError as exc:
+            if isinstance(exc, RejectedError | BrokenExecutor) or self._engine.state() in (
+                PoolState.SHUTTING_DOWN,
+                PoolState.TERMINATED,
+            ):
+                raise  # a refusal, in the stdlib's words
+            raise BrokenProcessPool(f"the pool could not start a worker: {exc}") from exc
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the pool's worker processes now, started or starting (a
+        crashed or killed one is replaced at once), in no particular order."""
+        return list(self._children.processes(settle=False))
 
     # ProcessPoolExecutor's attributes that code and tests written for it read.
     @property
@@ -245,3 +286,11 @@ class ManagedProcessPool(PoolBase, ProcessPoolExecutor):
     @property
     def _mp_context(self) -> Any:  # type: ignore[override]
         return self._children.mp_context
+
+    @property
+    def _executor_manager_thread(self) -> _Stopped:  # type: ignore[override]
+        return _Stopped(self._engine)
+
+    @property
+    def _call_queue(self) -> _Stopped:
+        return _Stopped(self._engine)

@@ -10,8 +10,10 @@ it takes, one at a time, over a pipe of its own:
   traceback text as ``__cause__`` the way ``ProcessPoolExecutor`` reports it.
 
 A child starts with the worker (running ``initializer(*initargs)``; when that fails the
-pool breaks with ``BrokenProcessPool``, as the stdlib's does) and is started again, when
-next needed, after it crashed, was killed or ran ``max_tasks_per_child`` tasks. A child
+pool breaks with ``BrokenProcessPool``, as the stdlib's does) and is replaced at once
+after it crashed, was killed or ran ``max_tasks_per_child`` tasks: the new child starts
+while the worker reports the old one's task, so the pool is back to full strength without
+waiting for work (the worker's next task waits for its initializer). A child
 that dies mid-task (a segfault, ``os._exit``, the OOM killer's SIGKILL) fails that task
 alone with ``ProcessCrashedError`` naming the exit code or signal; the pool goes on.
 
@@ -28,6 +30,7 @@ import logging
 import pickle
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool, _ExceptionWithTraceback
@@ -52,6 +55,8 @@ futures_log = logging.getLogger("concurrent.futures")
 _READY = b"ready"
 _STOP = b"stop"
 _JOIN_SECONDS = 5.0  # for a child told to stop to exit before it is killed
+_LAUNCH_WAIT = 10.0  # most a read of the processes waits for new workers to start theirs
+_POLL_SECONDS = 0.01
 _DUMP = pickle.HIGHEST_PROTOCOL
 
 
@@ -163,7 +168,7 @@ def child_main(
 class _Child:
     """One worker's process, its end of the pipe and its cancel flag."""
 
-    __slots__ = ("conn", "flag", "killed", "process", "running", "tasks")
+    __slots__ = ("conn", "flag", "killed", "process", "ready", "running", "tasks")
 
     def __init__(self, process: Any, conn: Any, flag: Any) -> None:
         self.process = process
@@ -172,6 +177,7 @@ class _Child:
         self.tasks = 0
         self.running = 0  # the number of the task it runs, 0 when idle
         self.killed = False
+        self.ready = False  # its initializer has run
 
 
 def _how_it_ended(exitcode: int | None) -> str:
@@ -208,53 +214,79 @@ class ProcessBackend:
         initargs: tuple[Any, ...],
         max_tasks_per_child: int | None,
     ) -> None:
-        if max_tasks_per_child is not None and mp_context.get_start_method() == "fork":
-            raise ValueError(
-                "max_tasks_per_child is incompatible with the 'fork' multiprocessing start "
-                "method; supply a different mp_context."
-            )
         self._ctx = mp_context
         self._initializer = initializer
         self._initargs = initargs
         self._max_tasks = max_tasks_per_child
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a child was started
         self._children: dict[int, _Child] = {}  # by worker index
+        self._workers: dict[int, Worker] = {}  # the live workers, by index
         self._broken: str | None = None
+        self._started = False  # a first child was started
+        self._closed = False
 
     @property
     def mp_context(self) -> BaseContext:
         return self._ctx
 
-    def processes(self) -> dict[int, Any]:
-        """The live child processes by pid (``ProcessPoolExecutor._processes``)."""
-        with self._lock:
+    def processes(self, *, settle: bool = True) -> dict[int, Any]:
+        """The child processes by pid (``ProcessPoolExecutor._processes``); with
+        ``settle``, once every worker on its way to a task has started its child (a
+        bounded wait): a worker starts its child just after ``submit`` started the
+        worker or woke it, where the stdlib starts a process in ``submit`` itself."""
+        deadline = time.monotonic() + (_LAUNCH_WAIT if settle else 0.0)
+        with self._changed:
+            while self._starting() and (left := deadline - time.monotonic()) > 0:
+                # Polled: a worker taking a task is the engine's, it notifies nobody here.
+                self._changed.wait(min(left, _POLL_SECONDS))
             children = list(self._children.values())
         return {c.process.pid: c.process for c in children if c.process.pid is not None}
+
+    def _starting(self) -> bool:
+        """Whether a worker is on its way to a task without a child (under the lock)."""
+        if self._closed or self._broken is not None:
+            return False
+        return any(
+            index not in self._children and (w.woken or w.item is not None)
+            for index, w in self._workers.items()
+        )
 
     # -- the Backend protocol ----------------------------------------------------------
 
     def start_worker(self, worker: Worker) -> None:
-        self._start(worker)
+        """The pool's first child starts with its worker and runs its initializer before
+        that worker takes a task, so that a failing initializer breaks the pool as the
+        stdlib's does. Other workers take their first task at once and start their
+        child for it (``run``), as the stdlib hands tasks to processes still starting:
+        a task submitted just before ``shutdown(cancel_futures=True)`` may run."""
+        with self._lock:
+            first, self._started = not self._started, True
+            self._workers[worker.index] = worker
+        if first:
+            self._await_ready(worker, self._launch(worker))
 
     def run(self, worker: Worker, item: WorkItem) -> Any:
-        with self._lock:
-            child = self._children.get(worker.index)
-        if child is None:
-            child = self._restart(worker)
+        child = self._ready_child(worker)
         data = pickle.dumps(
             (item.seq, item.task_id, item.fn, item.args, item.kwargs, _carrier()), _DUMP
         )
         child.running = item.seq
+        if item.cancel_requested:  # asked while its child was starting
+            child.flag.value = item.seq
         try:
             child.conn.send_bytes(data)
             reply = child.conn.recv_bytes()
         except (EOFError, OSError):
-            raise self._lost(worker, child, item) from None
+            error = self._lost(worker, child, item)
+            self._replace(worker)
+            raise error from None
         finally:
             child.running = 0
         child.tasks += 1
         if child.killed or (self._max_tasks is not None and child.tasks >= self._max_tasks):
             self._drop(worker.index, child, stop=True)  # (killed: just as its task ended)
+            self._replace(worker)
         ok, payload = pickle.loads(reply)
         if ok:
             return payload
@@ -280,19 +312,24 @@ class ProcessBackend:
     def stop_worker(self, worker: Worker) -> None:
         with self._lock:
             child = self._children.get(worker.index)
+            if self._workers.get(worker.index) is worker:
+                del self._workers[worker.index]
         if child is not None:
             self._drop(worker.index, child, stop=True)
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
             left = list(self._children.items())
         for index, child in left:
             self._drop(index, child, stop=True)
 
     # -- children ----------------------------------------------------------------------
 
-    def _start(self, worker: Worker) -> _Child:
-        """Start ``worker``'s child and wait until its initializer has run."""
+    def _launch(self, worker: Worker) -> _Child:
+        """Start a child for ``worker`` without waiting for it: it counts among the
+        pool's processes at once, and its initializer runs while the worker goes on."""
         parent_end, child_end = self._ctx.Pipe()
         flag = self._ctx.RawValue("q", 0)
         process = self._ctx.Process(  # type: ignore[attr-defined]
@@ -300,34 +337,59 @@ class ProcessBackend:
             args=(child_end, flag, self._initializer, self._initargs),
             name=f"{worker.name}-process",
         )
-        process.start()
-        child_end.close()
-        child = _Child(process, parent_end, flag)
         try:
-            hello = parent_end.recv_bytes()
+            process.start()
+        finally:
+            child_end.close()
+        child = _Child(process, parent_end, flag)
+        with self._changed:
+            self._children[worker.index] = child
+            self._changed.notify_all()
+        return child
+
+    def _await_ready(self, worker: Worker, child: _Child) -> None:
+        """Wait until ``child`` has run its initializer; ``BrokenProcessPool`` if that failed."""
+        if child.ready:
+            return
+        try:
+            hello = child.conn.recv_bytes()
         except (EOFError, OSError):
-            process.join(_JOIN_SECONDS)
-            hello = f"failed:the process {_how_it_ended(process.exitcode)}".encode()
+            child.process.join(_JOIN_SECONDS)
+            hello = f"failed:the process {_how_it_ended(child.process.exitcode)}".encode()
         if hello != _READY:
             self._drop(worker.index, child, stop=False)
             detail = hello.decode(errors="replace").removeprefix("failed:").strip()
             raise BrokenProcessPool(
                 f"the initializer of worker {worker.name}'s process failed: {detail}"
             )
-        with self._lock:
-            self._children[worker.index] = child
-        return child
+        child.ready = True
 
-    def _restart(self, worker: Worker) -> _Child:
-        """A new child for a worker whose child ended; once an initializer failed in a
-        replacement, every later task fails with that error instead of retrying it."""
+    def _ready_child(self, worker: Worker) -> _Child:
+        """The worker's child, started if it has none, once its initializer ran; once an
+        initializer failed in a replacement, every later task fails with that error
+        instead of retrying it."""
         if self._broken is not None:
             raise BrokenProcessPool(self._broken)
+        with self._lock:
+            child = self._children.get(worker.index)
         try:
-            return self._start(worker)
+            if child is None:
+                child = self._launch(worker)
+            self._await_ready(worker, child)
         except BrokenProcessPool as exc:
             self._broken = str(exc)
             raise
+        return child
+
+    def _replace(self, worker: Worker) -> None:
+        """A child ended (crashed, killed, or done with its tasks): start the next one at
+        once, so that the pool is back to full strength before work comes."""
+        if worker.retire or self._closed or self._broken is not None:
+            return
+        try:
+            self._launch(worker)
+        except Exception:  # the next task starts one, or reports why it cannot
+            log.exception("could not start a new worker process for %s", worker.name)
 
     def _lost(self, worker: Worker, child: _Child, item: WorkItem) -> Exception:
         """The child died running ``item``: forget it and say how it ended."""
@@ -361,5 +423,4 @@ class ProcessBackend:
             log.warning("worker process %s did not stop; killing it", child.process.pid)
             child.process.kill()
             child.process.join()
-        child.conn.close()
-        child.process.close()
+        child.conn.close()  # (the Process stays usable: code may still join it)

@@ -36,6 +36,12 @@ LIVE_SETTINGS = (
     "queue_timeout",
     "run_timeout",
 )
+#: Pool keys that only a new pool applies, and how a reload says so.
+_RECREATE_ONLY = {
+    "history_size": "history_size applies",
+    "kind": "kind applies",
+    "kind_options": "the options of its kind apply",
+}
 #: Parts of the file that only a restart applies.
 _RESTART_ONLY = ("server", "tracing", "shutdown", "tasks")
 
@@ -147,8 +153,9 @@ class ConfigReloader:
         old = dataclasses.asdict(before) if before is not None else {}
         changes = {key: new[key] for key in LIVE_SETTINGS if key not in old or old[key] != new[key]}
         done: list[str] = []
-        if before is not None and before.history_size != wanted.history_size:
-            done.append(f"pool {wanted.name}: history_size applies when the pool is re-created")
+        for key, what in _RECREATE_ONLY.items():
+            if before is not None and old[key] != new[key]:
+                done.append(f"pool {wanted.name}: {what} when the pool is re-created")
         if not changes:
             return done
         try:

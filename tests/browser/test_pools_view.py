@@ -162,3 +162,17 @@ def test_shut_down_asks_first(page: Page, demo_server: Server, scratch_pool: str
     # Later polls do not bring it back, and the demo pools are untouched.
     expect(card(page, "io")).to_be_visible()
     expect(pool).to_have_count(0)
+
+
+def test_a_process_pool_card_says_its_kind(page: Page, demo_server: Server) -> None:
+    name = "web-kind-process"
+    demo_server.ok("POST", "api/pools", json={"name": name, "max_workers": 1, "kind": "process"})
+    try:
+        page.goto(demo_server.url)
+        badge = field(card(page, name), "kind")
+        expect(badge).to_be_visible()
+        expect(badge).to_have_text("process")
+        expect(badge).to_have_attribute("title", "Pool kind: process")
+        expect(field(card(page, "io"), "kind")).to_be_hidden()
+    finally:
+        remove_pool(demo_server, name)

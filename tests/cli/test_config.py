@@ -222,3 +222,39 @@ def test_load_config_is_public(tmp_path: Path) -> None:
     assert "load_config" in poolwatch.__all__
     with pytest.raises(ConfigError, match="cannot read the config file"):
         poolwatch.load_config(tmp_path / "missing.toml")
+
+
+def test_a_process_pool_in_the_file(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[[pools]]\nname = "crunch"\nkind = "process"\nmax_workers = 2\n'
+        'max_tasks_per_child = 100\non_run_timeout = "kill"\nmp_context = "spawn"\n'
+        "run_timeout = 30\n",
+    )
+    (pool,) = load_config(path, env={}).pools
+    assert pool.kind == "process"
+    assert pool.create_kwargs() == {
+        "max_workers": 2, "queue_capacity": None, "rejection_policy": "abort",
+        "queue_timeout": None, "run_timeout": 30.0, "history_size": 10_000,
+        "kind": "process", "max_tasks_per_child": 100, "on_run_timeout": "kill",
+        "mp_context": "spawn",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('kind = "teleport"', "pools[0].kind must be one of 'thread', 'process'"),
+        ("max_tasks_per_child = 3", "pools[0]: unexpected option 'max_tasks_per_child' for a "
+         "pool of kind 'thread' (it takes no options of its own)"),
+        ('kind = "process"\nmax_tasks_per_child = 0', "pools[0].max_tasks_per_child must be"),
+        ('kind = "process"\nmp_context = "fork"\nmax_tasks_per_child = 2',
+         "pools[0].max_tasks_per_child is incompatible with the 'fork'"),
+        ('kind = "process"\nmp_context = "teleport"', "pools[0].mp_context must be"),
+    ],
+)  # fmt: skip
+def test_kind_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, f'[[pools]]\nname = "p"\nmax_workers = 1\n{text}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(caught.value).startswith(f"{path}: {message}")

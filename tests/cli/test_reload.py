@@ -166,3 +166,22 @@ def test_sighup_without_a_config_file_is_harmless(start_service: Any) -> None:
 def test_watch_config_needs_a_file(capsys: Any) -> None:
     assert main(["serve", "--watch-config"]) == 2
     assert "--watch-config needs a config file" in capsys.readouterr().err
+
+
+def test_a_process_pool_from_the_file_and_what_a_reload_cannot_change(
+    config: Path, start_service: Any
+) -> None:
+    process_pool = '\n[[pools]]\nname = "procs"\nkind = "process"\nmax_workers = 1\n'
+    _write(config, BASE + process_pool + "max_tasks_per_child = 10\n")
+    service = start_service("serve", "--config", str(config))
+    service.wait_ready()
+    assert _pools(service.url)["procs"]["kind"] == "process"
+    _write(config, BASE + process_pool.replace('"process"', '"thread"'))
+    service.terminate(signal.SIGHUP)
+    wait_until(lambda: _reloads(service), message="a reload line")
+    [line] = _reloads(service)
+    assert "pool procs: kind applies when the pool is re-created" in line
+    assert "pool procs: the options of its kind apply when the pool is re-created" in line
+    assert _pools(service.url)["procs"]["kind"] == "process"
+    service.terminate()
+    assert service.wait_exit() == 0

@@ -1,14 +1,16 @@
-"""Runs the thread-pool tests of one module of CPython's ``test_concurrent_futures``.
+"""Runs the chosen executor tests of one module of CPython's ``test_concurrent_futures``.
 
 Started by ``harness.py`` under a CPython 3.13 interpreter, one process per module::
 
     python runner.py --module test_wait --events EVENTS --hang-dump DUMP [--skip IDS]
+        [--exclude METHOD_NAMES]
 
 It writes one JSON line per event to EVENTS: ``selected`` (the chosen test ids and this
 process's pid), ``start`` and ``result`` per test, ``done`` at the end. Before each test
 ``faulthandler`` is armed to dump every thread's stack to DUMP and end the process when
 the test outlives ``--per-test-timeout``; the harness then reports that test as hung and
-starts a new runner for the tests after it. After ``done`` the same watchdog guards the
+starts a new runner for the tests after it. Between tests (a module's clean-up after
+its last one, say) the watchdog stays armed, and after ``done`` it guards the
 interpreter's own exit, so workers that never stop show up too.
 
 With ``POOLWATCH_CONFORMANCE=substitute`` the interpreters the tests start for their
@@ -120,7 +122,9 @@ class EventResult(unittest.TestResult):
         faulthandler.dump_traceback_later(self.per_test_timeout, exit=True, file=self.hang_dump)
 
     def stopTest(self, test: unittest.TestCase) -> None:
-        faulthandler.cancel_dump_traceback_later()
+        # Re-armed, not cancelled: what runs before the next test (or the module's
+        # clean-up after the last) must not hang unseen either.
+        faulthandler.dump_traceback_later(self.per_test_timeout, exit=True, file=self.hang_dump)
         os.environ.pop(TEST_ENV, None)
         if support.environment_altered and self.outcome == "passed":
             # What CPython's CI (--fail-env-changed) fails: threads left running.
@@ -175,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", required=True)
     parser.add_argument("--hang-dump", required=True)
     parser.add_argument("--skip", default="[]", help="JSON list of test ids already run")
+    parser.add_argument(
+        "--exclude", default="[]", help="JSON list of test method names left out (differences)"
+    )
     parser.add_argument("--per-test-timeout", type=float, default=20.0)
     parser.add_argument("--exit-timeout", type=float, default=15.0)
     args = parser.parse_args(argv)
@@ -186,10 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"test.support.script_helper has no {flag}; update runner.py")
         setattr(script_helper, flag, True)
     module = importlib.import_module(f"{PACKAGE}.{args.module}")
+    excluded = set(json.loads(args.exclude))
     tests = [
         t
         for t in iter_tests(unittest.defaultTestLoader.loadTestsFromModule(module))
-        if selected(t, args.module)
+        if selected(t, args.module) and t._testMethodName not in excluded
     ]
     skip = set(json.loads(args.skip))
     # The dump file stays open to the end: the watchdog also guards the interpreter's exit.

@@ -1,9 +1,11 @@
-"""CPython 3.13's own thread-pool executor tests pass for ``ManagedPool`` as for the stdlib.
+"""CPython 3.13's own executor tests pass for poolwatch's pools as for the stdlib.
 
-Both runs go side by side under ``.venv313`` (see ``harness.py``): the stdlib as it ships
-(the control, which shows the selection and the harness are sound) and poolwatch's
-``ThreadPoolExecutor`` put in its place, also in the fresh interpreters some tests start.
-With ``PYTHONPATH=/other/src`` in front, poolwatch comes from that tree instead.
+For each kind (``harness.KINDS``: the thread-pool tests for ``ManagedPool``, the
+process-pool tests on spawn and forkserver for ``ManagedProcessPool``) both runs go side
+by side under ``.venv313`` (see ``harness.py``): the stdlib as it ships (the control,
+which shows the selection and the harness are sound) and poolwatch's executor put in its
+place, also in the fresh interpreters some tests start. With ``PYTHONPATH=/other/src``
+in front, poolwatch comes from that tree instead.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pytest
 from cpython import harness
 from support import IN_CI
 
-pytestmark = [pytest.mark.cpython, pytest.mark.timeout(harness.BUDGET + 60)]
+LONGEST = max(kind.budget for kind in harness.KINDS.values())
+pytestmark = [pytest.mark.cpython, pytest.mark.timeout(LONGEST + 60)]
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -25,8 +28,8 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def runs() -> dict[str, harness.SuiteRun]:
+@pytest.fixture(scope="module", params=sorted(harness.KINDS))
+def runs(request: pytest.FixtureRequest) -> dict[str, harness.SuiteRun]:
     python = harness.find_python313()
     if python is None:
         unavailable("no Python 3.13 (set POOLWATCH_PY313, or install it with pyenv)")
@@ -39,7 +42,7 @@ def runs() -> dict[str, harness.SuiteRun]:
     problem = harness.interpreter_problem(str(venv))
     if problem:
         unavailable(f"{problem} (scripts/test.sh creates .venv313)")
-    control, managed = harness.run_suites(str(venv), [False, True])
+    control, managed = harness.run_suites(str(venv), [False, True], harness.KINDS[request.param])
     return {"control": control, "poolwatch": managed}
 
 
@@ -50,20 +53,25 @@ def check(ok: bool, report: str) -> None:
 
 def test_stdlib_passes_the_selection(runs: dict[str, harness.SuiteRun]) -> None:
     control = runs["control"]
+    least = control.kind.min_tests
     check(
-        len(control.outcomes) >= harness.MIN_TESTS,
-        f"only {len(control.outcomes)} tests chosen, expected {harness.MIN_TESTS} or more:\n"
+        len(control.outcomes) >= least,
+        f"only {len(control.outcomes)} tests chosen, expected {least} or more:\n"
         + control.report(),
     )
     check(not control.failures and not control.problems, control.report())
     check(not control.substitution_problems(), control.report(details=False))
 
 
-def test_managed_pool_passes_cpython_tests(runs: dict[str, harness.SuiteRun]) -> None:
+def test_poolwatch_passes_cpython_tests(runs: dict[str, harness.SuiteRun]) -> None:
     managed, control = runs["poolwatch"], runs["control"]
     check(
         sorted(managed.outcomes) == sorted(control.outcomes),
         "the poolwatch run chose other tests than the control:\n" + managed.report(),
+    )
+    check(
+        managed.skipped == control.skipped,
+        "the poolwatch run skipped other tests than the control:\n" + managed.report(),
     )
     check(not managed.failures and not managed.problems, managed.report())
 

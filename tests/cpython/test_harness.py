@@ -23,7 +23,7 @@ def substituted_run(*extra: dict[str, Any]) -> harness.SuiteRun:
     run.executors = [
         executor("startup", substitute="poolwatch.ThreadPoolExecutor", poolwatch="/src"),
         executor("subclass", "test_wait.ThreadPoolWaitTests.test_timeout"),
-        *(executor("subclass", t, FRESH_PID) for t in harness.FRESH_INTERPRETER_TESTS),
+        *(executor("subclass", t, FRESH_PID) for t in harness.THREAD.fresh_interpreter_tests),
         *extra,
     ]
     return run
@@ -42,7 +42,7 @@ def test_a_stdlib_executor_in_a_substituted_run_is_reported() -> None:
 
 def test_a_fresh_interpreter_without_poolwatch_is_reported() -> None:
     run = substituted_run()
-    missing = harness.FRESH_INTERPRETER_TESTS[0]
+    missing = harness.THREAD.fresh_interpreter_tests[0]
     run.executors = [e for e in run.executors if e["test"] != missing]
     assert run.substitution_problems() == [
         f"{missing}: its fresh interpreter created no poolwatch executor"
@@ -95,3 +95,31 @@ def test_failures_list_every_test_that_did_not_pass() -> None:
     report = run.report()
     assert "1 of 3 passed" in report
     assert "HUNG  b: no result within 20s" in report
+
+
+def test_the_process_kind_guards_the_process_pool_executor() -> None:
+    kind = harness.PROCESS
+    run = harness.SuiteRun("poolwatch", substitute=True, runner_pids={RUNNER_PID}, kind=kind)
+
+    def made(record: str, test: str, pid: int = RUNNER_PID) -> dict[str, Any]:
+        cls = "concurrent.futures.process.ProcessPoolExecutor"
+        if record == "subclass":
+            cls = "poolwatch.pool.ManagedProcessPool"
+        return {"kind": record, "class": cls, "pid": pid, "test": test,
+                "executor": kind.executor}  # fmt: skip
+
+    both = "poolwatch.ThreadPoolExecutor and poolwatch.ProcessPoolExecutor"
+    run.executors = [
+        executor("startup", substitute=both, poolwatch="/src"),
+        made("subclass", "test_wait.ProcessPoolSpawnWaitTest.test_timeout"),
+        *(made("subclass", t, FRESH_PID) for t in kind.fresh_interpreter_tests),
+        # A thread pool made in a process-pool run is not what the run is about.
+        executor("stdlib", "test_wait.ProcessPoolSpawnWaitTest.test_timeout"),
+    ]
+    assert run.substitution_problems() == []
+    run.executors.append(made("stdlib", "test_x.ProcessPoolSpawnTest.test_y"))
+    (problem,) = run.substitution_problems()
+    assert problem.startswith("the stdlib ProcessPoolExecutor was created 1 times")
+    assert set(kind.excluded) == {
+        "test_killed_child", "test_max_tasks_per_child_defaults_to_spawn_context",
+    }  # fmt: skip

@@ -79,3 +79,41 @@ def test_caller_runs_task_runs_off_the_event_loop(manager: PoolManager, live_ser
     assert results[0].status_code == 202
     assert manager.get_task(results[0].json()["id"]).state is TaskState.SUCCEEDED
     gate("cr-busy").set()
+
+
+def test_a_process_pool_made_over_http(manager: PoolManager, live_server) -> None:
+    """kind and its options through a real server: the pool runs tasks in processes, the
+    API shows its kind, and an option its kind does not take is a JSON 422."""
+    from process import proctasks  # registers proctest.pid
+
+    server = live_server(create_app(manager, bind_host="127.0.0.1"))
+    body = {"name": "procs", "max_workers": 1, "kind": "process", "max_tasks_per_child": 1}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        created = http.post("/api/pools", json={**body, "on_run_timeout": "kill"})
+        assert created.status_code == 201, created.text
+        assert created.json()["kind"] == "process"
+        assert http.get("/api/pools/procs").json()["kind"] == "process"
+        assert [p["kind"] for p in http.get("/api/pools").json()["data"]] == ["process"]
+        ids = [
+            http.post("/api/pools/procs/tasks", json={"task": "proctest.pid"}).json()["id"]
+            for _ in range(2)
+        ]
+        for task_id in ids:
+            wait_until(
+                lambda t=task_id: http.get(f"/api/tasks/{t}").json()["state"] == "succeeded",
+                timeout=60,
+                message="process task done",
+            )
+        stats = manager.get_pool("procs").stats()
+        assert (stats.succeeded, stats.failed) == (2, 0)
+        assert manager.get_task(ids[0]).name == "proctest.pid"
+        assert proctasks.pid_task.__module__ == "process.proctasks"
+        thread_pool = {"name": "t", "max_workers": 1, "mp_context": "spawn"}
+        refused = http.post("/api/pools", json=thread_pool)
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert error["code"] == "invalid_field"
+        assert "unexpected option 'mp_context' for a pool of kind 'thread'" in error["message"]
+        deleted = http.delete("/api/pools/procs")
+        assert deleted.status_code == 200
+        assert deleted.json()["kind"] == "process"

@@ -12,6 +12,7 @@ import pytest
 
 from poolwatch import PoolManager
 from poolwatch.config import ConfigError, parse_config
+from poolwatch.kinds import KINDS
 
 #: (setting, value, accepted)
 TABLE: list[tuple[str, Any, bool]] = [
@@ -134,3 +135,80 @@ def test_configure_and_patch_agree(
         assert _effective(manager.get_pool("api").stats(), setting) == _effective(
             library.stats(), setting
         )
+
+
+#: (the settings besides name and max_workers, accepted): ``kind`` and the options of a
+#: kind, which the kind checks (one it does not take, or two that do not go together).
+KIND_TABLE: list[tuple[dict[str, Any], bool]] = [
+    ({"kind": "thread"}, True),
+    ({"kind": "process"}, True),
+    ({"kind": "process", "max_tasks_per_child": 5}, True),
+    ({"kind": "process", "on_run_timeout": "kill", "run_timeout": 10}, True),
+    ({"kind": "process", "mp_context": "spawn"}, True),
+    ({"kind": "teleport"}, False),
+    ({"kind": 3}, False),
+    ({"kind": "process", "max_tasks_per_child": 0}, False),
+    ({"kind": "process", "max_tasks_per_child": 2.5}, False),
+    ({"kind": "process", "on_run_timeout": "later"}, False),
+    ({"kind": "process", "mp_context": "teleport"}, False),
+    ({"kind": "process", "mp_context": "fork", "max_tasks_per_child": 2}, False),
+    ({"max_tasks_per_child": 5}, False),  # a thread pool takes no options of its own
+    ({"kind": "thread", "on_run_timeout": "kill"}, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "accepted"), KIND_TABLE, ids=[str(extra)[:60] for extra, _ in KIND_TABLE]
+)
+def test_kinds_and_their_options_agree(
+    manager: PoolManager, client, extra: dict[str, Any], accepted: bool
+) -> None:
+    settings = {"name": "p", "max_workers": 1, **extra}
+    kwargs = {k: v for k, v in settings.items() if k != "name"}
+    try:
+        manager.create_pool("p", **kwargs)
+        message = None
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+    assert (message is None) == accepted, message
+    if accepted:
+        manager.remove_pool("p")
+    try:
+        config = parse_config({"pools": [settings]}, source="pools.toml", env={})
+        config_message = None
+    except ConfigError as exc:
+        config_message = str(exc)
+    response = client.post("/api/pools", json=settings)
+    if accepted:
+        assert config_message is None, config_message
+        assert response.status_code == 201, response.text
+        kind = extra.get("kind", "thread")
+        assert response.json()["kind"] == kind
+        assert client.get("/api/pools/p").json()["kind"] == kind
+        (pool,) = config.pools
+        made = manager.create_pool("from-file", **pool.create_kwargs())
+        assert made.kind == kind
+        return
+    assert message is not None
+    # The file names the key's place: "pools[0].key must ..." or "pools[0]: unexpected ...".
+    separator = "." if message.split(" ")[0] in settings else ": "
+    assert config_message == f"pools.toml: pools[0]{separator}{message}"
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == {"code": "invalid_field", "message": message}
+    assert "p" not in manager
+
+
+def test_the_openapi_document_describes_kinds(client) -> None:
+    doc = client.get("/openapi.json").json()
+    create = doc["paths"]["/api/pools"]["post"]["requestBody"]["content"]["application/json"]
+    props = create["schema"]["properties"]
+    assert props["kind"]["enum"] == list(KINDS)
+    assert "process" in KINDS
+    assert props["on_run_timeout"]["enum"] == ["request", "kill"]
+    assert "forkserver" in props["mp_context"]["enum"]
+    assert props["max_tasks_per_child"]["minimum"] == 1
+    for option in ("max_tasks_per_child", "on_run_timeout", "mp_context"):
+        assert props[option]["description"].startswith("Kind process:")
+    pool = doc["components"]["schemas"]["Pool"]
+    assert "kind" in pool["required"]
+    assert pool["properties"]["kind"]["enum"] == list(KINDS)

@@ -10,7 +10,7 @@ from poolwatch.records import PoolState, PoolStats, TaskState
 from poolwatch.tasks import get_task_type
 from support import wait_until
 
-POOL_FIELDS = {f.name for f in dataclasses.fields(PoolStats)}
+POOL_FIELDS = {f.name for f in dataclasses.fields(PoolStats)} | {"kind"}
 
 
 def test_list_pools_carries_every_stats_field(client, manager: PoolManager) -> None:
@@ -24,6 +24,7 @@ def test_list_pools_carries_every_stats_field(client, manager: PoolManager) -> N
     assert data[0]["queue_capacity"] == 5
     assert data[1]["queue_capacity"] is None
     assert data[0]["state"] == "running"
+    assert data[0]["kind"] == "thread"
 
 
 def test_create_pool_returns_201_with_location(client, manager: PoolManager) -> None:

@@ -102,8 +102,10 @@ def test_pool_json_has_every_field() -> None:
         run_timeout=1.5, submitted=9, succeeded=4, failed=1, cancelled=0, rejected=2,
         overdue=0, oldest_queued_age=0.25, queue_timeouts=1, run_timeouts=2,
     )  # fmt: skip
-    out = pool_json(stats)
-    assert list(out) == [f.name for f in dataclasses.fields(PoolStats)]
+    out = pool_json(stats, "process")
+    names = [f.name for f in dataclasses.fields(PoolStats)]
+    assert list(out) == ["name", "kind", *names[1:]]
+    assert out["kind"] == "process"
     assert out["state"] == "paused"
     assert out["queue_capacity"] is None
     assert out["oldest_queued_age"] == 0.25

@@ -20,6 +20,15 @@ def init_gate(gate: Any) -> None:
     _gate = gate
 
 
+def init_once(marker: str) -> None:
+    """Succeed in the first process that runs it, fail in every later one."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        raise RuntimeError("this initializer ran before") from None
+    os.close(fd)
+
+
 def wait_gate() -> int:
     """Block until the parent opens the gate; returns this process's pid."""
     if not _gate.wait(30):
@@ -29,6 +38,12 @@ def wait_gate() -> int:
 
 def square(x: int) -> int:
     return x * x
+
+
+@poolwatch.task("proctest.pid")
+def pid_task() -> int:
+    """This process's pid, as a task registered for submission over HTTP."""
+    return os.getpid()
 
 
 def pid() -> int:

@@ -102,6 +102,36 @@ def test_a_crash_fails_its_own_task_and_the_pool_goes_on(
     assert caught.value.pid not in shared._processes
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_crashed_child_is_replaced_at_once(make_pool: Callable[..., Any], gate: Any) -> None:
+    """Back to full strength as the crashed task reports, before any more work comes."""
+    pool = make_pool(2)
+    blocked = [pool.submit(proctasks.wait_gate) for _ in range(2)]
+    wait_until(lambda: pool.stats().active == 2)
+    gate.set()
+    assert len({f.result(timeout=60) for f in blocked}) == 2
+    for attempt in range(3):
+        before = set(pool.worker_pids())
+        assert len(before) == 2, attempt
+        with pytest.raises(ProcessCrashedError) as caught:
+            pool.submit(proctasks.exit_now, 3).result(timeout=60)
+        now = set(pool.worker_pids())
+        assert len(now) == 2, (attempt, now)
+        assert caught.value.pid in before - now
+        (new,) = now - before
+        assert _alive(new)
+        assert pool.stats().queued == pool.stats().active == 0  # no work waited for it
+    assert pool.submit(proctasks.square, 4).result(timeout=60) == 16
+    assert pool.stats().failed == 3
+
+
 def test_accounting_is_exact_over_mixed_outcomes(shared: Any) -> None:
     before = shared.stats()
     futures = [
@@ -141,7 +171,9 @@ def test_kill_on_run_timeout_cancels_the_task_and_replaces_its_child(
     assert info.error_type == "TaskInterruptedError"
     assert info.error_message is not None
     assert "run timeout" in info.error_message
-    assert pool.submit(proctasks.pid).result(timeout=60) != first
+    (replacement,) = pool.worker_pids()  # started as the task ended, not on demand
+    assert replacement != first
+    assert pool.submit(proctasks.pid).result(timeout=60) == replacement
     stats = pool.stats()
     assert (stats.cancelled, stats.failed, stats.succeeded, stats.run_timeouts) == (1, 0, 2, 1)
 
@@ -208,10 +240,35 @@ def test_a_failing_initializer_breaks_the_pool(manager: PoolManager) -> None:
         pool.submit(proctasks.square, 2)
 
 
+def test_an_initializer_failing_in_a_later_child_fails_the_tasks_after_it(
+    manager: PoolManager, tmp_path: Any
+) -> None:
+    # One task per child: the pool's first child runs the initializer, its replacement's
+    # initializer fails.
+    pool = manager.create_pool(
+        "later", kind="process", max_workers=1, max_tasks_per_child=1,
+        initializer=proctasks.init_once, initargs=(str(tmp_path / "ran"),),
+    )  # fmt: skip
+    assert pool.submit(proctasks.square, 2).result(timeout=60) == 4
+    with pytest.raises(BrokenProcessPool, match="this initializer ran before"):
+        pool.submit(proctasks.square, 3).result(timeout=60)
+    # From then on every task fails so, instead of starting children in a loop.
+    for future in [pool.submit(proctasks.square, 4) for _ in range(3)]:
+        with pytest.raises(BrokenProcessPool, match="this initializer ran before"):
+            future.result(timeout=60)
+    assert pool.worker_pids() == []
+    assert pool.stats().failed == 4
+
+
 def test_max_tasks_per_child_replaces_the_child(make_pool: Callable[..., Any]) -> None:
     pool = make_pool(1, max_tasks_per_child=2)
     pids = [pool.submit(proctasks.pid).result(timeout=60) for _ in range(5)]
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    # The child after the fourth task started as that task ended.
+    assert pool.worker_pids() == [pids[4]]
+    pool.submit(proctasks.pid).result(timeout=60)
+    (next_child,) = pool.worker_pids()
+    assert next_child not in pids
 
 
 def test_bad_kind_options_are_refused_by_name(manager: PoolManager) -> None:

@@ -64,6 +64,7 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
       busy: false,
       error: root.querySelector(".pool-error"),
       state: field(root, "state"),
+      kind: field(root, "kind"),
       workers: field(root, "workers"),
       queue: field(root, "queue"),
       workersBar: root.querySelector('[data-bar="workers"]'),
@@ -265,6 +266,10 @@ export function createPoolsView({ list, template, empty, summary, actions }) {
 
     setText(card.state, stateLabel(pool.state));
     card.state.dataset.state = pool.state;
+    // Thread pools, the default, carry no badge; other kinds say where their tasks run.
+    card.kind.hidden = !pool.kind || pool.kind === "thread";
+    setText(card.kind, pool.kind || "");
+    card.kind.title = `Pool kind: ${pool.kind || "thread"}`;
     setText(card.workers, `${pool.active} / ${pool.workers} / ${pool.max_workers}`);
     const cap = pool.queue_capacity;
     setText(card.queue, `${count(pool.queued)} / ${cap === null || cap === undefined ? "∞" : count(cap)}`);

@@ -383,10 +383,11 @@ class ControlApi:
 
     async def list_pools(self, request: Request) -> Response:
         pools = sorted(self.manager.pools(), key=lambda p: p.name)
-        return JSONResponse({"data": [pool_json(pool.stats()) for pool in pools]})
+        return JSONResponse({"data": [pool_json(pool.stats(), pool.kind) for pool in pools]})
 
     async def get_pool(self, request: Request) -> Response:
-        return JSONResponse(pool_json(self._pool(request.path_params["name"]).stats()))
+        pool = self._pool(request.path_params["name"])
+        return JSONResponse(pool_json(pool.stats(), pool.kind))
 
     async def create_pool(self, request: Request) -> Response:
         self._refuse_while_stopping()
@@ -407,7 +408,7 @@ class ControlApi:
             raise ApiError(503, "shutting_down", str(exc), headers=_RETRY_AFTER) from None
         location = _api_url(request, "pools", name)
         return JSONResponse(
-            pool_json(pool.stats()), status_code=201, headers={"Location": location}
+            pool_json(pool.stats(), pool.kind), status_code=201, headers={"Location": location}
         )
 
     async def update_pool(self, request: Request) -> Response:
@@ -437,7 +438,7 @@ class ControlApi:
             raise ApiError(
                 409, "pool_shut_down", f"pool {show(pool.name)} is shutting down: {exc}"
             ) from None
-        return JSONResponse(pool_json(pool.stats()))
+        return JSONResponse(pool_json(pool.stats(), pool.kind))
 
     async def delete_pool(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -445,7 +446,7 @@ class ControlApi:
             query = parse_query(request.query_params, DELETE_QUERY)
         except FieldError as exc:
             raise _invalid(exc) from None
-        self._pool(name)
+        kind = self._pool(name).kind
         try:
             final = await self.blocking.run(
                 f"the removal of pool {show(name)}",
@@ -458,7 +459,7 @@ class ControlApi:
             raise ApiError(
                 404, "pool_not_found", f"no pool named {show(name)}; it was removed already"
             ) from None
-        return JSONResponse(pool_json(final))
+        return JSONResponse(pool_json(final, kind))
 
     # -- tasks ----------------------------------------------------------------------
 

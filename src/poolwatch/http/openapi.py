@@ -15,6 +15,7 @@ from poolwatch.http.fields import POOL_NAME_PATTERN, Field
 from poolwatch.http.recent import LATENCY_QUERY, SAMPLES_QUERY
 from poolwatch.http.schemas import (
     DELETE_QUERY,
+    KIND,
     POOL_CREATE,
     POOL_PATCH,
     REJECTION_POLICIES,
@@ -298,17 +299,26 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
+def _pool_schema() -> dict[str, Any]:
+    """A pool: its ``PoolStats`` and its kind."""
+    schema = _record_schema(
+        PoolStats,
+        "A pool's kind, configuration and live counters (PoolStats).",
+        {"state": [s.value for s in PoolState], "rejection_policy": list(REJECTION_POLICIES)},
+    )
+    schema["properties"]["kind"] = {
+        "type": "string",
+        "enum": list(KIND.choices or ()),
+        "description": "Where its tasks run (see createPool).",
+    }
+    schema["required"].append("kind")
+    return schema
+
+
 def _record_schemas() -> dict[str, Any]:
     """The schemas derived from the engine's ``PoolStats`` and ``TaskInfo`` records."""
     return {
-        "Pool": _record_schema(
-            PoolStats,
-            "A pool's configuration and live counters (PoolStats).",
-            {
-                "state": [s.value for s in PoolState],
-                "rejection_policy": list(REJECTION_POLICIES),
-            },
-        ),
+        "Pool": _pool_schema(),
         "Task": _record_schema(
             TaskInfo,
             "One task (TaskInfo); times are ISO 8601 UTC.",

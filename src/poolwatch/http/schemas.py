@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import multiprocessing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +17,14 @@ from starlette.datastructures import QueryParams
 
 from poolwatch import options
 from poolwatch.http.fields import POOL_NAME_PATTERN, Field, FieldError, check_object, show
+from poolwatch.kinds import KINDS, check_kind_name
 from poolwatch.records import TaskState
 from poolwatch.tasks import TaskType
 
 __all__ = [
     "DELETE_QUERY",
+    "KIND",
+    "KIND_OPTIONS",
     "MAX_PER_PAGE",
     "POOL_CREATE",
     "POOL_PATCH",
@@ -75,6 +79,41 @@ PAUSED = Field("paused", "boolean", "true pauses the pool (nothing new starts), 
 HISTORY_SIZE = Field.for_setting(
     options.HISTORY_SIZE, "Finished tasks kept for inspection per pool; 0 keeps none."
 )
+KIND = Field(
+    "kind",
+    "string",
+    'Where the tasks run: "thread" (the default), the pool\'s own worker threads; '
+    '"process", one worker process per worker. The options marked "kind process" '
+    "apply to that kind only; another kind refuses them.",
+    choices=tuple(KINDS),
+    checker=check_kind_name,
+    default="thread",
+)
+MAX_TASKS_PER_CHILD = Field.for_setting(
+    options.MAX_TASKS_PER_CHILD,
+    "Kind process: tasks a worker process runs before it is replaced; null: it lives as "
+    "long as its worker.",
+)
+ON_RUN_TIMEOUT = Field(
+    "on_run_timeout",
+    "string",
+    'Kind process: what a task past its run_timeout gets. "request" (the default): a '
+    'cooperative cancel request; "kill": its worker process is killed and replaced, the '
+    "task ends cancelled.",
+    choices=options.ON_RUN_TIMEOUT,
+    checker=options.check_on_run_timeout,
+)
+MP_CONTEXT = Field(
+    "mp_context",
+    "string",
+    "Kind process: the multiprocessing start method of the worker processes; null: "
+    '"forkserver" where the platform has it, else "spawn".',
+    nullable=True,
+    choices=tuple(multiprocessing.get_all_start_methods()),
+    checker=options.check_start_method,
+)
+#: The options of one kind, as ``create_pool(kind=..., **kind_options)`` takes them.
+KIND_OPTIONS = (MAX_TASKS_PER_CHILD, ON_RUN_TIMEOUT, MP_CONTEXT)
 
 POOL_CREATE = _fields(
     NAME,
@@ -84,6 +123,8 @@ POOL_CREATE = _fields(
     QUEUE_TIMEOUT,
     RUN_TIMEOUT,
     HISTORY_SIZE,
+    KIND,
+    *KIND_OPTIONS,
 )
 POOL_PATCH = _fields(
     MAX_WORKERS, QUEUE_CAPACITY, REJECTION_POLICY, QUEUE_TIMEOUT, RUN_TIMEOUT, PAUSED

@@ -81,10 +81,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def pool_json(stats: PoolStats) -> dict[str, Any]:
-    """Every ``PoolStats`` field under its own name."""
+def pool_json(stats: PoolStats, kind: str) -> dict[str, Any]:
+    """Every ``PoolStats`` field under its own name, and the pool's ``kind``."""
     return {
         "name": stats.name,
+        "kind": kind,
         "state": stats.state.value,
         "max_workers": stats.max_workers,
         "workers": stats.workers,

@@ -59,7 +59,9 @@ class _QuietThread(logging.Filter):
         self.thread_id = thread_id
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread != self.thread_id or record.levelno >= logging.WARNING
+        # The emitting thread, not ``record.thread``: that is None once a program turns
+        # ``logging.logThreads`` off (as ``poolwatch``'s own commands do).
+        return threading.get_ident() != self.thread_id or record.levelno >= logging.WARNING
 
 
 class ServiceHandle:
