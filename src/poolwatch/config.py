@@ -41,9 +41,9 @@ from poolwatch.http.auth import TOKEN_RULE, token_problem
 from poolwatch.http.fields import Field, FieldError, check_object, show
 from poolwatch.http.recent import check_link
 from poolwatch.http.schemas import (
+    FILE_KIND_OPTIONS,
     HISTORY_SIZE,
     KIND,
-    KIND_OPTIONS,
     MAX_WORKERS,
     NAME,
     QUEUE_CAPACITY,
@@ -219,7 +219,7 @@ _POOL = _fields(
     dataclasses.replace(RUN_TIMEOUT, nullable=False),
     HISTORY_SIZE,
     KIND,
-    *(dataclasses.replace(f, nullable=False) for f in KIND_OPTIONS),
+    *(dataclasses.replace(f, nullable=False) for f in FILE_KIND_OPTIONS),
 )
 _TOP = _fields(
     Field("server", "object", "Server settings.", type_text="a table ([server])"),
@@ -341,7 +341,7 @@ def _pool(label: str, values: dict[str, Any]) -> PoolConfig:
     return PoolConfig(**values, kind_options=tuple(given.items()))
 
 
-_KIND_OPTION_KEYS = frozenset(f.name for f in KIND_OPTIONS)
+_KIND_OPTION_KEYS = frozenset(f.name for f in FILE_KIND_OPTIONS)
 
 
 def _tasks(items: list[Any]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from poolwatch.tasks import TaskType
 
 __all__ = [
     "DELETE_QUERY",
+    "FILE_KIND_OPTIONS",
     "KIND",
     "KIND_OPTIONS",
     "MAX_PER_PAGE",
@@ -97,9 +98,9 @@ MAX_TASKS_PER_CHILD = Field.for_setting(
 ON_RUN_TIMEOUT = Field(
     "on_run_timeout",
     "string",
-    'Kind process: what a task past its run_timeout gets. "request" (the default): a '
-    'cooperative cancel request; "kill": its worker process is killed and replaced, the '
-    "task ends cancelled.",
+    'Kinds process and dask: what a task past its run_timeout gets. "request" (the '
+    'default): a cooperative cancel request; "kill": its worker process is killed and '
+    "replaced (process), or Dask cancels it (dask); the task ends cancelled.",
     choices=options.ON_RUN_TIMEOUT,
     checker=options.check_on_run_timeout,
 )
@@ -112,8 +113,18 @@ MP_CONTEXT = Field(
     choices=tuple(multiprocessing.get_all_start_methods()),
     checker=options.check_start_method,
 )
+DASK_ADDRESS = Field(
+    "address",
+    "string",
+    'Kind dask: the scheduler\'s address, such as "tcp://10.0.0.5:8786". Only in the '
+    "config file: a request over HTTP cannot make the service connect somewhere.",
+    max_length=1024,
+    checker=options.check_dask_address,
+)
 #: The options of one kind, as ``create_pool(kind=..., **kind_options)`` takes them.
 KIND_OPTIONS = (MAX_TASKS_PER_CHILD, ON_RUN_TIMEOUT, MP_CONTEXT)
+#: ... and those only a config file may give.
+FILE_KIND_OPTIONS = (*KIND_OPTIONS, DASK_ADDRESS)
 
 POOL_CREATE = _fields(
     NAME,
