@@ -28,6 +28,7 @@ from poolwatch.config import (
     ConfigError,
     ServerConfig,
     ShutdownConfig,
+    create_pools,
     load_config,
     parse_config,
 )
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run",
         help="run a Python program with every executor observed and the service on a side "
-        "port: poolwatch run [--host H] [--port 9464] [--quiet] -- PROGRAM [ARGS...]",
+        "port: poolwatch run [--host H] [--port 9464] [--config FILE] [--token T] "
+        "[--read-only] [--quiet] [--] PROGRAM [ARGS...] (or -m MODULE [ARGS...])",
         add_help=False,
     )
     demo = commands.add_parser(
@@ -183,15 +185,6 @@ def _check_exposure(config: Config, *, demo: bool) -> None:
         )
 
 
-def _create_pools(manager: PoolManager, config: Config) -> None:
-    for index, pool in enumerate(config.pools):
-        try:
-            manager.create_pool(pool.name, **pool.create_kwargs())
-        except (ValueError, TypeError) as exc:
-            where = f"{config.source}: pools[{index}]" if config.source else f"pool {pool.name}"
-            raise UsageError(f"{where}: {exc}") from None
-
-
 def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overrides = None,
            dask: str | None = None) -> int:  # fmt: skip
     _check_exposure(config, demo=demo)
@@ -204,7 +197,7 @@ def _serve(config: Config, *, demo: bool, watch: bool = False, overrides: Overri
     reloader: ConfigReloader | None = None
     stop_dask: Callable[[], None] | None = None
     try:
-        _create_pools(manager, config)
+        create_pools(manager, config)
         if dask is not None:
             stop_dask = _start_dask(manager, dask)
         try:
@@ -354,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["run"]:  # its own parser: everything after -- is the program's
-        from .runner import main as run_main
+        from .runservice import main as run_main
 
         return run_main(given[1:])
     parser = build_parser()

@@ -34,7 +34,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from poolwatch import kinds
 from poolwatch.http.auth import TOKEN_RULE, token_problem
@@ -52,6 +52,9 @@ from poolwatch.http.schemas import (
     RUN_TIMEOUT,
 )
 
+if TYPE_CHECKING:
+    from poolwatch.manager import PoolManager
+
 __all__ = [
     "TOKEN_ENV",
     "Config",
@@ -61,6 +64,7 @@ __all__ = [
     "ServerConfig",
     "ShutdownConfig",
     "TracingConfig",
+    "create_pools",
     "load_config",
 ]
 
@@ -371,3 +375,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
     return parse_config(data, source=where, env=env)
+
+
+def create_pools(manager: PoolManager, config: Config) -> None:
+    """Create ``config``'s pools on ``manager``; a pool refused is a ConfigError naming it."""
+    for index, pool in enumerate(config.pools):
+        try:
+            manager.create_pool(pool.name, **pool.create_kwargs())
+        except (ValueError, TypeError) as exc:
+            where = f"{config.source}: pools[{index}]" if config.source else f"pool {pool.name}"
+            raise ConfigError(f"{where}: {exc}") from None

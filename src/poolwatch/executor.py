@@ -13,6 +13,7 @@ its idle workers exit.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import itertools
 import os
 import re
@@ -38,11 +39,11 @@ __all__ = [
 
 _default: PoolManager | None = None
 _instrumented: PoolManager | None = None  # where instrumented constructors put their pools
-_originals: dict[str, Any] = {}
 _default_lock = threading.Lock()
 _counter = itertools.count()  # numbers default thread names as the stdlib does
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _PACKAGE = __name__.rpartition(".")[0]
+_STDLIB = concurrent.futures.thread.ThreadPoolExecutor
 
 
 def default_manager() -> PoolManager:
@@ -198,37 +199,63 @@ def _safe(text: str) -> str:
     return name or "executor"
 
 
+class _StdlibName(type):
+    """The metaclass of the class ``instrument()`` installs under the stdlib's name.
+
+    Code checks executors against that name at call time (asyncio's
+    ``loop.set_default_executor`` does: ``isinstance(executor,
+    concurrent.futures.ThreadPoolExecutor)``), so the installed class answers for the
+    stdlib's: every ``ThreadPoolExecutor`` is an instance of it, the stdlib's own, those
+    made before ``instrument()``, ``ManagedPool`` and their subclasses. Classes derived
+    from it check as ordinary classes do.
+    """
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        if cls is InstrumentedThreadPoolExecutor:
+            return isinstance(instance, _STDLIB)
+        return super().__instancecheck__(instance)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        if cls is InstrumentedThreadPoolExecutor:
+            return issubclass(subclass, _STDLIB)
+        return super().__subclasscheck__(subclass)
+
+
+class InstrumentedThreadPoolExecutor(ThreadPoolExecutor, metaclass=_StdlibName):
+    """``concurrent.futures.ThreadPoolExecutor`` while ``instrument()`` is on: makes
+    ``poolwatch.ThreadPoolExecutor`` pools, and ``isinstance``/``issubclass`` against it
+    accept every stdlib ``ThreadPoolExecutor`` as before (see ``_StdlibName``)."""
+
+
 def instrument(manager: PoolManager | None = None) -> None:
     """From now on every ``concurrent.futures.ThreadPoolExecutor(...)`` is a managed pool.
 
     Whichever way code names the class after this call (``concurrent.futures.X``,
-    ``from concurrent.futures import X``, ``concurrent.futures.thread.X``), it gets
+    ``from concurrent.futures import X``, ``concurrent.futures.thread.X``), it makes a
     ``poolwatch.ThreadPoolExecutor``, on ``manager`` (default: ``default_manager()``);
-    asyncio's default executor becomes a pool named ``asyncio``. Code that imported the
-    class *before* this call keeps the stdlib's: call it first (``poolwatch run`` does).
+    asyncio's default executor becomes a pool named ``asyncio``. ``isinstance(x, X)``
+    stays true for every executor it was true for (the stdlib's, ``create_pool()``'s), so
+    ``loop.set_default_executor(pool)`` still takes them. Code that imported the class
+    *before* this call keeps the stdlib's: call it first (``poolwatch run`` does).
     Calling it again only changes the manager.
     """
     global _instrumented
     import concurrent.futures
-    import concurrent.futures.thread
 
     with _default_lock:
         _instrumented = manager
-        if not _originals:
-            _originals["futures"] = concurrent.futures.thread.ThreadPoolExecutor
-        concurrent.futures.ThreadPoolExecutor = ThreadPoolExecutor  # type: ignore[misc]
-        concurrent.futures.thread.ThreadPoolExecutor = ThreadPoolExecutor  # type: ignore[misc]
+        installed = InstrumentedThreadPoolExecutor
+        concurrent.futures.ThreadPoolExecutor = installed  # type: ignore[misc]
+        concurrent.futures.thread.ThreadPoolExecutor = installed  # type: ignore[misc]
 
 
 def uninstrument() -> None:
     """Undo ``instrument()``: new executors are the stdlib's again (pools made stay)."""
     global _instrumented
     import concurrent.futures
-    import concurrent.futures.thread
 
     with _default_lock:
-        original = _originals.pop("futures", None)
         _instrumented = None
-        if original is not None:
-            concurrent.futures.ThreadPoolExecutor = original  # type: ignore[misc]
-            concurrent.futures.thread.ThreadPoolExecutor = original  # type: ignore[misc]
+        for module in (vars(concurrent.futures), vars(concurrent.futures.thread)):
+            if module.get("ThreadPoolExecutor") is InstrumentedThreadPoolExecutor:
+                module["ThreadPoolExecutor"] = _STDLIB

@@ -69,7 +69,8 @@ def test_asyncio_default_executor_is_a_pool_named_asyncio(instrumented: Any) -> 
 
 def test_uninstrument_restores_the_stdlib_and_is_idempotent(instrumented: Any) -> None:
     poolwatch.instrument(instrumented)  # again: no change
-    assert concurrent.futures.ThreadPoolExecutor is poolwatch.ThreadPoolExecutor
+    assert issubclass(concurrent.futures.ThreadPoolExecutor, poolwatch.ThreadPoolExecutor)
+    assert concurrent.futures.ThreadPoolExecutor is not STDLIB
     poolwatch.uninstrument()
     poolwatch.uninstrument()
     assert concurrent.futures.ThreadPoolExecutor is STDLIB
@@ -77,3 +78,57 @@ def test_uninstrument_restores_the_stdlib_and_is_idempotent(instrumented: Any) -
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         assert not isinstance(ex, poolwatch.ManagedPool)
     assert instrumented.pools() == []
+
+
+def test_checks_against_the_patched_name_accept_every_thread_pool(instrumented: Any) -> None:
+    early = STDLIB(1)  # the stdlib's own, as code that imported it first still makes
+    made = concurrent.futures.ThreadPoolExecutor(1)
+
+    class Derived(poolwatch.ThreadPoolExecutor):
+        pass
+
+    derived = Derived(1, name="derived", manager=instrumented)
+    pools = [early, made, derived, instrumented.create_pool("mine", max_workers=1)]
+    try:
+        for name in (concurrent.futures, concurrent.futures.thread):
+            patched = name.ThreadPoolExecutor
+            assert [isinstance(p, patched) for p in pools] == [True] * 4
+            assert [issubclass(type(p), patched) for p in pools] == [True] * 4
+            assert issubclass(poolwatch.ManagedPool, patched)
+            assert not isinstance(object(), patched)
+            assert not issubclass(concurrent.futures.ProcessPoolExecutor, patched)
+            assert not issubclass(poolwatch.ProcessPoolExecutor, patched)
+        # poolwatch's own class is not widened: a stdlib executor is not a managed pool.
+        assert not isinstance(early, poolwatch.ThreadPoolExecutor)
+    finally:
+        for pool in pools:
+            pool.shutdown()
+
+
+def test_a_class_derived_from_the_patched_name_checks_as_usual(instrumented: Any) -> None:
+    class Library(concurrent.futures.ThreadPoolExecutor):
+        pass
+
+    with Library(1, thread_name_prefix="library") as mine, STDLIB(1) as stdlib:
+        assert isinstance(mine, Library)
+        assert isinstance(mine, poolwatch.ManagedPool)
+        assert mine.submit(pow, 3, 2).result(timeout=10) == 9
+        assert not isinstance(stdlib, Library)
+        assert not issubclass(STDLIB, Library)
+        assert issubclass(Library, concurrent.futures.ThreadPoolExecutor)
+
+
+@pytest.mark.parametrize("source", ["create_pool", "stdlib", "patched name"])
+def test_set_default_executor_takes_every_thread_pool(instrumented: Any, source: str) -> None:
+    def make() -> concurrent.futures.Executor:
+        if source == "create_pool":
+            return instrumented.create_pool("loop", max_workers=1, thread_name_prefix="loop")
+        if source == "stdlib":
+            return STDLIB(1, thread_name_prefix="loop")
+        return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="loop")
+
+    async def main() -> str:
+        asyncio.get_running_loop().set_default_executor(make())
+        return (await asyncio.to_thread(threading.current_thread)).name
+
+    assert in_fresh_thread(lambda: asyncio.run(main())).startswith("loop")

@@ -8,7 +8,7 @@ try:
     from poolwatch.runner import observe
 
     if observe():  # the program's own process, not one it started
-        from poolwatch.http.side import serve_beside
+        from poolwatch.runservice import serve_beside
 
         serve_beside()
 except Exception as exc:  # never stop the user's program from starting

@@ -145,9 +145,9 @@ APP_ARGUMENTS = SettingNames(
 )
 #: ``poolwatch run``: its environment.
 RUN_SETTINGS = SettingNames(
-    token="POOLWATCH_API_TOKEN",
-    read_only="poolwatch run was started with POOLWATCH_READ_ONLY=1; start it without to "
-    "allow them",
+    token="poolwatch run's --token, POOLWATCH_API_TOKEN or [server] token in its config file",
+    read_only="poolwatch run was started read-only (--read-only, POOLWATCH_READ_ONLY=1 or "
+    "[server] read_only); start it without to allow them",
 )
 #: ``poolwatch serve``: the environment or the config file, and the command line.
 SERVER_SETTINGS = SettingNames(

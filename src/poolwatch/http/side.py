@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import threading
 import weakref
 from typing import TYPE_CHECKING, Unpack
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp
 
 from poolwatch.executor import default_manager
 from poolwatch.http.app import AppOptions, build_app
-from poolwatch.http.auth import RUN_SETTINGS, AccessPolicy
+from poolwatch.http.auth import AccessPolicy
 from poolwatch.http.protocol import ConnectionLimits, protocol_class
 from poolwatch.http.server import EmbeddedServer, ServeError, bind_socket
 from poolwatch.runner import DEFAULT_PORT
@@ -37,7 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ServiceHandle",
-    "serve_beside",
+    "check_policy",
+    "listen",
     "serve_in_thread",
     "serve_policy",
     "start_service",
@@ -91,10 +91,15 @@ class ServiceHandle:
         """Whether this process serves: False once stopped, and in a forked child."""
         return os.getpid() == self._pid and self._thread.is_alive() and self._server.started
 
-    def start(self, timeout: float = _STARTUP_TIMEOUT) -> None:
-        """Start serving; returns once requests are answered (``ServeError`` if they are not)."""
+    def start(self, timeout: float = _STARTUP_TIMEOUT, *, wait: bool = True) -> None:
+        """Start serving; returns once requests are answered (``ServeError`` if they are not),
+        or at once with ``wait=False`` (the socket listens already: requests wait for the
+        server, and a failure to start is logged on ``uvicorn.error``)."""
         self._server.on_started = self._started.set
         self._thread.start()
+        if not wait:
+            _live.add(self)
+            return
         if not self._started.wait(timeout) or not self._server.started:
             self.stop()
             raise ServeError(
@@ -152,20 +157,27 @@ def _install_fork_hook() -> None:
             _fork_hook_installed = True
 
 
-def serve_in_thread(app: ASGIApp, sock: socket.socket) -> ServiceHandle:
-    """Serve ``app`` on ``sock`` (listening already) from a daemon thread, until stopped."""
+def serve_in_thread(
+    app: ASGIApp,
+    sock: socket.socket,
+    *,
+    limits: ConnectionLimits | None = None,
+    wait: bool = True,
+) -> ServiceHandle:
+    """Serve ``app`` on ``sock`` (listening already) from a daemon thread, until stopped;
+    returns once it answers, or at once with ``wait=False``."""
     _install_fork_hook()
     config = uvicorn.Config(
         app,
         log_config=None,  # the process's logging is its own
         access_log=False,
         lifespan="on",  # the app samples its pools while it runs
-        http=protocol_class(ConnectionLimits()),
+        http=protocol_class(limits or ConnectionLimits()),
         timeout_graceful_shutdown=1,
         server_header=False,
     )
     handle = ServiceHandle(EmbeddedServer(config), sock)
-    handle.start()
+    handle.start(wait=wait)
     return handle
 
 
@@ -173,6 +185,26 @@ def serve_policy(
     manager: PoolManager, policy: AccessPolicy, port: int, **options: Unpack[AppOptions]
 ) -> ServiceHandle:
     """The app of ``manager`` under ``policy``, served on ``policy.bind_host:port``."""
+    sock = listen(check_policy(policy), port)
+    try:
+        app = build_app(manager, policy, **options)
+    except BaseException:
+        sock.close()
+        raise
+    return serve_in_thread(app, sock)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, not inherited by the programs this
+    process starts (``ServeError`` if the port is taken)."""
+    sock = bind_socket(host, port)
+    sock.set_inheritable(False)  # programs this process starts must not hold the port
+    return sock
+
+
+def check_policy(policy: AccessPolicy) -> str:
+    """The address an app under ``policy`` listens on; ``ValueError`` for none, or for
+    changes open to anyone off loopback."""
     host = policy.bind_host
     if host is None:
         raise ValueError("a served app needs the address it listens on (bind_host)")
@@ -182,14 +214,7 @@ def serve_policy(
             f"can reach it could change the pools; set {policy.names.token}, or serve it "
             "read-only, or listen on 127.0.0.1"
         )
-    sock = bind_socket(host, port)
-    sock.set_inheritable(False)  # programs this process starts must not hold the port
-    try:
-        app = build_app(manager, policy, **options)
-    except BaseException:
-        sock.close()
-        raise
-    return serve_in_thread(app, sock)
+    return host
 
 
 def start_service(
@@ -219,24 +244,3 @@ def start_service(
         manager = default_manager()
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=host)
     return serve_policy(manager, policy, port, **options)
-
-
-def serve_beside() -> ServiceHandle | None:
-    """``poolwatch run``'s service, set up from its ``POOLWATCH_*`` variables, in the
-    process it runs; a failure to serve is one line on stderr, never the program's end."""
-    host = os.environ.get("POOLWATCH_HOST", "127.0.0.1")
-    policy = AccessPolicy(
-        token=os.environ.get("POOLWATCH_API_TOKEN") or None,
-        read_only=os.environ.get("POOLWATCH_READ_ONLY") == "1",
-        bind_host=host,
-        names=RUN_SETTINGS,
-    )
-    port = int(os.environ.get("POOLWATCH_PORT", DEFAULT_PORT))
-    try:
-        handle = serve_policy(default_manager(), policy, port)
-    except (OSError, ValueError) as exc:
-        print(f"poolwatch: {exc}; the program runs without the service", file=sys.stderr)
-        return None
-    if os.environ.get("POOLWATCH_QUIET") != "1":
-        print(f"poolwatch: console at {handle.url}", file=sys.stderr, flush=True)
-    return handle
