@@ -25,7 +25,7 @@ from typing import Any
 
 from . import options
 from .errors import PoolExistsError
-from .manager import PoolManager
+from .manager import PoolManager, exporting_globally
 from .pool import ManagedPool, ManagedProcessPool
 from .processes import ProcessBackend
 
@@ -47,11 +47,14 @@ _STDLIB = concurrent.futures.thread.ThreadPoolExecutor
 
 
 def default_manager() -> PoolManager:
-    """The process's own ``PoolManager``, made on first use (global registry and tracer)."""
+    """The process's own ``PoolManager``: the one exporting to prometheus_client's global
+    registry. The program's own, if it made one there; else one made on first use (global
+    registry and tracer). So executors made through ``instrument()`` join a manager the
+    program already has, and never clash with it over the registry."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = PoolManager()
+            _default = exporting_globally() or PoolManager()
         return _default
 
 

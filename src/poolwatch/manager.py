@@ -91,10 +91,11 @@ class PoolManager:
         self._collector = PoolCollector(self)
         try:
             self._registry.register(self._collector)
-        except ValueError as exc:
+        except ValueError:
+            holder = " (poolwatch.default_manager(): use it)" if self._registry is REGISTRY else ""
             raise ValueError(
-                "another PoolManager already exports poolwatch metrics to this registry "
-                f"({exc}); shut it down first or pass registry=CollectorRegistry()"
+                f"another PoolManager already exports poolwatch metrics to this registry"
+                f"{holder}; shut it down first or pass registry=CollectorRegistry()"
             ) from None
         _managers.add(self)
 
@@ -102,6 +103,11 @@ class PoolManager:
     def registry(self) -> CollectorRegistry:
         """The prometheus_client registry the pools' metrics are exported to."""
         return self._registry
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown()`` was called: no new pools, metrics no longer exported."""
+        return self._closed
 
     @property
     def collector(self) -> PoolCollector:
@@ -620,6 +626,14 @@ def _task_state(state: TaskState | str) -> TaskState:
 
 
 _managers: weakref.WeakSet[PoolManager] = weakref.WeakSet()
+
+
+def exporting_globally() -> PoolManager | None:
+    """The live manager that exports to prometheus_client's global registry, if any."""
+    for manager in list(_managers):
+        if manager.registry is REGISTRY and not manager.closed:
+            return manager
+    return None
 
 
 def _at_exit() -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import concurrent.futures.thread
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -132,3 +135,48 @@ def test_set_default_executor_takes_every_thread_pool(instrumented: Any, source:
         return (await asyncio.to_thread(threading.current_thread)).name
 
     assert in_fresh_thread(lambda: asyncio.run(main())).startswith("loop")
+
+
+_OWN_MANAGER_FIRST = """
+import concurrent.futures, json, poolwatch
+from prometheus_client import REGISTRY, generate_latest
+own = poolwatch.PoolManager()  # the program's own, on the global registry
+poolwatch.instrument()
+with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="lib") as ex:
+    assert ex.submit(pow, 2, 5).result() == 32
+text = generate_latest(REGISTRY).decode()
+print(json.dumps({
+    "same": poolwatch.default_manager() is own,
+    "pools": [p.name for p in own.pools()],
+    "series": 'poolwatch_tasks_submitted_total{pool="lib"} 1.0' in text,
+}))
+"""
+
+
+def test_executors_join_the_programs_own_manager_on_the_global_registry() -> None:
+    """A program that made its own manager on the global registry before a library's
+    executor: the executor joins it (the registry takes one), instead of failing."""
+    # A process of its own: the suite's global registry stays free.
+    out = subprocess.run(
+        [sys.executable, "-c", _OWN_MANAGER_FIRST],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"same": True, "pools": ["lib"], "series": True}
+
+
+def test_a_second_manager_on_the_global_registry_is_told_to_use_the_default() -> None:
+    code = (
+        "import poolwatch\n"
+        "poolwatch.default_manager()\n"
+        "try:\n    poolwatch.PoolManager()\n"
+        "except ValueError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "poolwatch.default_manager(): use it" in out.stdout
