@@ -48,20 +48,20 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .accounting import PoolSnapshot
+from .gone import GONE_FILE, LOCK_FILE
 from .metrics import encoder_for, render_pool_families
-from .records import PoolStats
-from .serverwide import (
+from .procfiles import (
     FILE_GLOB,
     POOL_FIELDS,
     ProcessRecord,
-    ServerView,
     format_record,
     parse_text,
     process_start_ticks,
-    read_server,
     render_families,
     warn_once,
 )
+from .records import PoolStats
+from .serverwide import ServerView, read_server
 from .users import Users
 
 __all__ = [
@@ -112,7 +112,8 @@ def clear_directory(directory: str | os.PathLike[str] | None = None) -> int:
     """Empty the multiprocess directory of the files an earlier run left; call it once
     as the server starts, before any worker (gunicorn's ``on_starting`` hook).
 
-    Removes poolwatch's process files and prometheus_client's ``*.db`` files from
+    Removes poolwatch's files (each process's, the gone processes' sum, the lock file)
+    and prometheus_client's ``*.db`` files from
     ``directory`` (default: ``PROMETHEUS_MULTIPROC_DIR``; nothing when unset) and
     returns how many it removed. Other files are left alone.
     """
@@ -120,7 +121,8 @@ def clear_directory(directory: str | os.PathLike[str] | None = None) -> int:
     if path is None:
         return 0
     removed = 0
-    for pattern in (FILE_GLOB, f".{FILE_GLOB}.tmp", "*.db"):
+    patterns = (FILE_GLOB, f".{FILE_GLOB}.tmp", GONE_FILE, f".{GONE_FILE}.tmp", LOCK_FILE, "*.db")
+    for pattern in patterns:
         for stale in path.glob(pattern):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()

@@ -28,7 +28,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from poolwatch import PoolManager, create_app
 from poolwatch.multiproc import ProcessPublisher, publisher_for
-from poolwatch.serverwide import format_record, parse_record, process_alive, process_start_ticks
+from poolwatch.procfiles import format_record, parse_record, process_alive, process_start_ticks
 from support import require_tool
 
 with warnings.catch_warnings():
