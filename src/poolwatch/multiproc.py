@@ -71,6 +71,7 @@ __all__ = [
     "multiprocess_directory",
     "publisher_for",
     "single_process_info",
+    "start_publishing",
 ]
 
 log = logging.getLogger("poolwatch")
@@ -375,6 +376,24 @@ def publisher_for(source: Published) -> ProcessPublisher | None:
         if publisher is None or publisher.directory != directory:
             publisher = _publishers[source] = ProcessPublisher(source, directory)
         return publisher
+
+
+def start_publishing(manager: Published) -> ProcessPublisher | None:
+    """Publish ``manager``'s numbers for the whole server from now until this process
+    exits, whether or not it serves an app; returns the publisher, or ``None`` when
+    ``PROMETHEUS_MULTIPROC_DIR`` is unset.
+
+    For workers that run no ASGI lifespan (WSGI apps under gunicorn): call it in each
+    worker, in gunicorn's ``post_fork`` hook, and serve the merged numbers from one
+    place (``start_service`` in the master's ``when_ready`` hook). Idempotent.
+    Fork-aware: a child forked after the call publishes nothing until it calls this
+    itself (its own file, its own numbers). The last publish, marked as exited, is at
+    interpreter exit. ``start_service`` calls it too.
+    """
+    publisher = publisher_for(manager)
+    if publisher is not None:
+        publisher.start()
+    return publisher
 
 
 def _at_exit() -> None:
