@@ -49,7 +49,7 @@ from prometheus_client.registry import Collector
 
 from .accounting import PoolSnapshot
 from .gone import GONE_FILE, LOCK_FILE
-from .metrics import encoder_for, render_pool_families
+from .metrics import encoder_for, render_snapshots
 from .procfiles import (
     FILE_GLOB,
     POOL_FIELDS,
@@ -242,8 +242,10 @@ class ProcessPublisher:
 
     def _record(self, exited: bool) -> tuple[ProcessRecord, str]:
         source = self._source()
-        text = "" if source is None else render_pool_families(source)
-        pools = [] if source is None else [p.stats() for p in source.pools()]
+        # One snapshot per pool, for the families and the stats: the file agrees with itself.
+        snaps = [] if source is None else [p.metrics_snapshot() for p in source.pools()]
+        text = render_snapshots(snaps)
+        pools = [snap.stats for snap in snaps]
         record = ProcessRecord(
             pid=self._pid,
             started=self._started,
