@@ -63,7 +63,14 @@ class MetricsSource(PoolSource, Protocol):
     def collector(self) -> PoolCollector: ...
 
 
-__all__ = ["FAMILIES", "PoolCollector", "encoder_for", "render_metrics", "render_pool_families"]
+__all__ = [
+    "FAMILIES",
+    "PoolCollector",
+    "encoder_for",
+    "render_metrics",
+    "render_pool_families",
+    "render_snapshots",
+]
 
 # name -> (type, labels, help); the order is the exposition order.
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -254,10 +261,12 @@ def render_metrics(manager: MetricsSource, accept: str | None = None) -> tuple[b
 def render_pool_families(manager: PoolSource, openmetrics: bool = False) -> str:
     """The ``poolwatch_*`` families of ``manager``'s pools as exposition text (Prometheus
     text 0.0.4, or OpenMetrics without the closing ``# EOF``)."""
-    return _render([pool.metrics_snapshot() for pool in manager.pools()], openmetrics)
+    return render_snapshots([pool.metrics_snapshot() for pool in manager.pools()], openmetrics)
 
 
-def _render(snaps: list[PoolSnapshot], openmetrics: bool) -> str:
+def render_snapshots(snaps: list[PoolSnapshot], openmetrics: bool = False) -> str:
+    """``render_pool_families`` of snapshots already taken: whatever else is derived
+    from the same snapshots agrees with the text."""
     out: list[str] = []
     w = out.append
 

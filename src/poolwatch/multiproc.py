@@ -48,20 +48,20 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .accounting import PoolSnapshot
-from .metrics import encoder_for, render_pool_families
-from .records import PoolStats
-from .serverwide import (
+from .gone import GONE_FILE, LOCK_FILE
+from .metrics import encoder_for, render_snapshots
+from .procfiles import (
     FILE_GLOB,
     POOL_FIELDS,
     ProcessRecord,
-    ServerView,
     format_record,
     parse_text,
     process_start_ticks,
-    read_server,
     render_families,
     warn_once,
 )
+from .records import PoolStats
+from .serverwide import ServerView, read_server
 from .users import Users
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "multiprocess_directory",
     "publisher_for",
     "single_process_info",
+    "start_publishing",
 ]
 
 log = logging.getLogger("poolwatch")
@@ -112,7 +113,8 @@ def clear_directory(directory: str | os.PathLike[str] | None = None) -> int:
     """Empty the multiprocess directory of the files an earlier run left; call it once
     as the server starts, before any worker (gunicorn's ``on_starting`` hook).
 
-    Removes poolwatch's process files and prometheus_client's ``*.db`` files from
+    Removes poolwatch's files (each process's, the gone processes' sum, the lock file)
+    and prometheus_client's ``*.db`` files from
     ``directory`` (default: ``PROMETHEUS_MULTIPROC_DIR``; nothing when unset) and
     returns how many it removed. Other files are left alone.
     """
@@ -120,7 +122,8 @@ def clear_directory(directory: str | os.PathLike[str] | None = None) -> int:
     if path is None:
         return 0
     removed = 0
-    for pattern in (FILE_GLOB, f".{FILE_GLOB}.tmp", "*.db"):
+    patterns = (FILE_GLOB, f".{FILE_GLOB}.tmp", GONE_FILE, f".{GONE_FILE}.tmp", LOCK_FILE, "*.db")
+    for pattern in patterns:
         for stale in path.glob(pattern):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
@@ -239,8 +242,10 @@ class ProcessPublisher:
 
     def _record(self, exited: bool) -> tuple[ProcessRecord, str]:
         source = self._source()
-        text = "" if source is None else render_pool_families(source)
-        pools = [] if source is None else [p.stats() for p in source.pools()]
+        # One snapshot per pool, for the families and the stats: the file agrees with itself.
+        snaps = [] if source is None else [p.metrics_snapshot() for p in source.pools()]
+        text = render_snapshots(snaps)
+        pools = [snap.stats for snap in snaps]
         record = ProcessRecord(
             pid=self._pid,
             started=self._started,
@@ -373,6 +378,24 @@ def publisher_for(source: Published) -> ProcessPublisher | None:
         if publisher is None or publisher.directory != directory:
             publisher = _publishers[source] = ProcessPublisher(source, directory)
         return publisher
+
+
+def start_publishing(manager: Published) -> ProcessPublisher | None:
+    """Publish ``manager``'s numbers for the whole server from now until this process
+    exits, whether or not it serves an app; returns the publisher, or ``None`` when
+    ``PROMETHEUS_MULTIPROC_DIR`` is unset.
+
+    For workers that run no ASGI lifespan (WSGI apps under gunicorn): call it in each
+    worker, in gunicorn's ``post_fork`` hook, and serve the merged numbers from one
+    place (``start_service`` in the master's ``when_ready`` hook). Idempotent.
+    Fork-aware: a child forked after the call publishes nothing until it calls this
+    itself (its own file, its own numbers). The last publish, marked as exited, is at
+    interpreter exit. ``start_service`` calls it too.
+    """
+    publisher = publisher_for(manager)
+    if publisher is not None:
+        publisher.start()
+    return publisher
 
 
 def _at_exit() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -237,10 +238,16 @@ class SampleHistory:
         # Weakly: the shared histories are kept per manager in a weak mapping.
         self._source = weakref.ref(source)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._tracks: dict[str, _Track] = {}
         self._t0 = clock()
         self._epoch0 = wall()
+        self._after_fork()
+        _histories.add(self)
+
+    def _after_fork(self) -> None:
+        """Empty, no thread, no users: also what a forked child starts with, since the
+        parent's sampler thread is not in the child and its pools start clean there."""
+        self._lock = threading.Lock()
+        self._tracks: dict[str, _Track] = {}
         self._last_tick = -1
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -525,3 +532,16 @@ def served_history(source: PoolSource) -> SampleHistory:
         if history is None:
             history = _served[source] = SampleHistory(source)
         return history
+
+
+_histories: weakref.WeakSet[SampleHistory] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _served_lock
+    _served_lock = threading.Lock()
+    for history in list(_histories):
+        history._after_fork()  # noqa: SLF001  # the module's own fork hook
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

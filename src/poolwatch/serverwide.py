@@ -1,97 +1,38 @@
 """Server-wide numbers from the files the processes of a multi-process server publish.
 
 Each process of a server (gunicorn or ``uvicorn --workers``) writes its own numbers to
-one file in the directory named by ``PROMETHEUS_MULTIPROC_DIR`` (see ``multiproc.py``).
-This module reads those files and merges them, the way prometheus_client's own
-multiprocess mode merges its ``*.db`` files:
-
-- counters and histograms are summed over every process that ever published, including
-  processes that have exited (their last numbers stay in their files), so they never
-  go down when a worker is replaced;
-- gauges count only live processes: summed for quantities (workers, queued tasks, ...),
-  the maximum for values that summing would garble (the age of the oldest queued task,
-  and the 0/1 state, info and build gauges).
-
-A process is live while its file does not say it exited and its pid runs the process
-that wrote it (same start time, not a zombie). A file that cannot be read or parsed is
-skipped with a log line; the scrape goes on without it.
+one file in the directory named by ``PROMETHEUS_MULTIPROC_DIR`` (see ``multiproc.py``;
+the format, and how files add up, in ``procfiles.py``). This module reads the directory
+and merges it: the live processes' files as they are now, and the gone processes' as
+one sum (``gone.py``), which keeps a server that has replaced many workers bounded in
+memory, files and time. A file that cannot be read or parsed is skipped with a log
+line; the scrape goes on without it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
-__all__ = [
-    "COUNTER_FIELDS",
-    "FILE_GLOB",
-    "FORMAT",
-    "GAUGE_FIELDS",
-    "POOL_FIELDS",
-    "Family",
-    "ProcessRecord",
-    "ServerView",
-    "format_record",
-    "merge_families",
-    "merge_totals",
-    "parse_record",
-    "parse_text",
-    "process_alive",
-    "process_start_ticks",
-    "read_server",
-    "render_families",
-    "warn_once",
-]
+from .gone import GONE_FILE, GoneFile, GoneSum, Writer, compact, directory_lock
+from .procfiles import (
+    COUNTER_FIELDS,
+    FILE_GLOB,
+    GAUGE_FIELDS,
+    POOL_FIELDS,
+    Family,
+    ProcessRecord,
+    merge_families,
+    parse_record,
+    process_alive,
+    warn_once,
+)
+
+__all__ = ["ServerView", "merge_totals", "read_server"]
 
 log = logging.getLogger("poolwatch")
-
-FORMAT = 1  # the "format" field of a process file; files of another format are skipped
-FILE_GLOB = "poolwatch_*.json"
-
-# Fields of PoolStats a process file carries per pool, by how they add up server-wide.
-COUNTER_FIELDS = (
-    "submitted",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "rejected",
-    "queue_timeouts",
-    "run_timeouts",
-)
-GAUGE_FIELDS = ("max_workers", "workers", "active", "idle", "queued", "overdue")
-
-# Gauges whose server-wide value is the largest over live processes, not the sum.
-_LIVE_MAX = frozenset(
-    {
-        "poolwatch_pool_oldest_queued_seconds",
-        "poolwatch_pool_state",
-        "poolwatch_pool_info",
-        "poolwatch_build_info",
-    }
-)
-_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
-
-Family = tuple[str, str, str, list[tuple[str, float]]]  # name, type, HELP line, samples
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessRecord:
-    """One process file, checked: who wrote it and the numbers it published."""
-
-    pid: int
-    started: int | None  # the process's start time in clock ticks (Linux), if known
-    exited: bool  # written at exit: the process's gauges no longer count
-    published_at: float
-    # poolwatch's families as /metrics renders them; samples are (the line up to its
-    # value, the value): the same series render the same line in every process
-    families: list[Family]
-    pools: list[tuple[str, str, list[float]]]  # name, state, POOL_FIELDS values
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,269 +40,123 @@ class ServerView:
     """The whole server as one process sees it when answering a request."""
 
     pid: int  # the process that answered
-    processes: int  # processes counted (every readable file, the answering one included)
+    processes: int  # processes counted (the answering one, live ones, gone ones)
     live_processes: int
     unreadable: int  # files skipped because they could not be read or parsed
     families: list[Family]  # merged
     totals: dict[str, Any]  # /api/stats numbers: see merge_totals
 
 
-POOL_FIELDS = (*COUNTER_FIELDS, *GAUGE_FIELDS, "oldest_queued_age")
+@dataclass(slots=True)
+class _Scan:
+    live: list[ProcessRecord]
+    gone: ProcessRecord | None
+    compactable: bool  # files of dead processes are there
+    unreadable: int
 
 
-# -- one file: a JSON header line, then the exposition text, then "# EOF" -----------------
-
-
-def format_record(header: dict[str, Any], text: str) -> bytes:
-    """A process file: ``header`` (one JSON line) and ``text`` (poolwatch's families)."""
-    body = text.encode()
-    head = json.dumps({**header, "format": FORMAT, "length": len(body)}, separators=(",", ":"))
-    return head.encode() + b"\n" + body + _EOF
-
-
-_EOF = b"# EOF\n"
-
-
-def parse_record(raw: bytes) -> ProcessRecord:
-    """A process file's content, checked; ``ValueError`` saying what is wrong."""
-    head, newline, rest = raw.partition(b"\n")
-    try:
-        doc = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"the first line is not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ValueError("the first line is not a JSON object")
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
-    pid, started, length = doc.get("pid"), doc.get("started"), doc.get("length")
-    if not _is_int(pid) or not (started is None or _is_int(started)) or not _is_int(length):
-        raise ValueError("pid, started and length must be integers")
-    if not newline or len(rest) != length + len(_EOF) or not rest.endswith(_EOF):
-        raise ValueError(f"the text is not {length} bytes and an EOF line: cut short?")
-    published_at = doc.get("published_at")
-    if not _is_number(published_at) or not isinstance(doc.get("exited"), bool):
-        raise ValueError("published_at must be a number and exited a boolean")
-    try:
-        text = rest[:length].decode()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"the text is not UTF-8 ({exc})") from None
-    pools = [_pool(p) for p in _list(doc.get("pools"), "pools")]
-    return ProcessRecord(pid, started, doc["exited"], float(published_at), parse_text(text), pools)
-
-
-def parse_text(text: str) -> list[Family]:
-    """Prometheus text (as ``render_pool_families`` writes it) as families of samples."""
-    families: list[Family] = []
-    help_line = ""
-    samples: list[tuple[str, float]] | None = None
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            help_line = line
-        elif line.startswith("# TYPE "):
-            parts = line.split(" ")
-            if len(parts) != 4 or parts[3] not in _TYPES:
-                raise ValueError(f"a bad TYPE line: {line[:80]!r}")
-            samples = []
-            families.append((parts[2], parts[3], help_line, samples))
-        elif line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            if samples is None or not key:
-                raise ValueError(f"a sample outside a family: {line[:80]!r}")
-            try:
-                samples.append((key, float(value)))
-            except ValueError:
-                raise ValueError(f"a sample without a number: {line[:80]!r}") from None
-    return families
-
-
-def _pool(item: Any) -> tuple[str, str, list[float]]:
-    if not (isinstance(item, list) and len(item) == 2 + len(POOL_FIELDS)):
-        raise ValueError(f"a pool is not [name, state, {', '.join(POOL_FIELDS)}]")
-    name, state, *values = item
-    if not isinstance(name, str) or not isinstance(state, str):
-        raise ValueError("a pool has no name or state")
-    if not all(_is_number(v) for v in values):
-        raise ValueError(f"pool {name!r} has a value that is not a number")
-    return name, state, values
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ValueError(f"{what} is not a list")
-    return value
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# -- is the writer still running? ----------------------------------------------------------
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot); ``None`` where unknown.
-
-    Read from ``/proc/<pid>/stat`` (Linux). Together with the pid it names one process
-    for its whole life, so a pid reused by a later process is told apart.
-    """
-    stat = _proc_stat(pid)
-    if stat is None:
-        return None
-    try:
-        return int(stat[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (state first)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def process_alive(pid: int, started: int | None) -> bool:
-    """True while ``pid`` runs the process that started at ``started`` (if known)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True  # no /proc: the pid is all there is to go by
-    if stat[0] in {"Z", "X"}:
-        return False  # exited, not yet reaped by its parent
-    return started is None or process_start_ticks(pid) == started
-
-
-# -- the whole directory ----------------------------------------------------------------------
-
-_reported_lock = threading.Lock()
-_reported: set[tuple[Any, ...]] = set()
+_gone = GoneSum()  # this process's sum of the gone processes' files
 
 
 def read_server(directory: Path, own_name: str, own: ProcessRecord) -> ServerView:
     """Every process file in ``directory`` merged, with ``own`` (this process's numbers,
     taken just now) in place of the file named ``own_name``.
 
-    A file is parsed again only when it changed, and the processes that are gone (their
-    files no longer change) are added up once, when one more of them goes: a server that
-    has replaced many workers pays for its live ones on each scrape.
+    A live process's file is read on each call; a gone process's file is read once and
+    added to the sum of gone processes. Files of dead processes are then compacted into
+    the directory's file of gone processes (see ``gone.py``).
     """
-    try:
-        paths = sorted(p for p in directory.glob(FILE_GLOB) if p.name != own_name)
-    except OSError as exc:
-        log.warning("cannot list the multiprocess directory %s: %s", directory, exc)
-        paths = []
-    live: list[ProcessRecord] = []
-    gone: list[tuple[str, tuple[int, int], ProcessRecord]] = []
-    unreadable = 0
-    for path in paths:
-        found = _read(path)
-        if found is None:
-            continue  # removed since the directory was listed
-        version, record = found
-        if record is None:
-            unreadable += 1
-        elif not record.exited and process_alive(record.pid, record.started):
-            live.append(record)
-        else:
-            # Its file no longer changes: parsed once. (A live process's file may be
-            # rewritten within the clock's granularity at the same size: read each time.)
-            _cache.put(path, version, record)
-            gone.append((path.name, version, record))
-    _cache.keep(paths)
-    records = [(own, True), *((r, True) for r in live)]
-    if gone:
-        records.append((_cache.gone_sum(directory, gone), False))
+    with directory_lock(directory):
+        scan = _scan(directory, own_name)
+    if scan.compactable:
+        compact(directory, _read_record)
+    records = [(own, True), *((r, True) for r in scan.live)]
+    gone = 0
+    if scan.gone is not None:
+        records.append((scan.gone, False))
+        gone = scan.gone.processes
     return ServerView(
         pid=own.pid,
-        processes=1 + len(live) + len(gone),
-        live_processes=1 + len(live),
-        unreadable=unreadable,
+        processes=1 + len(scan.live) + gone,
+        live_processes=1 + len(scan.live),
+        unreadable=scan.unreadable,
         families=merge_families(records),
         totals=merge_totals(records),
     )
 
 
-class _Cache:
-    """The files of processes that are gone, parsed, by version (mtime and size), and
-    their sum."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._parsed: dict[Path, tuple[tuple[int, int], ProcessRecord]] = {}
-        self._gone_key: tuple[Any, ...] | None = None
-        self._gone: ProcessRecord | None = None
-
-    def get(self, path: Path, version: tuple[int, int]) -> ProcessRecord | None:
-        with self._lock:
-            entry = self._parsed.get(path)
-        return entry[1] if entry is not None and entry[0] == version else None
-
-    def put(self, path: Path, version: tuple[int, int], record: ProcessRecord) -> None:
-        with self._lock:
-            self._parsed[path] = (version, record)
-
-    def keep(self, paths: list[Path]) -> None:
-        """Forget the files that are no longer there."""
-        present = set(paths)
-        with self._lock:
-            for path in [p for p in self._parsed if p not in present]:
-                del self._parsed[path]
-
-    def gone_sum(
-        self, directory: Path, gone: list[tuple[str, tuple[int, int], ProcessRecord]]
-    ) -> ProcessRecord:
-        """One record adding up the ``gone`` processes (their gauges do not count)."""
-        key = (str(directory), *((name, version) for name, version, _ in gone))
-        with self._lock:
-            if key == self._gone_key and self._gone is not None:
-                return self._gone
-        records = [(record, False) for _, _, record in gone]
-        total = ProcessRecord(
-            pid=0,
-            started=None,
-            exited=True,
-            published_at=max(r.published_at for r, _ in records),
-            families=merge_families(records),
-            pools=[pool for record, _ in records for pool in record.pools],
-        )
-        with self._lock:
-            self._gone_key, self._gone = key, total
-        return total
+def _scan(directory: Path, own_name: str) -> _Scan:
+    """The directory, read under its lock: live records, the gone processes' sum."""
+    try:
+        paths = sorted(p for p in directory.glob(FILE_GLOB) if p.name != own_name)
+        paths.append(directory / GONE_FILE)
+    except OSError as exc:
+        log.warning("cannot list the multiprocess directory %s: %s", directory, exc)
+        paths = []
+    live: list[ProcessRecord] = []
+    gone: list[GoneFile] = []
+    unreadable = 0
+    skip: set[str] = set()
+    leftover = False  # files a compaction folded in but did not get to remove
+    for path in reversed(paths):  # the gone file first: it names files to skip
+        if path.name in skip:
+            leftover = True
+            continue
+        found = _read(directory, path)
+        if found is None:
+            continue  # removed since the directory was listed
+        version, writer, record = found
+        if writer is None:
+            unreadable += 1
+        elif record is not None and not record.exited and process_alive(*writer[:2]):
+            live.append(record)
+        else:
+            gone.append(GoneFile(path, version, writer, record))
+            skip.update(writer[2])
+    live.reverse()
+    return _Scan(
+        live=live,
+        gone=_gone.total(directory, gone, _read_record),
+        compactable=leftover or any(f.dead for f in gone),
+        unreadable=unreadable,
+    )
 
 
-_cache = _Cache()
+_Found = tuple[tuple[int, int], Writer | None, ProcessRecord | None]
 
 
-def _read(path: Path) -> tuple[tuple[int, int], ProcessRecord | None] | None:
-    """(version, record or None when unreadable); None when the file is gone."""
+def _read(directory: Path, path: Path) -> _Found | None:
+    """(version, writer, record); the writer is None when the file cannot be read, the
+    record None when the gone sum holds this version. None when the file is not there."""
     try:
         st = path.stat()
         version = (st.st_mtime_ns, st.st_size)
-        cached = _cache.get(path, version)
-        if cached is not None:
-            return version, cached
+        writer = _gone.writer(directory, path.name, version)
+        if writer is not None:
+            return version, writer, None
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         _report(path, exc)
-        return (0, 0), None
+        return (0, 0), None, None
     try:
-        return version, parse_record(raw)
+        record = parse_record(raw)
     except ValueError as exc:
         _report(path, exc)
-        return version, None
+        return version, None, None
+    return version, (record.pid, record.started, record.folded), record
+
+
+def _read_record(path: Path) -> ProcessRecord | None:
+    """A file's record; None when it is not there or cannot be read (logged)."""
+    try:
+        return parse_record(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        _report(path, exc)
+        return None
 
 
 def _report(path: Path, exc: Exception) -> None:
@@ -372,60 +167,6 @@ def _report(path: Path, exc: Exception) -> None:
     except OSError:
         key = (str(path), 0, 0)
     warn_once(key, "skipping the multiprocess file %s: %s", path, exc)
-
-
-def warn_once(key: tuple[Any, ...], message: str, *args: Any) -> None:
-    """Log a warning the first time ``key`` is seen (a bounded memory of keys)."""
-    with _reported_lock:
-        if key in _reported:
-            return
-        if len(_reported) > 1000:
-            _reported.clear()
-        _reported.add(key)
-    log.warning(message, *args)
-
-
-def merge_families(records: list[tuple[ProcessRecord, bool]]) -> list[Family]:
-    """The families of every process added up (see the module's docstring)."""
-    merged: dict[str, tuple[str, str, dict[str, float]]] = {}
-    for record, live in records:
-        for name, typ, help_line, samples in record.families:
-            entry = merged.get(name)
-            if entry is None:
-                entry = merged[name] = (typ, help_line, {})
-            if entry[0] != typ or (typ == "gauge" and not live):
-                continue  # a family whose type changed across versions keeps the first
-            values = entry[2]
-            if typ == "gauge" and name in _LIVE_MAX:
-                for key, value in samples:
-                    values[key] = max(values.get(key, value), value)
-            else:
-                for key, value in samples:
-                    values[key] = values.get(key, 0.0) + value
-    return [(name, typ, h, list(values.items())) for name, (typ, h, values) in merged.items()]
-
-
-def render_families(families: list[Family], openmetrics: bool) -> str:
-    """Merged families as Prometheus text 0.0.4, or OpenMetrics (without ``# EOF``)."""
-    out: list[str] = []
-    for name, typ, help_line, samples in families:
-        shown, said = name, help_line
-        if openmetrics and typ == "counter" and name.endswith("_total"):
-            shown = name[: -len("_total")]  # OpenMetrics names a counter without it
-            said = help_line.replace(f"# HELP {name} ", f"# HELP {shown} ", 1)
-        if said:
-            out.append(said)
-        out.append(f"# TYPE {shown} {typ}")
-        out.extend(f"{key} {_number(value)}" for key, value in samples)
-    return "\n".join(out) + "\n" if out else ""
-
-
-def _number(value: float) -> str:
-    if value.is_integer():
-        return f"{int(value)}.0"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
 
 
 def merge_totals(records: list[tuple[ProcessRecord, bool]]) -> dict[str, Any]:

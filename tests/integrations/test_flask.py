@@ -11,7 +11,7 @@ import httpx
 from integrations.guide import BIN, Program, sample, write_files
 from support import free_port
 
-FILES = ["app.py", "gunicorn.conf.py"]
+FILES = ["app.py", "gunicorn.conf.py", "gunicorn.workers.conf.py"]
 
 
 def check_side_port(app_url: str, side_url: str, requests: int) -> None:

@@ -35,6 +35,10 @@ class Server:
     pids: set[int] = field(default_factory=set)  # workers that answered /work
     gone: set[int] = field(default_factory=set)  # workers the test stopped
     last_submitted: float = 0.0  # the last scraped poolwatch_tasks_submitted_total
+    # every counter and histogram series (each pool, each label set) last scraped
+    last_counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = field(
+        default_factory=dict
+    )
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         """A GET on a new connection (so any worker may take it).
@@ -60,13 +64,23 @@ class Server:
         return int(body["pid"])
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """``/metrics`` as {(sample name, labels): value}; checks counters never go down."""
+        """``/metrics`` as {(sample name, labels): value}; checks that no counter or
+        histogram series goes down or disappears between scrapes."""
         r = self.get("/metrics")
         assert r.status_code == 200, r.text
         values = {}
+        counters = {}
         for family in text_string_to_metric_families(r.text):
             for s in family.samples:
-                values[(s.name, tuple(sorted(s.labels.items())))] = s.value
+                key = (s.name, tuple(sorted(s.labels.items())))
+                values[key] = s.value
+                if family.type in {"counter", "histogram"} and not s.name.endswith("_created"):
+                    counters[key] = s.value
+        for key, before in self.last_counters.items():
+            now = counters.get(key)
+            assert now is not None, f"{key} was scraped before and is missing now"
+            assert now >= before, f"{key} went from {before} to {now} between scrapes"
+        self.last_counters = counters
         submitted = sum(
             v for (name, labels), v in values.items() if name == "poolwatch_tasks_submitted_total"
         )

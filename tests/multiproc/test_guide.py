@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from multiproc.servers import gunicorn_path, running_server
-from poolwatch.serverwide import format_record
+from poolwatch.procfiles import format_record
 from support import wait_until
 
 GUIDE = Path(__file__).parents[2] / "docs" / "integrations" / "gunicorn-uvicorn.md"

@@ -28,7 +28,13 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from poolwatch import PoolManager, create_app
 from poolwatch.multiproc import ProcessPublisher, publisher_for
-from poolwatch.serverwide import format_record, parse_record, process_alive, process_start_ticks
+from poolwatch.procfiles import (
+    POOL_FIELDS,
+    format_record,
+    parse_record,
+    process_alive,
+    process_start_ticks,
+)
 from support import require_tool
 
 with warnings.catch_warnings():
@@ -362,3 +368,40 @@ def test_the_last_app_to_stop_serving_marks_the_process_exited(
     assert parse_record(publisher.path.read_bytes()).exited
     publisher.publish()  # a late publish does not make it live again
     assert parse_record(publisher.path.read_bytes()).exited
+
+
+def test_a_file_s_families_and_pool_stats_are_one_instant(
+    manager: PoolManager, directory: Path, publisher: ProcessPublisher
+) -> None:
+    pool = manager.create_pool("work", max_workers=4)
+    for i in range(40):  # rendered between the work pool's families and its stats, before
+        manager.create_pool(f"idle-{i}", max_workers=1).submit(abs, -1).result()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            for f in [pool.submit(abs, -i) for i in range(20)]:
+                f.result()
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    disagreed = []
+    try:
+        for _ in range(50):
+            publisher.publish()
+            record = parse_record(publisher.path.read_bytes())
+            values = next(v for name, _, v in record.pools if name == "work")
+            stats = dict(zip(POOL_FIELDS, values, strict=True))
+            families = {n: dict(s) for n, _, _, s in record.families}
+            submitted = families["poolwatch_tasks_submitted_total"][
+                'poolwatch_tasks_submitted_total{pool="work"}'
+            ]
+            if submitted != stats["submitted"]:
+                disagreed.append((submitted, stats["submitted"]))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert pool.stats().submitted > 100
+    assert not disagreed, disagreed[:5]

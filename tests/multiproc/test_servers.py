@@ -1,6 +1,6 @@
 """Real multi-process servers: /metrics and /api/stats from any worker report the whole
 server, counters equal what every process did and never go down, also across workers
-stopped (SIGTERM) or killed (SIGKILL) and replaced."""
+stopped (SIGTERM) or killed (SIGKILL) and replaced, whose files are then compacted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from multiproc.servers import Server, completed
-from poolwatch.serverwide import parse_record
+from poolwatch.gone import GONE_FILE
+from poolwatch.procfiles import parse_record
 from support import wait_until
 
 KINDS = ["gunicorn", "gunicorn-preload", "uvicorn"]
@@ -82,16 +83,17 @@ def replace_worker(server: Server, sig: signal.Signals) -> None:
     before = set(server.pids)
     drive(server, until_pids=before, rounds=1)
     settled(server)
-    if sig == signal.SIGTERM:  # it published at exit, marked as exited
-        wait_until(lambda: exited(server, victim), timeout=10, message=server.output)
-    else:  # no chance to: its file still says it runs, and it is counted as gone anyway
-        assert not exited(server, victim)
+    # A scrape found its writer dead: its file is folded into the gone processes' file.
+    wait_until(lambda: compacted(server, victim), timeout=10, message=server.output)
 
 
-def exited(server: Server, pid: int) -> bool:
-    """Whether the file of worker ``pid`` says it exited."""
-    (path,) = server.directory.glob(f"poolwatch_{pid}_*.json")
-    return parse_record(path.read_bytes()).exited
+def compacted(server: Server, pid: int) -> bool:
+    """Whether the file of worker ``pid`` is gone and the gone processes' file counts it."""
+    server.scrape()  # a scrape compacts the files of dead processes
+    if list(server.directory.glob(f"poolwatch_{pid}_*.json")):
+        return False
+    gone = parse_record((server.directory / GONE_FILE).read_bytes())
+    return gone.processes >= len(server.gone)
 
 
 @pytest.mark.parametrize("multiproc_server", KINDS, indirect=True)

@@ -27,6 +27,7 @@ from poolwatch.http.app import AppOptions, build_app
 from poolwatch.http.auth import AccessPolicy
 from poolwatch.http.protocol import ConnectionLimits, protocol_class
 from poolwatch.http.server import EmbeddedServer, ServeError, bind_socket
+from poolwatch.multiproc import start_publishing
 from poolwatch.runner import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -235,6 +236,8 @@ def start_service(
     loopback only, and another address without ``token`` or ``read_only`` is refused
     (``ValueError``), as ``poolwatch serve`` refuses it. A port in use raises ``ServeError``
     (an ``OSError``). Returns once the service answers; ``handle.stop()`` ends it.
+    With ``PROMETHEUS_MULTIPROC_DIR`` set, the process publishes its numbers for the
+    whole server (``poolwatch.multiproc.start_publishing``) even when the port is taken.
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(
@@ -243,4 +246,6 @@ def start_service(
     if manager is None:
         manager = default_manager()
     policy = AccessPolicy(token=token, read_only=read_only, bind_host=host)
+    # Before binding: a worker that finds the port taken still counts server-wide.
+    start_publishing(manager)
     return serve_policy(manager, policy, port, **options)
