@@ -129,17 +129,22 @@ class PoolFamily(ManagedPool):
                     return info
         return None
 
-    def archived_matching(self, state: TaskState | None, name: str | None) -> list[TaskInfo]:
-        """Archived records matching the filter, most recently finished first."""
+    def tasks_view(
+        self, state: TaskState | None, name: str | None
+    ) -> tuple[list[PoolEngine], list[TaskInfo]]:
+        """In one hold of the lock, so that no task is in both or in neither: the live
+        instances (oldest first), and the archived records matching the filter, most
+        recently finished first."""
         with self._lock:
             self._sweep_locked()
+            engines = list(self._live.values())
             found = [
                 info
                 for info in self._archive or ()
                 if (state is None or info.state is state) and (name is None or info.name == name)
             ]
         found.sort(key=lambda info: -(info.finished_at or 0.0))
-        return found
+        return engines, found
 
     def retire(self) -> None:
         """Removed from its manager: refuse new instances from now on."""

@@ -421,28 +421,20 @@ class PoolManager:
             raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be an integer from 0 to {_MAX_PAGE}, got {limit!r}")
-        families = self._families()
-        if pool is not None:
+        if pool is None:
+            parts = self.pools()
+        else:
             with self._lock:
                 found = self._live_locked(pool) if isinstance(pool, str) else None
             if found is None:
                 return TaskPage([], 0)  # a filter that matches nothing, like any other
-            if isinstance(found, PoolFamily):
-                owners, skip, families = found.engines(), 0, [found]
-            else:  # one pool skips inside its own parts (by index, without a filter)
-                owners, skip, families = [found.engine], offset, []
-        else:
-            owners, skip = self._engines(), 0
+            if not isinstance(found, PoolFamily):  # one pool skips inside its own parts
+                items, total = page_of([found.engine], states=states, name=name, skip=offset,
+                                       offset=0, limit=limit)  # fmt: skip
+                return TaskPage(items, total)
+            parts = [found]
         wanted = None if state is None else _task_state(state)
-        archived = [i for f in families for i in f.archived_matching(wanted, name)]
-        if not archived:
-            items, total = page_of(owners, states=states, name=name, skip=skip,
-                                   offset=offset - skip, limit=limit)  # fmt: skip
-            return TaskPage(items, total)
-        items, total = page_of(owners, states=states, name=name, skip=0, offset=0,
-                               limit=offset + limit)  # fmt: skip
-        merged = sorted([*items, *archived], key=_newest_first)
-        return TaskPage(merged[offset : offset + limit], total + len(archived))
+        return _page(parts, wanted, name, offset, limit)
 
     # -- live stacks -------------------------------------------------------------------
 
@@ -588,6 +580,30 @@ class PoolManager:
 
 def _order(pool: PoolBase) -> int:
     return pool.order if isinstance(pool, PoolFamily) else pool.engine.uid
+
+
+def _page(
+    parts: list[PoolBase], state: TaskState | None, name: str | None, offset: int, limit: int
+) -> TaskPage:
+    """A page of the tasks of ``parts`` (pools and families) matching the filter."""
+    states = None if state is None else frozenset({STATE_CODES[state]})
+    owners: list[PoolEngine] = []
+    archived: list[TaskInfo] = []
+    for part in parts:
+        if isinstance(part, PoolFamily):
+            engines, records = part.tasks_view(state, name)
+            owners.extend(engines)
+            archived.extend(records)
+        else:
+            owners.append(part.engine)
+    if not archived:
+        items, total = page_of(owners, states=states, name=name, skip=0, offset=offset,
+                               limit=limit)  # fmt: skip
+        return TaskPage(items, total)
+    items, total = page_of(owners, states=states, name=name, skip=0, offset=0,
+                           limit=offset + limit)  # fmt: skip
+    merged = sorted([*items, *archived], key=_newest_first)
+    return TaskPage(merged[offset : offset + limit], total + len(archived))
 
 
 def _newest_first(info: TaskInfo) -> tuple[int, float]:

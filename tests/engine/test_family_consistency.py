@@ -1,0 +1,83 @@
+"""Pool families stay consistent while instances come and go: every read sees each task
+once, counters never go back, and settings reach every instance."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.trace import NoOpTracerProvider
+from prometheus_client import CollectorRegistry
+
+import poolwatch
+from poolwatch import PoolManager
+
+
+@pytest.fixture
+def mgr() -> Iterator[PoolManager]:
+    manager = PoolManager(registry=CollectorRegistry(), tracer_provider=NoOpTracerProvider())
+    yield manager
+    manager.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Threads switch often, so that races show within a second or two."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def churning(
+    mgr: PoolManager, name: str, **settings: Any
+) -> tuple[threading.Event, threading.Thread]:
+    """A thread making, using and ending executors of family ``name`` until told to stop."""
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            with poolwatch.ThreadPoolExecutor(1, name, manager=mgr, **settings) as ex:
+                ex.submit(abs, 1)
+
+    thread = threading.Thread(target=churn, name="churn")
+    thread.start()
+    return stop, thread
+
+
+def for_a_while(seconds: float, step: Callable[[], None]) -> int:
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        step()
+        n += 1
+    return n
+
+
+@pytest.mark.usefixtures("fast_switching")
+def test_task_pages_list_each_task_once_while_instances_end(mgr: PoolManager) -> None:
+    stop, thread = churning(mgr, "Churned", history_size=5)
+    pages_with_repeats: list[list[str]] = []
+
+    def read() -> None:
+        for kw in ({"pool": "Churned"}, {}):
+            page = mgr.tasks(limit=100, **kw)
+            ids = [i.id for i in page.items]
+            if len(ids) != len(set(ids)) or page.total != len(ids):
+                pages_with_repeats.append(ids)
+
+    try:
+        with poolwatch.ThreadPoolExecutor(1, "Churned", manager=mgr, history_size=5) as ex:
+            ex.submit(abs, 1).result()  # the family exists and has an archive
+        n = for_a_while(2.0, read)
+    finally:
+        stop.set()
+        thread.join()
+    assert n > 1000
+    assert not pages_with_repeats, (
+        f"{len(pages_with_repeats)} of {n} pages: {pages_with_repeats[0]}"
+    )
