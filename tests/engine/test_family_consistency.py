@@ -3,7 +3,6 @@ once, counters never go back, and settings reach every instance."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,15 +21,6 @@ def mgr() -> Iterator[PoolManager]:
     manager = PoolManager(registry=CollectorRegistry(), tracer_provider=NoOpTracerProvider())
     yield manager
     manager.shutdown(wait=True, cancel_futures=True)
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Threads switch often, so that races show within a second or two."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
 
 
 def churning(
@@ -58,7 +48,7 @@ def for_a_while(seconds: float, step: Callable[[], None]) -> int:
     return n
 
 
-@pytest.mark.usefixtures("fast_switching")
+@pytest.mark.usefixtures("fast_thread_switching")
 def test_task_pages_list_each_task_once_while_instances_end(mgr: PoolManager) -> None:
     stop, thread = churning(mgr, "Churned", history_size=5)
     pages_with_repeats: list[list[str]] = []
