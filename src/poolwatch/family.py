@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from .accounting import PoolSnapshot, SnapshotSum
+from .accounting import LabelCap, PoolSnapshot, SnapshotSum
 from .engine import PoolEngine, parse_task_id
 from .pool import ManagedPool
 from .records import PoolState, PoolStats, TaskInfo, TaskState
@@ -69,7 +69,7 @@ class PoolFamily(ManagedPool):
         self._lock = threading.Lock()
         self._label_limit = label_limit
         self._live: dict[int, PoolEngine] = {}  # uid -> engine of a live instance
-        self._ended = SnapshotSum(label_limit)
+        self._ended = SnapshotSum(LabelCap(label_limit))
         self._late = _Tally()  # submits refused by instances after they ended
         self._archive: deque[TaskInfo] | None = None  # made with the first instance
         self._settings: dict[str, Any] = {}  # changed on the family: every instance gets them
@@ -154,7 +154,7 @@ class PoolFamily(ManagedPool):
     def reset_after_fork(self) -> None:
         """In a forked child: no counts of the parent, live instances empty."""
         self._lock = threading.Lock()
-        self._ended = SnapshotSum(self._label_limit)
+        self._ended = SnapshotSum(LabelCap(self._label_limit))
         self._late = _Tally()
         if self._archive is not None:
             self._archive = deque(maxlen=self._archive.maxlen)
@@ -301,10 +301,10 @@ class PoolFamily(ManagedPool):
             self._sweep_locked()
             live = [e.metrics_snapshot() for e in self._live.values()]
             total = self._ended.copy()
+            for snap in live:  # under the lock: labels are admitted here too
+                total.add(snap)
             state = self._state_locked()
             policy, queue_timeout, run_timeout = self._shown
-        for snap in live:
-            total.add(snap)
         late = self._late.read()
         each = [s.stats for s in live]
         capacities = [s.queue_capacity for s in each]

@@ -71,3 +71,46 @@ def test_task_pages_list_each_task_once_while_instances_end(mgr: PoolManager) ->
     assert not pages_with_repeats, (
         f"{len(pages_with_repeats)} of {n} pages: {pages_with_repeats[0]}"
     )
+
+
+def task_a() -> None:
+    pass
+
+
+def task_b() -> None:
+    pass
+
+
+def task_c() -> None:
+    pass
+
+
+def test_task_label_series_never_change_whichever_instance_ends_first() -> None:
+    mgr = PoolManager(
+        registry=CollectorRegistry(), tracer_provider=NoOpTracerProvider(), task_label_limit=2
+    )
+    seen: dict[str, int] = {}
+
+    def check(step: str) -> None:
+        labels = {row[0]: row[1] for row in mgr.get_pool("Capped").metrics_snapshot().labels}
+        for label, count in seen.items():
+            assert labels.get(label, -1) >= count, f"{step}: {label} went from {count} to {labels}"
+        seen.update(labels)
+
+    try:
+        with poolwatch.ThreadPoolExecutor(1, "Capped", manager=mgr) as ex:
+            ex.submit(task_a).result()
+        first = poolwatch.ThreadPoolExecutor(1, "Capped", manager=mgr)
+        first.submit(task_b).result()
+        second = poolwatch.ThreadPoolExecutor(1, "Capped", manager=mgr)
+        second.submit(task_c).result()
+        check("both live")
+        second.shutdown()  # the later instance ends first
+        check("the second ended")
+        first.submit(task_c).result()
+        first.shutdown()
+        check("both ended")
+    finally:
+        mgr.shutdown()
+    a, b = (f"{__name__}.task_{x}" for x in "ab")
+    assert seen == {a: 1, b: 1, "_other": 2}, "the first two names seen keep their labels"
