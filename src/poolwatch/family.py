@@ -18,7 +18,9 @@ shared name:
 - a family runs nothing itself: ``submit`` on it is refused; code submits to the
   executor it holds. ``shutdown`` shuts down every live instance.
 
-Lock order: the manager's lock, then a family's, then an instance engine's.
+Lock order: the manager's lock, then a family's, then an instance engine's; folding an
+ended instance in takes its numbers and records under neither the manager's lock nor
+the family's (see ``sweep``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class PoolFamily(ManagedPool):
         self._paused = False
         self._version = 0  # changes with every change of settings or pause
         self._removed = False
+        self._folding: set[int] = set()  # uids of ended instances being folded in
         self._shown: tuple[str, float | None, float | None] = ("abort", None, None)
 
     # -- the manager's side ----------------------------------------------------------
@@ -102,7 +105,6 @@ class PoolFamily(ManagedPool):
                 raise RuntimeError(f"pool family {self._name!r} was removed")
             if version != self._version:
                 return False
-            self._sweep_locked()
             if self._archive is None:
                 self._archive = deque(maxlen=engine.reader.history.capacity)
             self._live[engine.uid] = engine
@@ -116,14 +118,14 @@ class PoolFamily(ManagedPool):
 
     def engines(self) -> list[PoolEngine]:
         """The live instances, oldest first (ended ones are folded in first)."""
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             return list(self._live.values())
 
     def archived(self, task_id: str) -> TaskInfo | None:
         """The record of a task of an ended instance, if it is still in the archive."""
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             for info in self._archive or ():
                 if info.id == task_id:
                     return info
@@ -135,8 +137,8 @@ class PoolFamily(ManagedPool):
         """In one hold of the lock, so that no task is in both or in neither: the live
         instances (oldest first), and the archived records matching the filter, most
         recently finished first."""
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             engines = list(self._live.values())
             found = [
                 info
@@ -156,24 +158,41 @@ class PoolFamily(ManagedPool):
         self._lock = threading.Lock()
         self._ended = SnapshotSum(LabelCap(self._label_limit))
         self._late = _Tally()
+        self._folding = set()
         if self._archive is not None:
             self._archive = deque(maxlen=self._archive.maxlen)
         for engine in self._live.values():
             engine.reset_after_fork()
 
-    def _sweep_locked(self) -> None:
-        """Fold the instances that have terminated into the totals and the archive."""
-        ended = [e for e in self._live.values() if e.terminated]
-        for engine in ended:
-            snap = engine.final_snapshot(self._late.add)
+    def sweep(self) -> None:
+        """Fold the instances that have terminated into the totals and the archive.
+
+        They are picked under the lock, their numbers and records (up to an archive's
+        worth each) are taken outside it, and folded in under it again: an instance stays
+        live to readers until it is folded, so each of its tasks is counted once. Call it
+        under no lock (the manager's ``_adopt`` calls it after adopting)."""
+        with self._lock:
+            ended = [e for e in self._live.values() if e.terminated and e.uid not in self._folding]
+            if not ended:
+                return
+            self._folding.update(e.uid for e in ended)
+            keep = 0 if self._archive is None else self._archive.maxlen or 0
+        folded = []
+        try:
+            for engine in ended:
+                snap = engine.final_snapshot(self._late.add)
+                folded.append((engine, snap, _last_records(engine, snap, keep)))
+        finally:  # what was taken is folded in, in the hold that ends the folding
+            with self._lock:
+                self._fold_locked(folded)
+                self._folding.difference_update(e.uid for e in ended)
+
+    def _fold_locked(self, folded: list[tuple[PoolEngine, PoolSnapshot, list[TaskInfo]]]) -> None:
+        for engine, snap, records in folded:
+            del self._live[engine.uid]  # only this call folds it: see _folding
             self._ended.add(snap)
-            if self._archive is not None and self._archive.maxlen:
-                keep = min(snap.stats.succeeded + snap.stats.failed + snap.stats.cancelled,
-                           self._archive.maxlen)  # fmt: skip
-                records, _ = page_of([engine], states=None, name=None, skip=0, offset=0,
-                                     limit=keep)  # fmt: skip
+            if self._archive is not None:
                 self._archive.extend(reversed(records))
-            del self._live[engine.uid]
 
     # -- what a pool offers ------------------------------------------------------------
 
@@ -297,8 +316,8 @@ class PoolFamily(ManagedPool):
         return self.metrics_snapshot().stats
 
     def metrics_snapshot(self) -> PoolSnapshot:
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             live = [e.metrics_snapshot() for e in self._live.values()]
             total = self._ended.copy()
             for snap in live:  # under the lock: labels are admitted here too
@@ -340,3 +359,13 @@ class PoolFamily(ManagedPool):
             labels=total.label_rows(),
             kind="thread",
         )
+
+
+def _last_records(engine: PoolEngine, final: PoolSnapshot, keep: int) -> list[TaskInfo]:
+    """The records of the last ``keep`` tasks a terminated instance finished, newest first."""
+    stats = final.stats
+    keep = min(stats.succeeded + stats.failed + stats.cancelled, keep)
+    if not keep:
+        return []
+    records, _ = page_of([engine], states=None, name=None, skip=0, offset=0, limit=keep)
+    return records

@@ -282,6 +282,7 @@ class PoolManager:
         except BaseException:
             engine.shutdown(False, False)
             raise
+        family.sweep()  # instances that ended are folded in, outside the manager's lock
         if engine.has_timeouts():
             self._watch(pool.engine)
         return pool

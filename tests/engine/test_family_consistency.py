@@ -3,6 +3,7 @@ once, counters never go back, and settings reach every instance."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 import poolwatch
 from poolwatch import PoolManager
+from support import wait_until
 
 
 @pytest.fixture
@@ -114,3 +116,36 @@ def test_task_label_series_never_change_whichever_instance_ends_first() -> None:
         mgr.shutdown()
     a, b = (f"{__name__}.task_{x}" for x in "ab")
     assert seen == {a: 1, b: 1, "_other": 2}, "the first two names seen keep their labels"
+
+
+def frames_of(thread: threading.Thread) -> list[str]:
+    frame = sys._current_frames().get(thread.ident or 0)  # the stdlib's own
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def test_folding_an_ended_instance_in_holds_no_lock_of_the_manager(mgr: PoolManager) -> None:
+    other = mgr.create_pool("other", max_workers=1)
+    ended = poolwatch.ThreadPoolExecutor(2, "Folded", manager=mgr)
+    ended.submit_many(abs, [(i,) for i in range(500)])[-1].result()
+    ended.shutdown()
+    made: list[poolwatch.ThreadPoolExecutor] = []
+    with ended.engine.lock:  # the fold, taking the ended instance's numbers, waits here
+        maker = threading.Thread(
+            target=lambda: made.append(poolwatch.ThreadPoolExecutor(1, "Folded", manager=mgr))
+        )
+        maker.start()
+        wait_until(lambda: "final_snapshot" in frames_of(maker), message="the fold waits")
+        reader = threading.Thread(target=lambda: (mgr.get_pool("other"), mgr.pools()))
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "the manager was held while an instance was folded in"
+    maker.join(10)
+    family = mgr.get_pool("Folded")
+    assert family.stats().succeeded == 500
+    assert mgr.tasks(pool="Folded", limit=1000).total == 500
+    made[0].shutdown()
+    assert other.stats().submitted == 0
