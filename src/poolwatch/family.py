@@ -62,11 +62,17 @@ class PoolFamily(ManagedPool):
     ``PoolManager.get_pool(name)`` returns it for such a name, and ``pools()`` lists it
     once. ``stats()`` and ``metrics_snapshot()`` cover the whole family (see the module's
     notes); ``instances()`` is how many are live.
+
+    A family's instances are all of one ``kind``: thread pools, or process pools
+    (``poolwatch.ProcessPoolExecutor`` without a name). The family object is the same
+    class for both, a ``ManagedPool``, since it runs nothing itself and no code submits
+    to it: ``isinstance`` on a family says nothing of its kind, ``kind`` does.
     """
 
-    def __init__(self, name: str, order: int, label_limit: int) -> None:
+    def __init__(self, name: str, order: int, label_limit: int, kind: str = "thread") -> None:
         # ManagedPool.__init__ is not called: a family has no engine of its own.
         self._name = name
+        self._kind = kind  # every instance is of this kind
         self.order = order  # where the family sorts among the manager's pools
         self._lock = threading.Lock()
         self._label_limit = label_limit
@@ -206,7 +212,8 @@ class PoolFamily(ManagedPool):
 
     @property
     def kind(self) -> str:
-        return "thread"
+        """The kind of every instance: ``"thread"`` or ``"process"``."""
+        return self._kind
 
     @property
     def state(self) -> PoolState:
@@ -357,7 +364,7 @@ class PoolFamily(ManagedPool):
             timeouts_run=total.timeouts_run,
             queue_wait=total.queue_wait.snapshot(),
             labels=total.label_rows(),
-            kind="thread",
+            kind=self._kind,
         )
 
 

@@ -242,42 +242,34 @@ class PoolManager:
             return pool
         return entry
 
-    def _family_name(self, base: str) -> str:
-        """The family a pool with derived name ``base`` joins: ``base``, or, when a pool
-        given that name explicitly holds it, ``base`` with the lowest free ``-N`` suffix."""
+    def _family_name(self, base: str, kind: str = "thread") -> str:
+        """The family a pool of ``kind`` with derived name ``base`` joins: ``base``, or,
+        when a pool given that name explicitly or a family of another kind holds it,
+        ``base`` with the lowest free ``-N`` suffix."""
         with self._lock:
             for n in itertools.count(1):
                 candidate = base if n == 1 else f"{base}-{n}"[-64:].lstrip("_.-")
                 entry = self._live_locked(candidate)
-                if entry is None or isinstance(entry, PoolFamily):
+                if entry is None or (isinstance(entry, PoolFamily) and entry.kind == kind):
                     return candidate
         raise AssertionError("unreachable")
 
-    def _unique_name(self, base: str) -> str:
-        """``base``, or ``base`` with the lowest ``-N`` suffix no live pool has (process
-        pools with a derived name: they do not form families)."""
-        with self._lock:
-            if self._live_locked(base) is None:
-                return base
-            for n in itertools.count(2):
-                candidate = f"{base}-{n}"[-64:].lstrip("_.-")
-                if self._live_locked(candidate) is None:
-                    return candidate
-        raise AssertionError("unreachable")
-
-    def _adopt(self, pool: ManagedPool) -> ManagedPool:
+    def _adopt(self, pool: PoolBase) -> None:
         """Register a pool with a derived name in its family (made if need be); held weakly.
-        ``PoolExistsError`` if a pool given that name explicitly took it meanwhile."""
+        ``PoolExistsError`` if a pool given that name explicitly, or a family of another
+        kind, took it meanwhile."""
         name, engine = pool.name, pool.engine
         try:
             while True:
                 with self._lock:
-                    family = self._family_locked(name)
+                    family = self._family_locked(name, engine.kind)
                 if family is None:
                     raise PoolExistsError(f"a pool named {name!r} already exists")
                 version = family.prepare(engine)
                 with self._lock:  # the family may have been removed or changed meanwhile
-                    if self._family_locked(name) is family and family.adopt(engine, version):
+                    if self._family_locked(name, engine.kind) is family and family.adopt(
+                        engine, version
+                    ):
                         break
         except BaseException:
             engine.shutdown(False, False)
@@ -285,19 +277,19 @@ class PoolManager:
         family.sweep()  # instances that ended are folded in, outside the manager's lock
         if engine.has_timeouts():
             self._watch(pool.engine)
-        return pool
 
-    def _family_locked(self, name: str) -> PoolFamily | None:
-        """The family named ``name``, made if need be; ``None`` if an explicit pool has
-        that name. Raises ``RuntimeError`` once the manager is shut down."""
+    def _family_locked(self, name: str, kind: str) -> PoolFamily | None:
+        """The family of ``kind`` named ``name``, made if need be; ``None`` if an explicit
+        pool or a family of another kind has that name. Raises ``RuntimeError`` once the
+        manager is shut down."""
         if self._closed:
             raise RuntimeError("cannot create a pool after the manager was shut down")
         entry = self._live_locked(name)
         if entry is None:
-            entry = PoolFamily(name, self._next_uid, self._label_limit)
+            entry = PoolFamily(name, self._next_uid, self._label_limit, kind)
             self._next_uid += 1
             self._pools[name] = entry
-        return entry if isinstance(entry, PoolFamily) else None
+        return entry if isinstance(entry, PoolFamily) and entry.kind == kind else None
 
     def get_pool(self, name: str) -> PoolBase:
         """The pool named ``name``; ``KeyError`` if there is none."""
