@@ -74,6 +74,7 @@ class PoolManager:
         # name -> the pool, or a weak reference to it (made by the stdlib constructor)
         self._pools: dict[str, PoolBase | weakref.ref[PoolBase]] = {}
         self._by_uid: dict[int, str] = {}
+        self._uid_of: dict[str, int] = {}  # name -> uid, for _by_uid's entry of that name
         self._next_uid = 1
         self._closed = False
         self._label_limit = task_label_limit
@@ -229,6 +230,7 @@ class PoolManager:
                 )
             self._pools[name] = weakref.ref(pool) if weak else pool
             self._by_uid[pool.engine.uid] = name
+            self._uid_of[name] = pool.engine.uid
         if pool.engine.has_timeouts():
             self._watch(pool.engine)
         return pool
@@ -239,6 +241,7 @@ class PoolManager:
             pool = entry()
             if pool is None:  # collected: the name is free again
                 del self._pools[name]
+                self._by_uid.pop(self._uid_of.pop(name, 0), None)
             return pool
         return entry
 
@@ -345,6 +348,7 @@ class PoolManager:
                 if self._live_locked(name) is pool:
                     del self._pools[name]
                     del self._by_uid[pool.engine.uid]
+                    del self._uid_of[name]
                     break
         # The monitor keeps watching it until it has terminated (see _monitor_loop).
         pool.engine.shutdown(wait, cancel_futures)

@@ -3,9 +3,11 @@ once, counters never go back, and settings reach every instance."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -149,3 +151,25 @@ def test_folding_an_ended_instance_in_holds_no_lock_of_the_manager(mgr: PoolMana
     assert mgr.tasks(pool="Folded", limit=1000).total == 500
     made[0].shutdown()
     assert other.stats().submitted == 0
+
+
+def test_dropped_executors_with_a_given_name_leave_nothing_behind(mgr: PoolManager) -> None:
+    def drop(n: int) -> None:
+        for i in range(n):
+            ex = poolwatch.ThreadPoolExecutor(1, name="req", manager=mgr)
+            ex.submit(abs, 1).result()
+            del ex  # dropped without shutdown, as stdlib code may
+            if i % 100 == 99:
+                gc.collect()
+
+    drop(200)  # warm up
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        drop(1500)
+        grown = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert "req" not in mgr
+    # 1,500 executors more; a table entry kept for each (some 100 bytes) would show.
+    assert grown < 60_000, f"memory grew by {grown} bytes over 1,500 dropped executors"
