@@ -55,6 +55,12 @@ class _Tally:
         with self._lock:
             return self.value
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: zero, with a new lock (a parent's thread may have held it).
+        The same object: ended instances that code still holds keep counting into it."""
+        self._lock = threading.Lock()
+        self.value = 0
+
 
 class PoolFamily(ManagedPool):
     """Every live and ended executor created under one derived name. Thread-safe.
@@ -163,7 +169,7 @@ class PoolFamily(ManagedPool):
         """In a forked child: no counts of the parent, live instances empty."""
         self._lock = threading.Lock()
         self._ended = SnapshotSum(LabelCap(self._label_limit))
-        self._late = _Tally()
+        self._late.reset_after_fork()
         self._folding = set()
         if self._archive is not None:
             self._archive = deque(maxlen=self._archive.maxlen)

@@ -4,6 +4,7 @@ once, counters never go back, and settings reach every instance."""
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -173,3 +174,30 @@ def test_dropped_executors_with_a_given_name_leave_nothing_behind(mgr: PoolManag
     assert "req" not in mgr
     # 1,500 executors more; a table entry kept for each (some 100 bytes) would show.
     assert grown < 60_000, f"memory grew by {grown} bytes over 1,500 dropped executors"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_counts_refusals_of_an_ended_instance_it_holds(mgr: PoolManager) -> None:
+    ended = poolwatch.ThreadPoolExecutor(1, "Forked", manager=mgr)
+    ended.submit(abs, 1).result()
+    ended.shutdown()
+    family = mgr.get_pool("Forked")
+    assert family.stats().succeeded == 1  # read: the ended instance is folded in
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one late refusal, counted by the child's family
+        code = 1
+        try:
+            try:
+                ended.submit(abs, 2)
+            except RuntimeError:
+                code = 0 if family.stats().rejected == 1 else 2
+            os.write(write, str(family.stats().rejected).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        said = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child's family counted {said} refusals"
+    assert family.stats().rejected == 0, "the parent's count is its own"
