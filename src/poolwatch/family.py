@@ -25,6 +25,7 @@ the family's (see ``sweep``).
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import deque
 from typing import Any
@@ -144,11 +145,11 @@ class PoolFamily(ManagedPool):
         return None
 
     def tasks_view(
-        self, state: TaskState | None, name: str | None
-    ) -> tuple[list[PoolEngine], list[TaskInfo]]:
+        self, state: TaskState | None, name: str | None, keep: int
+    ) -> tuple[list[PoolEngine], list[TaskInfo], int]:
         """In one hold of the lock, so that no task is in both or in neither: the live
-        instances (oldest first), and the archived records matching the filter, most
-        recently finished first."""
+        instances (oldest first), the ``keep`` most recently finished archived records
+        matching the filter (most recent first), and how many archived records match."""
         self.sweep()
         with self._lock:
             engines = list(self._live.values())
@@ -157,8 +158,8 @@ class PoolFamily(ManagedPool):
                 for info in self._archive or ()
                 if (state is None or info.state is state) and (name is None or info.name == name)
             ]
-        found.sort(key=lambda info: -(info.finished_at or 0.0))
-        return engines, found
+        top = heapq.nlargest(keep, found, key=lambda info: info.finished_at or 0.0)
+        return engines, top, len(found)
 
     def retire(self) -> None:
         """Removed from its manager: refuse new instances from now on."""

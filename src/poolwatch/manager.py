@@ -586,21 +586,23 @@ def _page(
     states = None if state is None else frozenset({STATE_CODES[state]})
     owners: list[PoolEngine] = []
     archived: list[TaskInfo] = []
+    archived_total = 0
     for part in parts:
         if isinstance(part, PoolFamily):
-            engines, records = part.tasks_view(state, name)
+            engines, records, count = part.tasks_view(state, name, offset + limit)
             owners.extend(engines)
             archived.extend(records)
+            archived_total += count
         else:
             owners.append(part.engine)
-    if not archived:
+    if not archived_total:
         items, total = page_of(owners, states=states, name=name, skip=0, offset=offset,
                                limit=limit)  # fmt: skip
         return TaskPage(items, total)
     items, total = page_of(owners, states=states, name=name, skip=0, offset=0,
                            limit=offset + limit)  # fmt: skip
     merged = sorted([*items, *archived], key=_newest_first)
-    return TaskPage(merged[offset : offset + limit], total + len(archived))
+    return TaskPage(merged[offset : offset + limit], total + archived_total)
 
 
 def _newest_first(info: TaskInfo) -> tuple[int, float]:

@@ -201,3 +201,24 @@ def test_a_forked_child_counts_refusals_of_an_ended_instance_it_holds(mgr: PoolM
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, f"the child's family counted {said} refusals"
     assert family.stats().rejected == 0, "the parent's count is its own"
+
+
+def fails_on_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(x)
+    return x
+
+
+def test_archived_pages_keep_their_order_and_totals_with_filters(mgr: PoolManager) -> None:
+    ids = []
+    for n in range(12):
+        with poolwatch.ThreadPoolExecutor(1, "Paged", manager=mgr) as ex:
+            ids.append(ex.submit(fails_on_odd, n).task_id)
+    newest = ids[::-1]
+    for offset, limit in ((0, 5), (3, 4), (10, 5), (12, 3)):
+        page = mgr.tasks(pool="Paged", offset=offset, limit=limit)
+        assert [i.id for i in page.items] == newest[offset : offset + limit]
+        assert page.total == 12
+    failed = mgr.tasks(pool="Paged", state="failed", offset=1, limit=2)
+    assert [i.id for i in failed.items] == newest[::2][1:3]
+    assert failed.total == 6
