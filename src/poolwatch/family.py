@@ -92,6 +92,10 @@ class PoolFamily(ManagedPool):
         self._version = 0  # changes with every change of settings or pause
         self._removed = False
         self._folding: set[int] = set()  # uids of ended instances being folded in
+        # Held by a change of settings or pause from recording it to applying it to every
+        # live instance, so that concurrent changes reach instances in the order the
+        # family records them. Taken under no lock; applying may take the manager's.
+        self._changing = threading.Lock()
         self._shown: tuple[str, float | None, float | None] = ("abort", None, None)
 
     # -- the manager's side ----------------------------------------------------------
@@ -169,6 +173,7 @@ class PoolFamily(ManagedPool):
     def reset_after_fork(self) -> None:
         """In a forked child: no counts of the parent, live instances empty."""
         self._lock = threading.Lock()
+        self._changing = threading.Lock()
         self._ended = SnapshotSum(LabelCap(self._label_limit))
         self._late.reset_after_fork()
         self._folding = set()
@@ -278,18 +283,19 @@ class PoolFamily(ManagedPool):
         raise KeyError(task_id)
 
     def _configure_checked(self, changes: dict[str, Any]) -> None:
-        with self._lock:
-            self._settings.update(changes)
-            self._version += 1
-            engines = list(self._live.values())
-            policy, queue_timeout, run_timeout = self._shown
-            self._shown = (
-                changes.get("rejection_policy", policy),
-                changes.get("queue_timeout", queue_timeout),
-                changes.get("run_timeout", run_timeout),
-            )
-        for engine in engines:
-            engine.configure(dict(changes))
+        with self._changing:  # see _changing
+            with self._lock:
+                self._settings.update(changes)
+                self._version += 1
+                engines = list(self._live.values())
+                policy, queue_timeout, run_timeout = self._shown
+                self._shown = (
+                    changes.get("rejection_policy", policy),
+                    changes.get("queue_timeout", queue_timeout),
+                    changes.get("run_timeout", run_timeout),
+                )
+            for engine in engines:
+                engine.configure(dict(changes))
 
     def pause(self) -> None:
         """Pause every live instance and every one created until ``resume()``."""
@@ -299,15 +305,16 @@ class PoolFamily(ManagedPool):
         self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> None:
-        with self._lock:
-            self._paused = paused
-            self._version += 1
-            engines = list(self._live.values())
-        for engine in engines:
-            if paused:
-                engine.pause()
-            else:
-                engine.resume()
+        with self._changing:  # see _changing
+            with self._lock:
+                self._paused = paused
+                self._version += 1
+                engines = list(self._live.values())
+            for engine in engines:
+                if paused:
+                    engine.pause()
+                else:
+                    engine.resume()
 
     def refuse_waiting_for_itself(self, instead: str) -> None:
         """``RuntimeError`` if the calling thread belongs to one of the live instances."""

@@ -222,3 +222,35 @@ def test_archived_pages_keep_their_order_and_totals_with_filters(mgr: PoolManage
     failed = mgr.tasks(pool="Paged", state="failed", offset=1, limit=2)
     assert [i.id for i in failed.items] == newest[::2][1:3]
     assert failed.total == 6
+
+
+@pytest.mark.usefixtures("fast_thread_switching")
+def test_concurrent_configure_leaves_every_instance_with_the_familys_settings(
+    mgr: PoolManager,
+) -> None:
+    live = [poolwatch.ThreadPoolExecutor(1, "Tuned", manager=mgr) for _ in range(10)]
+    family = mgr.get_pool("Tuned")
+    mismatches = []
+    try:
+        for _ in range(40):
+            start = threading.Barrier(2)
+
+            def tune(workers: int, start: threading.Barrier = start) -> None:
+                start.wait(10)
+                for _ in range(50):
+                    family.configure(max_workers=workers)
+
+            threads = [threading.Thread(target=tune, args=(n,)) for n in (2, 3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            with poolwatch.ThreadPoolExecutor(1, "Tuned", manager=mgr) as fresh:
+                recorded = fresh.stats().max_workers  # what the family gives new instances
+            got = [ex.stats().max_workers for ex in live]
+            if got != [recorded] * len(live):
+                mismatches.append((recorded, got))
+    finally:
+        for ex in live:
+            ex.shutdown()
+    assert not mismatches, f"{len(mismatches)} of 40 rounds: {mismatches[:3]}"
