@@ -20,6 +20,7 @@ __all__ = [
     "BUCKETS",
     "OTHER_LABEL",
     "Histogram",
+    "LabelCap",
     "LabelStats",
     "PoolSnapshot",
     "SnapshotSum",
@@ -179,17 +180,40 @@ class PoolSnapshot:
     kind: str = "thread"  # the pool's kind: thread, process or dask
 
 
+class LabelCap:
+    """The ``task`` labels a pool family exports: the first ``limit`` names it sees keep a
+    label of their own for good, later ones count as ``_other`` for good, whatever order
+    the instances end in (a series never turns into another). Not thread-safe on its
+    own: its owner calls it under its lock."""
+
+    __slots__ = ("_limit", "_names")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._names: set[str] = set()
+
+    def label(self, name: str) -> str:
+        """The label ``name`` is counted under."""
+        names = self._names
+        if name in names or name == OTHER_LABEL:
+            return name
+        if len(names) < self._limit:
+            names.add(name)
+            return name
+        return OTHER_LABEL
+
+
 class SnapshotSum:
     """Counts added up over many pools' snapshots: what a pool family keeps of the
     instances that ended, and how it adds the live ones to them.
 
-    Counters and histograms add; ``task`` labels keep the first ``label_limit`` names seen
-    and count the rest as ``_other``; of two exemplars in one bucket the later is kept.
-    Not thread-safe on its own: its owner calls it under its lock.
+    Counters and histograms add; ``task`` labels are as ``cap`` says (shared by a sum and
+    its copies); of two exemplars in one bucket the later is kept. Not thread-safe on its
+    own: its owner calls it under its lock.
     """
 
     __slots__ = (
-        "_label_limit",
+        "_cap",
         "cancelled",
         "failed",
         "labels",
@@ -202,8 +226,8 @@ class SnapshotSum:
         "timeouts_run",
     )  # fmt: skip
 
-    def __init__(self, label_limit: int) -> None:
-        self._label_limit = label_limit
+    def __init__(self, cap: LabelCap) -> None:
+        self._cap = cap
         self.submitted = self.succeeded = self.failed = self.cancelled = 0
         self.rejected_full = self.rejected_shutdown = 0
         self.timeouts_queue = self.timeouts_run = 0
@@ -211,7 +235,7 @@ class SnapshotSum:
         self.labels: dict[str, LabelStats] = {}
 
     def copy(self) -> SnapshotSum:
-        other = SnapshotSum(self._label_limit)
+        other = SnapshotSum(self._cap)
         for name in ("submitted", "succeeded", "failed", "cancelled", "rejected_full",
                      "rejected_shutdown", "timeouts_queue", "timeouts_run"):  # fmt: skip
             setattr(other, name, getattr(self, name))
@@ -235,11 +259,7 @@ class SnapshotSum:
         self.timeouts_run += snap.timeouts_run
         _add_into(self.queue_wait, snap.queue_wait)
         for name, ok, failed, cancelled, hist in snap.labels:
-            label = (
-                name
-                if name in self.labels or len(self.labels) < self._label_limit
-                else (OTHER_LABEL)
-            )
+            label = self._cap.label(name)
             stats = self.labels.get(label)
             if stats is None:
                 stats = self.labels[label] = LabelStats(label)

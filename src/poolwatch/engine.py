@@ -833,11 +833,17 @@ class PoolEngine:
         self._backlog.tombstone()
         return resolved
 
-    def cancel_queued(self, seq: int) -> bool:
-        """``TaskFuture.cancel()``: cancel task ``seq`` if it is queued."""
+    def cancel_future(self, seq: int, request_running: bool) -> bool:
+        """``TaskFuture.cancel()``, under one hold of the lock: cancel task ``seq`` if it
+        is queued (``True``); if it runs, ``False``, and with ``request_running`` its
+        cooperative cancel is requested (asyncio cancelling the coroutine awaiting it)."""
         with self._lock:
             item = self._live.get(seq)
-            if item is None or item.state != QUEUED:
+            if item is None:
+                return False
+            if item.state != QUEUED:
+                if request_running:
+                    self._request_cancel_locked(item, monotonic())
                 return False
             resolved = self._tombstone_locked(item, monotonic())
         if not resolved:

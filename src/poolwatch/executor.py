@@ -26,7 +26,7 @@ from typing import Any
 from . import options
 from .errors import PoolExistsError
 from .manager import PoolManager, exporting_globally
-from .pool import ManagedPool, ManagedProcessPool
+from .pool import ManagedPool, ManagedProcessPool, PoolBase
 from .processes import ProcessBackend
 
 __all__ = [
@@ -80,42 +80,25 @@ class ThreadPoolExecutor(ManagedPool):
         manager: PoolManager | None = None,
         **settings: Any,
     ) -> None:
-        if max_workers is not None and (
-            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
-        ):
-            options.check_max_workers(max_workers)  # raises, with the stdlib's words
-        mgr = manager if manager is not None else (_instrumented or default_manager())
-        derived = name is None
-        base = name or ""
-        if name is None:
-            base = _derived_name(thread_name_prefix, self)
-        else:
-            options.check_pool_name(name)
+        mgr, base, derived = _manager_and_name(self, max_workers, thread_name_prefix, name, manager)
         prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_counter)}"
-        pool_name = base
-        for _ in range(3):  # a derived name taken meanwhile by an explicit pool: again
-            if derived:
-                pool_name = mgr._family_name(base)  # noqa: SLF001  # the constructor's naming
+
+        def build(pool_name: str) -> None:
             engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
                 pool_name, max_workers=max_workers, thread_name_prefix=prefix,
                 initializer=initializer, initargs=initargs, kind="thread", **settings,
             )  # fmt: skip
-            super().__init__(engine)
-            if not derived:
-                mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
-                return
-            try:
-                mgr._adopt(self)  # noqa: SLF001  # joins the family of its name, held weakly
-                return
-            except PoolExistsError:
-                continue
-        raise PoolExistsError(f"no free name for a pool derived from {base!r}")
+            super(ThreadPoolExecutor, self).__init__(engine)
+
+        _register(self, mgr, base, derived, "thread", build)
 
 
 class ProcessPoolExecutor(ManagedProcessPool):
     """A ``ManagedProcessPool`` made the way ``concurrent.futures.ProcessPoolExecutor`` is.
 
-    Without ``name`` the pool is named from the module and function that created it.
+    Without ``name`` the pool is named from the module and function that created it, and
+    joins the ``PoolFamily`` of process pools of that name, as ``ThreadPoolExecutor``
+    does for threads (a thread family of the same name makes it take the next ``-N``).
     ``mp_context=None`` is ``forkserver`` where the platform has it, else ``spawn`` (see
     ``poolwatch.options.default_mp_context``); ``max_workers=None`` is the stdlib's
     default, the CPUs this process may use. ``on_run_timeout="kill"`` among the settings
@@ -135,24 +118,26 @@ class ProcessPoolExecutor(ManagedProcessPool):
         manager: PoolManager | None = None,
         **settings: Any,
     ) -> None:
-        mgr, name = _manager_and_name(self, max_workers, "", name, manager)
+        mgr, base, derived = _manager_and_name(self, max_workers, "", name, manager)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if max_tasks_per_child is not None and not isinstance(max_tasks_per_child, int):
             raise TypeError("max_tasks_per_child must be an integer")
         if isinstance(max_tasks_per_child, int) and max_tasks_per_child <= 0:
             raise ValueError("max_tasks_per_child must be >= 1")
-        backend = ProcessBackend(
-            options.check_mp_context(mp_context), initializer, tuple(initargs),
-            options.check_max_tasks_per_child(max_tasks_per_child),
-        )  # fmt: skip
-        engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
-            name, max_workers=_cpus() if max_workers is None else max_workers,
-            thread_name_prefix="", initializer=None, initargs=(), kind="process",
-            backend=backend, on_run_timeout=on_run_timeout, **settings,
-        )  # fmt: skip
-        super().__init__(engine, backend)
-        mgr._add(self, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+        context = options.check_mp_context(mp_context)
+        per_child = options.check_max_tasks_per_child(max_tasks_per_child)
+
+        def build(pool_name: str) -> None:
+            backend = ProcessBackend(context, initializer, tuple(initargs), per_child)
+            engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
+                pool_name, max_workers=_cpus() if max_workers is None else max_workers,
+                thread_name_prefix="", initializer=None, initargs=(), kind="process",
+                backend=backend, on_run_timeout=on_run_timeout, **settings,
+            )  # fmt: skip
+            super(ProcessPoolExecutor, self).__init__(engine, backend)
+
+        _register(self, mgr, base, derived, "process", build)
 
 
 def _cpus() -> int:
@@ -162,18 +147,39 @@ def _cpus() -> int:
 
 def _manager_and_name(
     instance: object, max_workers: Any, prefix: str, name: str | None, manager: PoolManager | None
-) -> tuple[PoolManager, str]:
-    """The manager a stdlib-style constructor puts its pool on, and the pool's name
-    (given, else derived from the prefix or the creating code)."""
+) -> tuple[PoolManager, str, bool]:
+    """The manager a stdlib-style constructor puts its pool on, the pool's name (given,
+    else derived from the prefix or the creating code) and whether it was derived."""
     if max_workers is not None and (
         not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers <= 0
     ):
         options.check_max_workers(max_workers)  # raises, with the stdlib's words
     mgr = manager if manager is not None else (_instrumented or default_manager())
     if name is None:
-        base = _derived_name(prefix, instance)
-        return mgr, mgr._unique_name(base)  # noqa: SLF001  # the constructor's own naming step
-    return mgr, options.check_pool_name(name)
+        return mgr, _derived_name(prefix, instance), True
+    return mgr, options.check_pool_name(name), False
+
+
+def _register(
+    pool: PoolBase, mgr: PoolManager, base: str, derived: bool, kind: str,
+    build: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Name ``pool``, have ``build(name)`` give it its engine, and register it on ``mgr``,
+    held weakly. A given name is taken as it is; a derived one joins the family of that
+    name and ``kind`` (again under the next free name if an explicit pool took it
+    meanwhile)."""
+    for _ in range(3):
+        name = mgr._family_name(base, kind) if derived else base  # noqa: SLF001  # naming
+        build(name)
+        if not derived:
+            mgr._add(pool, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+            return
+        try:
+            mgr._adopt(pool)  # noqa: SLF001  # joins the family of its name, held weakly
+            return
+        except PoolExistsError:
+            continue
+    raise PoolExistsError(f"no free name for a pool derived from {base!r}")
 
 
 def _derived_name(prefix: str, instance: object) -> str:

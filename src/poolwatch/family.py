@@ -18,16 +18,19 @@ shared name:
 - a family runs nothing itself: ``submit`` on it is refused; code submits to the
   executor it holds. ``shutdown`` shuts down every live instance.
 
-Lock order: the manager's lock, then a family's, then an instance engine's.
+Lock order: the manager's lock, then a family's, then an instance engine's; folding an
+ended instance in takes its numbers and records under neither the manager's lock nor
+the family's (see ``sweep``).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import deque
 from typing import Any
 
-from .accounting import PoolSnapshot, SnapshotSum
+from .accounting import LabelCap, PoolSnapshot, SnapshotSum
 from .engine import PoolEngine, parse_task_id
 from .pool import ManagedPool
 from .records import PoolState, PoolStats, TaskInfo, TaskState
@@ -53,6 +56,12 @@ class _Tally:
         with self._lock:
             return self.value
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: zero, with a new lock (a parent's thread may have held it).
+        The same object: ended instances that code still holds keep counting into it."""
+        self._lock = threading.Lock()
+        self.value = 0
+
 
 class PoolFamily(ManagedPool):
     """Every live and ended executor created under one derived name. Thread-safe.
@@ -60,22 +69,33 @@ class PoolFamily(ManagedPool):
     ``PoolManager.get_pool(name)`` returns it for such a name, and ``pools()`` lists it
     once. ``stats()`` and ``metrics_snapshot()`` cover the whole family (see the module's
     notes); ``instances()`` is how many are live.
+
+    A family's instances are all of one ``kind``: thread pools, or process pools
+    (``poolwatch.ProcessPoolExecutor`` without a name). The family object is the same
+    class for both, a ``ManagedPool``, since it runs nothing itself and no code submits
+    to it: ``isinstance`` on a family says nothing of its kind, ``kind`` does.
     """
 
-    def __init__(self, name: str, order: int, label_limit: int) -> None:
+    def __init__(self, name: str, order: int, label_limit: int, kind: str = "thread") -> None:
         # ManagedPool.__init__ is not called: a family has no engine of its own.
         self._name = name
+        self._kind = kind  # every instance is of this kind
         self.order = order  # where the family sorts among the manager's pools
         self._lock = threading.Lock()
         self._label_limit = label_limit
         self._live: dict[int, PoolEngine] = {}  # uid -> engine of a live instance
-        self._ended = SnapshotSum(label_limit)
+        self._ended = SnapshotSum(LabelCap(label_limit))
         self._late = _Tally()  # submits refused by instances after they ended
         self._archive: deque[TaskInfo] | None = None  # made with the first instance
         self._settings: dict[str, Any] = {}  # changed on the family: every instance gets them
         self._paused = False
         self._version = 0  # changes with every change of settings or pause
         self._removed = False
+        self._folding: set[int] = set()  # uids of ended instances being folded in
+        # Held by a change of settings or pause from recording it to applying it to every
+        # live instance, so that concurrent changes reach instances in the order the
+        # family records them. Taken under no lock; applying may take the manager's.
+        self._changing = threading.Lock()
         self._shown: tuple[str, float | None, float | None] = ("abort", None, None)
 
     # -- the manager's side ----------------------------------------------------------
@@ -102,7 +122,6 @@ class PoolFamily(ManagedPool):
                 raise RuntimeError(f"pool family {self._name!r} was removed")
             if version != self._version:
                 return False
-            self._sweep_locked()
             if self._archive is None:
                 self._archive = deque(maxlen=engine.reader.history.capacity)
             self._live[engine.uid] = engine
@@ -116,30 +135,35 @@ class PoolFamily(ManagedPool):
 
     def engines(self) -> list[PoolEngine]:
         """The live instances, oldest first (ended ones are folded in first)."""
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             return list(self._live.values())
 
     def archived(self, task_id: str) -> TaskInfo | None:
         """The record of a task of an ended instance, if it is still in the archive."""
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             for info in self._archive or ():
                 if info.id == task_id:
                     return info
         return None
 
-    def archived_matching(self, state: TaskState | None, name: str | None) -> list[TaskInfo]:
-        """Archived records matching the filter, most recently finished first."""
+    def tasks_view(
+        self, state: TaskState | None, name: str | None, keep: int
+    ) -> tuple[list[PoolEngine], list[TaskInfo], int]:
+        """In one hold of the lock, so that no task is in both or in neither: the live
+        instances (oldest first), the ``keep`` most recently finished archived records
+        matching the filter (most recent first), and how many archived records match."""
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
+            engines = list(self._live.values())
             found = [
                 info
                 for info in self._archive or ()
                 if (state is None or info.state is state) and (name is None or info.name == name)
             ]
-        found.sort(key=lambda info: -(info.finished_at or 0.0))
-        return found
+        top = heapq.nlargest(keep, found, key=lambda info: info.finished_at or 0.0)
+        return engines, top, len(found)
 
     def retire(self) -> None:
         """Removed from its manager: refuse new instances from now on."""
@@ -149,26 +173,44 @@ class PoolFamily(ManagedPool):
     def reset_after_fork(self) -> None:
         """In a forked child: no counts of the parent, live instances empty."""
         self._lock = threading.Lock()
-        self._ended = SnapshotSum(self._label_limit)
-        self._late = _Tally()
+        self._changing = threading.Lock()
+        self._ended = SnapshotSum(LabelCap(self._label_limit))
+        self._late.reset_after_fork()
+        self._folding = set()
         if self._archive is not None:
             self._archive = deque(maxlen=self._archive.maxlen)
         for engine in self._live.values():
             engine.reset_after_fork()
 
-    def _sweep_locked(self) -> None:
-        """Fold the instances that have terminated into the totals and the archive."""
-        ended = [e for e in self._live.values() if e.terminated]
-        for engine in ended:
-            snap = engine.final_snapshot(self._late.add)
+    def sweep(self) -> None:
+        """Fold the instances that have terminated into the totals and the archive.
+
+        They are picked under the lock, their numbers and records (up to an archive's
+        worth each) are taken outside it, and folded in under it again: an instance stays
+        live to readers until it is folded, so each of its tasks is counted once. Call it
+        under no lock (the manager's ``_adopt`` calls it after adopting)."""
+        with self._lock:
+            ended = [e for e in self._live.values() if e.terminated and e.uid not in self._folding]
+            if not ended:
+                return
+            self._folding.update(e.uid for e in ended)
+            keep = 0 if self._archive is None else self._archive.maxlen or 0
+        folded = []
+        try:
+            for engine in ended:
+                snap = engine.final_snapshot(self._late.add)
+                folded.append((engine, snap, _last_records(engine, snap, keep)))
+        finally:  # what was taken is folded in, in the hold that ends the folding
+            with self._lock:
+                self._fold_locked(folded)
+                self._folding.difference_update(e.uid for e in ended)
+
+    def _fold_locked(self, folded: list[tuple[PoolEngine, PoolSnapshot, list[TaskInfo]]]) -> None:
+        for engine, snap, records in folded:
+            del self._live[engine.uid]  # only this call folds it: see _folding
             self._ended.add(snap)
-            if self._archive is not None and self._archive.maxlen:
-                keep = min(snap.stats.succeeded + snap.stats.failed + snap.stats.cancelled,
-                           self._archive.maxlen)  # fmt: skip
-                records, _ = page_of([engine], states=None, name=None, skip=0, offset=0,
-                                     limit=keep)  # fmt: skip
+            if self._archive is not None:
                 self._archive.extend(reversed(records))
-            del self._live[engine.uid]
 
     # -- what a pool offers ------------------------------------------------------------
 
@@ -182,7 +224,8 @@ class PoolFamily(ManagedPool):
 
     @property
     def kind(self) -> str:
-        return "thread"
+        """The kind of every instance: ``"thread"`` or ``"process"``."""
+        return self._kind
 
     @property
     def state(self) -> PoolState:
@@ -240,18 +283,19 @@ class PoolFamily(ManagedPool):
         raise KeyError(task_id)
 
     def _configure_checked(self, changes: dict[str, Any]) -> None:
-        with self._lock:
-            self._settings.update(changes)
-            self._version += 1
-            engines = list(self._live.values())
-            policy, queue_timeout, run_timeout = self._shown
-            self._shown = (
-                changes.get("rejection_policy", policy),
-                changes.get("queue_timeout", queue_timeout),
-                changes.get("run_timeout", run_timeout),
-            )
-        for engine in engines:
-            engine.configure(dict(changes))
+        with self._changing:  # see _changing
+            with self._lock:
+                self._settings.update(changes)
+                self._version += 1
+                engines = list(self._live.values())
+                policy, queue_timeout, run_timeout = self._shown
+                self._shown = (
+                    changes.get("rejection_policy", policy),
+                    changes.get("queue_timeout", queue_timeout),
+                    changes.get("run_timeout", run_timeout),
+                )
+            for engine in engines:
+                engine.configure(dict(changes))
 
     def pause(self) -> None:
         """Pause every live instance and every one created until ``resume()``."""
@@ -261,15 +305,16 @@ class PoolFamily(ManagedPool):
         self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> None:
-        with self._lock:
-            self._paused = paused
-            self._version += 1
-            engines = list(self._live.values())
-        for engine in engines:
-            if paused:
-                engine.pause()
-            else:
-                engine.resume()
+        with self._changing:  # see _changing
+            with self._lock:
+                self._paused = paused
+                self._version += 1
+                engines = list(self._live.values())
+            for engine in engines:
+                if paused:
+                    engine.pause()
+                else:
+                    engine.resume()
 
     def refuse_waiting_for_itself(self, instead: str) -> None:
         """``RuntimeError`` if the calling thread belongs to one of the live instances."""
@@ -292,14 +337,14 @@ class PoolFamily(ManagedPool):
         return self.metrics_snapshot().stats
 
     def metrics_snapshot(self) -> PoolSnapshot:
+        self.sweep()
         with self._lock:
-            self._sweep_locked()
             live = [e.metrics_snapshot() for e in self._live.values()]
             total = self._ended.copy()
+            for snap in live:  # under the lock: labels are admitted here too
+                total.add(snap)
             state = self._state_locked()
             policy, queue_timeout, run_timeout = self._shown
-        for snap in live:
-            total.add(snap)
         late = self._late.read()
         each = [s.stats for s in live]
         capacities = [s.queue_capacity for s in each]
@@ -333,5 +378,15 @@ class PoolFamily(ManagedPool):
             timeouts_run=total.timeouts_run,
             queue_wait=total.queue_wait.snapshot(),
             labels=total.label_rows(),
-            kind="thread",
+            kind=self._kind,
         )
+
+
+def _last_records(engine: PoolEngine, final: PoolSnapshot, keep: int) -> list[TaskInfo]:
+    """The records of the last ``keep`` tasks a terminated instance finished, newest first."""
+    stats = final.stats
+    keep = min(stats.succeeded + stats.failed + stats.cancelled, keep)
+    if not keep:
+        return []
+    records, _ = page_of([engine], states=None, name=None, skip=0, offset=0, limit=keep)
+    return records

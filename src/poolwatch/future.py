@@ -67,9 +67,7 @@ class FutureOwner(Protocol):
 
     def task_info(self, seq: int) -> TaskInfo: ...
 
-    def cancel_queued(self, seq: int) -> bool: ...
-
-    def cancel(self, seq: int) -> str | None: ...
+    def cancel_future(self, seq: int, request_running: bool) -> bool: ...
 
 
 class _NoWaiters(list[Any]):
@@ -183,11 +181,14 @@ class TaskFuture(Future[Any]):
         state = self._state
         if state in _CANCELLED_STATES:
             return True
-        if state != PENDING:
-            if state == RUNNING and _from_asyncio(sys._getframe(1)):  # noqa: SLF001
-                self._owner.cancel(self._seq)  # a cooperative request; the answer stays False
+        if state == FINISHED:
             return False
-        return self._owner.cancel_queued(self._seq)
+        from_asyncio = _from_asyncio(sys._getframe(1))  # noqa: SLF001
+        if state == RUNNING and not from_asyncio:
+            return False
+        # The task may start meanwhile: the pool decides under its lock, and for asyncio
+        # requests the cooperative cancel of a running task (the answer stays False).
+        return self._owner.cancel_future(self._seq, from_asyncio)
 
     def cancelled(self) -> bool:
         return self._state in _CANCELLED_STATES

@@ -75,6 +75,7 @@ class PoolManager:
         # name -> the pool, or a weak reference to it (made by the stdlib constructor)
         self._pools: dict[str, PoolBase | weakref.ref[PoolBase]] = {}
         self._by_uid: dict[int, str] = {}
+        self._uid_of: dict[str, int] = {}  # name -> uid, for _by_uid's entry of that name
         self._next_uid = 1
         self._closed = False
         self._label_limit = task_label_limit
@@ -247,6 +248,7 @@ class PoolManager:
                 )
             self._pools[name] = weakref.ref(pool) if weak else pool
             self._by_uid[pool.engine.uid] = name
+            self._uid_of[name] = pool.engine.uid
         if pool.engine.has_timeouts():
             self._watch(pool.engine)
         return pool
@@ -257,64 +259,58 @@ class PoolManager:
             pool = entry()
             if pool is None:  # collected: the name is free again
                 del self._pools[name]
+                self._by_uid.pop(self._uid_of.pop(name, 0), None)
             return pool
         return entry
 
-    def _family_name(self, base: str) -> str:
-        """The family a pool with derived name ``base`` joins: ``base``, or, when a pool
-        given that name explicitly holds it, ``base`` with the lowest free ``-N`` suffix."""
+    def _family_name(self, base: str, kind: str = "thread") -> str:
+        """The family a pool of ``kind`` with derived name ``base`` joins: ``base``, or,
+        when a pool given that name explicitly or a family of another kind holds it,
+        ``base`` with the lowest free ``-N`` suffix."""
         with self._lock:
             for n in itertools.count(1):
                 candidate = base if n == 1 else f"{base}-{n}"[-64:].lstrip("_.-")
                 entry = self._live_locked(candidate)
-                if entry is None or isinstance(entry, PoolFamily):
+                if entry is None or (isinstance(entry, PoolFamily) and entry.kind == kind):
                     return candidate
         raise AssertionError("unreachable")
 
-    def _unique_name(self, base: str) -> str:
-        """``base``, or ``base`` with the lowest ``-N`` suffix no live pool has (process
-        pools with a derived name: they do not form families)."""
-        with self._lock:
-            if self._live_locked(base) is None:
-                return base
-            for n in itertools.count(2):
-                candidate = f"{base}-{n}"[-64:].lstrip("_.-")
-                if self._live_locked(candidate) is None:
-                    return candidate
-        raise AssertionError("unreachable")
-
-    def _adopt(self, pool: ManagedPool) -> ManagedPool:
+    def _adopt(self, pool: PoolBase) -> None:
         """Register a pool with a derived name in its family (made if need be); held weakly.
-        ``PoolExistsError`` if a pool given that name explicitly took it meanwhile."""
+        ``PoolExistsError`` if a pool given that name explicitly, or a family of another
+        kind, took it meanwhile."""
         name, engine = pool.name, pool.engine
         try:
             while True:
                 with self._lock:
-                    family = self._family_locked(name)
+                    family = self._family_locked(name, engine.kind)
                 if family is None:
                     raise PoolExistsError(f"a pool named {name!r} already exists")
                 version = family.prepare(engine)
                 with self._lock:  # the family may have been removed or changed meanwhile
-                    if self._family_locked(name) is family and family.adopt(engine, version):
+                    if self._family_locked(name, engine.kind) is family and family.adopt(
+                        engine, version
+                    ):
                         break
         except BaseException:
             engine.shutdown(False, False)
             raise
+        family.sweep()  # instances that ended are folded in, outside the manager's lock
         if engine.has_timeouts():
             self._watch(pool.engine)
-        return pool
 
-    def _family_locked(self, name: str) -> PoolFamily | None:
-        """The family named ``name``, made if need be; ``None`` if an explicit pool has
-        that name. Raises ``RuntimeError`` once the manager is shut down."""
+    def _family_locked(self, name: str, kind: str) -> PoolFamily | None:
+        """The family of ``kind`` named ``name``, made if need be; ``None`` if an explicit
+        pool or a family of another kind has that name. Raises ``RuntimeError`` once the
+        manager is shut down."""
         if self._closed:
             raise RuntimeError("cannot create a pool after the manager was shut down")
         entry = self._live_locked(name)
         if entry is None:
-            entry = PoolFamily(name, self._next_uid, self._label_limit)
+            entry = PoolFamily(name, self._next_uid, self._label_limit, kind)
             self._next_uid += 1
             self._pools[name] = entry
-        return entry if isinstance(entry, PoolFamily) else None
+        return entry if isinstance(entry, PoolFamily) and entry.kind == kind else None
 
     def get_pool(self, name: str) -> PoolBase:
         """The pool named ``name``; ``KeyError`` if there is none."""
@@ -370,6 +366,7 @@ class PoolManager:
                 if self._live_locked(name) is pool:
                     del self._pools[name]
                     del self._by_uid[pool.engine.uid]
+                    del self._uid_of[name]
                     break
         # The monitor keeps watching it until it has terminated (see _monitor_loop).
         pool.engine.shutdown(wait, cancel_futures)
@@ -439,28 +436,20 @@ class PoolManager:
             raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= _MAX_PAGE:
             raise ValueError(f"limit must be an integer from 0 to {_MAX_PAGE}, got {limit!r}")
-        families = self._families()
-        if pool is not None:
+        if pool is None:
+            parts = self.pools()
+        else:
             with self._lock:
                 found = self._live_locked(pool) if isinstance(pool, str) else None
             if found is None:
                 return TaskPage([], 0)  # a filter that matches nothing, like any other
-            if isinstance(found, PoolFamily):
-                owners, skip, families = found.engines(), 0, [found]
-            else:  # one pool skips inside its own parts (by index, without a filter)
-                owners, skip, families = [found.engine], offset, []
-        else:
-            owners, skip = self._engines(), 0
+            if not isinstance(found, PoolFamily):  # one pool skips inside its own parts
+                items, total = page_of([found.engine], states=states, name=name, skip=offset,
+                                       offset=0, limit=limit)  # fmt: skip
+                return TaskPage(items, total)
+            parts = [found]
         wanted = None if state is None else _task_state(state)
-        archived = [i for f in families for i in f.archived_matching(wanted, name)]
-        if not archived:
-            items, total = page_of(owners, states=states, name=name, skip=skip,
-                                   offset=offset - skip, limit=limit)  # fmt: skip
-            return TaskPage(items, total)
-        items, total = page_of(owners, states=states, name=name, skip=0, offset=0,
-                               limit=offset + limit)  # fmt: skip
-        merged = sorted([*items, *archived], key=_newest_first)
-        return TaskPage(merged[offset : offset + limit], total + len(archived))
+        return _page(parts, wanted, name, offset, limit)
 
     # -- live stacks -------------------------------------------------------------------
 
@@ -606,6 +595,32 @@ class PoolManager:
 
 def _order(pool: PoolBase) -> int:
     return pool.order if isinstance(pool, PoolFamily) else pool.engine.uid
+
+
+def _page(
+    parts: list[PoolBase], state: TaskState | None, name: str | None, offset: int, limit: int
+) -> TaskPage:
+    """A page of the tasks of ``parts`` (pools and families) matching the filter."""
+    states = None if state is None else frozenset({STATE_CODES[state]})
+    owners: list[PoolEngine] = []
+    archived: list[TaskInfo] = []
+    archived_total = 0
+    for part in parts:
+        if isinstance(part, PoolFamily):
+            engines, records, count = part.tasks_view(state, name, offset + limit)
+            owners.extend(engines)
+            archived.extend(records)
+            archived_total += count
+        else:
+            owners.append(part.engine)
+    if not archived_total:
+        items, total = page_of(owners, states=states, name=name, skip=0, offset=offset,
+                               limit=limit)  # fmt: skip
+        return TaskPage(items, total)
+    items, total = page_of(owners, states=states, name=name, skip=0, offset=0,
+                           limit=offset + limit)  # fmt: skip
+    merged = sorted([*items, *archived], key=_newest_first)
+    return TaskPage(merged[offset : offset + limit], total + archived_total)
 
 
 def _newest_first(info: TaskInfo) -> tuple[int, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -112,3 +113,52 @@ def test_future_cancel_on_a_running_task_returns_false_and_requests_nothing(
     with pytest.raises(concurrent.futures.CancelledError):
         future.result(timeout=10)
     assert job.asked.is_set()
+
+
+def test_cancel_racing_the_task_start_never_loses_the_request(mgr: PoolManager) -> None:
+    """asyncio cancels the awaiting coroutine just as a worker takes the task: the task is
+    either cancelled while queued or, once running, asked to stop; never neither."""
+    pool = mgr.create_pool("race", max_workers=1)
+    outcomes = {"cancelled": 0, "requested": 0, "missed": 0}
+
+    def job(cancel_done: threading.Event) -> bool:
+        assert cancel_done.wait(10)
+        return poolwatch.cancel_requested()
+
+    async def once() -> None:
+        gate = threading.Event()
+        cancel_done = threading.Event()
+        pool.submit(gate.wait, 10)
+        raced = pool.submit(job, cancel_done)
+        awaited = asyncio.wrap_future(raced)
+        gate.set()  # the worker now takes `raced` while asyncio cancels it
+        for _ in range(spin):  # a varying head start for the worker
+            pass
+        awaited.cancel()
+        await asyncio.sleep(0)  # asyncio passes the cancel on to `raced` here
+        cancel_done.set()
+        try:
+            asked = await asyncio.wrap_future(raced)
+        except asyncio.CancelledError:
+            outcomes["cancelled"] += 1
+            return
+        outcomes["requested" if asked else "missed"] += 1
+
+    spin = 0
+
+    async def main() -> None:
+        nonlocal spin
+        deadline = time.monotonic() + 2  # some 20,000 races
+        while time.monotonic() < deadline:
+            await once()
+            spin = (spin + 7) % 200
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the race shows within a second
+    try:
+        run(main)
+    finally:
+        sys.setswitchinterval(old)
+    assert outcomes["missed"] == 0, outcomes
+    assert outcomes["requested"] >= 100, f"the race was hardly ever run: {outcomes}"
+    assert outcomes["cancelled"] >= 100, f"the race was hardly ever run: {outcomes}"
