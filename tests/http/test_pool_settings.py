@@ -207,8 +207,10 @@ def test_the_openapi_document_describes_kinds(client) -> None:
     assert props["on_run_timeout"]["enum"] == ["request", "kill"]
     assert "forkserver" in props["mp_context"]["enum"]
     assert props["max_tasks_per_child"]["minimum"] == 1
-    for option in ("max_tasks_per_child", "on_run_timeout", "mp_context"):
+    for option in ("max_tasks_per_child", "mp_context"):
         assert props[option]["description"].startswith("Kind process:")
+    assert props["on_run_timeout"]["description"].startswith("Kinds process and dask:")
+    assert "address" not in props  # a request cannot make the service connect to Dask
     pool = doc["components"]["schemas"]["Pool"]
     assert "kind" in pool["required"]
     assert pool["properties"]["kind"]["enum"] == list(KINDS)
