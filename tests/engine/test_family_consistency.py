@@ -155,6 +155,8 @@ def test_folding_an_ended_instance_in_holds_no_lock_of_the_manager(mgr: PoolMana
 
 
 def test_dropped_executors_with_a_given_name_leave_nothing_behind(mgr: PoolManager) -> None:
+    before = set(threading.enumerate())
+
     def drop(n: int) -> None:
         for i in range(n):
             ex = poolwatch.ThreadPoolExecutor(1, name="req", manager=mgr)
@@ -162,6 +164,15 @@ def test_dropped_executors_with_a_given_name_leave_nothing_behind(mgr: PoolManag
             del ex  # dropped without shutdown, as stdlib code may
             if i % 100 == 99:
                 gc.collect()
+        # A dropped pool's engine stops from a thread of its own: wait until every one
+        # has, so that what is measured is what stays, not what is still being freed.
+        gc.collect()
+        wait_until(
+            lambda: set(threading.enumerate()) <= before,
+            timeout=30,
+            message=lambda: f"threads left: {set(threading.enumerate()) - before}",
+        )
+        gc.collect()
 
     drop(200)  # warm up
     tracemalloc.start()
