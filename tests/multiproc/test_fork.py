@@ -10,7 +10,7 @@ from pathlib import Path
 
 # The parent serves (sampler running, numbers published); the child serves again.
 SAMPLER = """
-import json, os, sys, time
+import json, os, sys, threading, time
 import httpx
 from poolwatch import PoolManager, start_service
 from poolwatch.samples import served_history
@@ -22,9 +22,10 @@ for f in [pool.submit(abs, -i) for i in range(5)]:
     f.result()
 parent = start_service(manager, port=0)
 history = served_history(manager)
+pause = threading.Event()  # never set: a wait on it is a bounded pause between polls
 deadline = time.monotonic() + 10
 while not history.samples() and time.monotonic() < deadline:
-    time.sleep(0.01)  # the parent's first sample (a subprocess, not the test)
+    pause.wait(0.01)  # until the parent's first sample, or the deadline
 read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -40,7 +41,7 @@ if pid == 0:
         done = [d for d in body["data"] if d["pool"] == "work" and sum(d["values"]["completed"])]
         if body["sampling"] and done:
             break
-        time.sleep(0.02)
+        pause.wait(0.02)
     seen["sampling"] = body.get("sampling")
     seen["completed"] = [sum(d["values"]["completed"]) for d in body.get("data", [])]
     seen["running"] = history.running
@@ -116,14 +117,15 @@ for _ in range(int(sys.argv[2])):
         publisher_for(manager).server()
         warn_once(("child",), "child")
         os._exit(0)
-    deadline = time.monotonic() + 10
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            hung += 1
-            break
-        time.sleep(0.005)
+    # The child's end gates the next round; one that hangs (a lock inherited held) is
+    # killed after 10 s and counted.
+    reaper = threading.Thread(target=os.waitpid, args=(pid, 0))
+    reaper.start()
+    reaper.join(10)
+    if reaper.is_alive():
+        os.kill(pid, 9)
+        reaper.join()
+        hung += 1
 stop.set()
 for t in threads:
     t.join()
