@@ -14,10 +14,10 @@ its idle workers exit.
 from __future__ import annotations
 
 import concurrent.futures.thread
+import inspect
 import itertools
 import os
 import re
-import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -84,7 +84,7 @@ class ThreadPoolExecutor(ManagedPool):
         prefix = thread_name_prefix or f"ThreadPoolExecutor-{next(_counter)}"
 
         def build(pool_name: str) -> None:
-            engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
+            engine = mgr.new_engine(
                 pool_name, max_workers=max_workers, thread_name_prefix=prefix,
                 initializer=initializer, initargs=initargs, kind="thread", **settings,
             )  # fmt: skip
@@ -130,7 +130,7 @@ class ProcessPoolExecutor(ManagedProcessPool):
 
         def build(pool_name: str) -> None:
             backend = ProcessBackend(context, initializer, tuple(initargs), per_child)
-            engine = mgr._new_engine(  # noqa: SLF001  # the manager builds what it will own
+            engine = mgr.new_engine(
                 pool_name, max_workers=_cpus() if max_workers is None else max_workers,
                 thread_name_prefix="", initializer=None, initargs=(), kind="process",
                 backend=backend, on_run_timeout=on_run_timeout, **settings,
@@ -169,13 +169,13 @@ def _register(
     name and ``kind`` (again under the next free name if an explicit pool took it
     meanwhile)."""
     for _ in range(3):
-        name = mgr._family_name(base, kind) if derived else base  # noqa: SLF001  # naming
+        name = mgr.family_name(base, kind) if derived else base
         build(name)
         if not derived:
-            mgr._add(pool, weak=True)  # noqa: SLF001  # held weakly: see the module's notes
+            mgr.register(pool, weak=True)  # held weakly: see the module's notes
             return
         try:
-            mgr._adopt(pool)  # noqa: SLF001  # joins the family of its name, held weakly
+            mgr.adopt(pool)  # joins the family of its name, held weakly
             return
         except PoolExistsError:
             continue
@@ -186,7 +186,8 @@ def _derived_name(prefix: str, instance: object) -> str:
     """A pool name from the thread name prefix, else from the code creating the pool."""
     if prefix:
         return _safe(prefix)
-    frame: FrameType | None = sys._getframe(1)  # noqa: SLF001  # then out of poolwatch
+    here = inspect.currentframe()  # then out of poolwatch
+    frame: FrameType | None = None if here is None else here.f_back
     while frame is not None and (
         frame.f_locals.get("self") is instance
         or frame.f_globals.get("__name__", "").startswith(_PACKAGE + ".")

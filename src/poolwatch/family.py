@@ -188,7 +188,7 @@ class PoolFamily(ManagedPool):
         They are picked under the lock, their numbers and records (up to an archive's
         worth each) are taken outside it, and folded in under it again: an instance stays
         live to readers until it is folded, so each of its tasks is counted once. Call it
-        under no lock (the manager's ``_adopt`` calls it after adopting)."""
+        under no lock (the manager's ``adopt`` calls it after adopting)."""
         with self._lock:
             ended = [e for e in self._live.values() if e.terminated and e.uid not in self._folding]
             if not ended:

@@ -21,8 +21,8 @@ watched); never the other way round. Callbacks run with neither held.
 
 from __future__ import annotations
 
+import inspect
 import logging
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
@@ -99,11 +99,12 @@ class _Wakeup:
     add_exception = add_cancelled = add_result
 
 
-def _from_asyncio(frame: FrameType) -> bool:
+def _from_asyncio(frame: FrameType | None) -> bool:
     """Whether ``frame`` is asyncio passing the cancellation of its own future on to the
     ``concurrent.futures`` future it wraps (``asyncio.futures._chain_future``)."""
     return (
-        frame.f_code.co_name == "_call_check_cancel"
+        frame is not None
+        and frame.f_code.co_name == "_call_check_cancel"
         and frame.f_globals.get("__name__") == "asyncio.futures"
     )
 
@@ -183,7 +184,8 @@ class TaskFuture(Future[Any]):
             return True
         if state == FINISHED:
             return False
-        from_asyncio = _from_asyncio(sys._getframe(1))  # noqa: SLF001
+        here = inspect.currentframe()  # this call's frame; its caller is f_back
+        from_asyncio = here is not None and _from_asyncio(here.f_back)
         if state == RUNNING and not from_asyncio:
             return False
         # The task may start meanwhile: the pool decides under its lock, and for asyncio

@@ -192,15 +192,15 @@ class PoolManager:
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         make_engine = functools.partial(
-            self._new_engine, name, max_workers=max_workers, thread_name_prefix=thread_name_prefix,
+            self.new_engine, name, max_workers=max_workers, thread_name_prefix=thread_name_prefix,
             queue_capacity=queue_capacity, rejection_policy=rejection_policy,
             queue_timeout=queue_timeout, run_timeout=run_timeout, history_size=history_size,
             kind=pool_kind.name,
         )  # fmt: skip
         pool = pool_kind.build(make_engine, initializer, tuple(initargs), chosen)
-        return self._add(pool, weak=False)
+        return self.register(pool, weak=False)
 
-    def _new_engine(self, name: str, *, max_workers: int | None, thread_name_prefix: str,
+    def new_engine(self, name: str, *, max_workers: int | None, thread_name_prefix: str,
                     initializer: Callable[..., object] | None, initargs: tuple[Any, ...],
                     kind: str, backend: Backend | None = None, on_run_timeout: str = "request",
                     workers_default: Callable[[], int] = default_max_workers,
@@ -233,7 +233,7 @@ class PoolManager:
             backend=backend, on_run_timeout=options.check_on_run_timeout(on_run_timeout),
         )  # fmt: skip
 
-    def _add(self, pool: _P, *, weak: bool) -> _P:
+    def register(self, pool: _P, *, weak: bool) -> _P:
         """Register ``pool`` under its name: refused if the name is taken."""
         name = pool.name
         with self._lock:
@@ -263,7 +263,7 @@ class PoolManager:
             return pool
         return entry
 
-    def _family_name(self, base: str, kind: str = "thread") -> str:
+    def family_name(self, base: str, kind: str = "thread") -> str:
         """The family a pool of ``kind`` with derived name ``base`` joins: ``base``, or,
         when a pool given that name explicitly or a family of another kind holds it,
         ``base`` with the lowest free ``-N`` suffix."""
@@ -275,7 +275,7 @@ class PoolManager:
                     return candidate
         raise AssertionError("unreachable")
 
-    def _adopt(self, pool: PoolBase) -> None:
+    def adopt(self, pool: PoolBase) -> None:
         """Register a pool with a derived name in its family (made if need be); held weakly.
         ``PoolExistsError`` if a pool given that name explicitly, or a family of another
         kind, took it meanwhile."""
@@ -566,7 +566,7 @@ class PoolManager:
             self._registry.unregister(self._collector)
         return done
 
-    def _reset_after_fork(self) -> None:
+    def reset_after_fork(self) -> None:
         """In a forked child: new locks, no monitor, every pool empty with zero counts."""
         self._lock = threading.Lock()
         self._monitor = None
@@ -664,7 +664,7 @@ def _at_exit() -> None:
 def _after_fork_in_child() -> None:
     future.reinit_after_fork()
     for manager in list(_managers):
-        manager._reset_after_fork()  # noqa: SLF001  # the module's own fork hook
+        manager.reset_after_fork()
 
 
 # Run before threading joins non-daemon threads at exit, as concurrent.futures does: the

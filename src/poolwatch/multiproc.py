@@ -143,10 +143,10 @@ class ProcessPublisher:
         self._source = weakref.ref(source)
         self.directory = directory
         self.interval = interval
-        self._after_fork()
+        self.after_fork_in_child()
         _all.add(self)
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         """A fresh identity and no thread: also what a forked child starts with."""
         self._lock = threading.Lock()  # one publish at a time: a file never goes back
         self._thread: threading.Thread | None = None
@@ -412,7 +412,7 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     for publisher in list(_all):
-        publisher._after_fork()  # noqa: SLF001  # the module's own fork hook
+        publisher.after_fork_in_child()
 
 
 atexit.register(_at_exit)

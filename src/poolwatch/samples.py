@@ -240,10 +240,10 @@ class SampleHistory:
         self._clock = clock
         self._t0 = clock()
         self._epoch0 = wall()
-        self._after_fork()
+        self.after_fork_in_child()
         _histories.add(self)
 
-    def _after_fork(self) -> None:
+    def after_fork_in_child(self) -> None:
         """Empty, no thread, no users: also what a forked child starts with, since the
         parent's sampler thread is not in the child and its pools start clean there."""
         self._lock = threading.Lock()
@@ -541,7 +541,7 @@ def _after_fork_in_child() -> None:
     global _served_lock
     _served_lock = threading.Lock()
     for history in list(_histories):
-        history._after_fork()  # noqa: SLF001  # the module's own fork hook
+        history.after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -140,13 +140,13 @@ class ServiceHandle:
             self._sock.close()
             self._started.set()  # a start that failed is not waited for
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         self._sock.close()  # the parent's listening socket: the port is the parent's to free
 
 
 def _after_fork_in_child() -> None:
     for handle in list(_live):
-        handle._after_fork_in_child()  # noqa: SLF001  # the module's own fork hook
+        handle.after_fork_in_child()
     _live.clear()
 
 
