@@ -20,14 +20,14 @@ import os
 import re
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 from typing import Any
 
-from . import options
+from . import kinds, options
 from .errors import PoolExistsError
 from .manager import PoolManager, exporting_globally
 from .pool import ManagedPool, ManagedProcessPool, PoolBase
-from .processes import ProcessBackend
 
 __all__ = [
     "ProcessPoolExecutor",
@@ -125,16 +125,18 @@ class ProcessPoolExecutor(ManagedProcessPool):
             raise TypeError("max_tasks_per_child must be an integer")
         if isinstance(max_tasks_per_child, int) and max_tasks_per_child <= 0:
             raise ValueError("max_tasks_per_child must be >= 1")
-        context = options.check_mp_context(mp_context)
-        per_child = options.check_max_tasks_per_child(max_tasks_per_child)
+        # The kind's own rules, as create_pool(kind="process") applies them.
+        kind_options = kinds.check_kind_options(kinds.PROCESS, {
+            "mp_context": mp_context, "max_tasks_per_child": max_tasks_per_child,
+            "on_run_timeout": on_run_timeout,
+        })  # fmt: skip
 
         def build(pool_name: str) -> None:
-            backend = ProcessBackend(context, initializer, tuple(initargs), per_child)
-            engine = mgr.new_engine(
-                pool_name, max_workers=_cpus() if max_workers is None else max_workers,
-                thread_name_prefix="", initializer=None, initargs=(), kind="process",
-                backend=backend, on_run_timeout=on_run_timeout, **settings,
+            make = partial(
+                mgr.new_engine, pool_name, max_workers=_cpus() if max_workers is None else
+                max_workers, thread_name_prefix="", kind="process", **settings,
             )  # fmt: skip
+            engine, backend = kinds.process_engine(make, initializer, tuple(initargs), kind_options)
             super(ProcessPoolExecutor, self).__init__(engine, backend)
 
         _register(self, mgr, base, derived, "process", build)

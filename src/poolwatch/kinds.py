@@ -26,6 +26,7 @@ __all__ = [
     "check_kind",
     "check_kind_name",
     "check_kind_options",
+    "process_engine",
 ]
 
 
@@ -73,12 +74,14 @@ def _build_thread(
     return ManagedPool(make_engine(initializer=initializer, initargs=initargs))
 
 
-def _build_process(
+def process_engine(
     make_engine: EngineMaker,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
     kind_options: dict[str, Any],
-) -> PoolBase:
+) -> tuple[PoolEngine, ProcessBackend]:
+    """The engine and backend of a process pool, from its checked kind options (also
+    for ``poolwatch.ProcessPoolExecutor``)."""
     backend = ProcessBackend(
         kind_options["mp_context"], initializer, initargs, kind_options["max_tasks_per_child"]
     )
@@ -87,7 +90,16 @@ def _build_process(
         initializer=None, initargs=(), backend=backend,
         on_run_timeout=kind_options["on_run_timeout"],
     )  # fmt: skip
-    return ManagedProcessPool(engine, backend)
+    return engine, backend
+
+
+def _build_process(
+    make_engine: EngineMaker,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+    kind_options: dict[str, Any],
+) -> PoolBase:
+    return ManagedProcessPool(*process_engine(make_engine, initializer, initargs, kind_options))
 
 
 def _process_rule(kind_options: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
 import re
@@ -293,5 +294,24 @@ def test_the_stdlib_constructor() -> None:
             assert list(ex.map(proctasks.square, range(5))) == [0, 1, 4, 9, 16]
         assert ex.state is poolwatch.PoolState.TERMINATED
         assert ex._processes == {}
+    finally:
+        mgr.shutdown()
+
+
+def test_the_constructor_applies_the_kinds_rules() -> None:
+    """poolwatch.ProcessPoolExecutor refuses what create_pool(kind="process") refuses,
+    with the same words, and makes no pool."""
+    mgr = PoolManager(registry=CollectorRegistry())
+    try:
+        fork = multiprocessing.get_context("fork")
+        with pytest.raises(ValueError, match="incompatible with the 'fork'") as caught:
+            poolwatch.ProcessPoolExecutor(1, mp_context=fork, max_tasks_per_child=2, manager=mgr)
+        with pytest.raises(ValueError, match="fork") as same:
+            mgr.create_pool("p", kind="process", max_workers=1, mp_context="fork",
+                            max_tasks_per_child=2)  # fmt: skip
+        assert str(caught.value) == str(same.value)
+        with pytest.raises(ValueError, match="on_run_timeout"):
+            poolwatch.ProcessPoolExecutor(1, on_run_timeout="explode", manager=mgr)
+        assert mgr.pools() == []
     finally:
         mgr.shutdown()
