@@ -190,6 +190,7 @@ def _derived_name(prefix: str, instance: object) -> str:
         return _safe(prefix)
     here = inspect.currentframe()  # then out of poolwatch
     frame: FrameType | None = None if here is None else here.f_back
+    del here  # held by its own local, this frame would keep ``instance`` alive
     while frame is not None and (
         frame.f_locals.get("self") is instance
         or frame.f_globals.get("__name__", "").startswith(_PACKAGE + ".")

@@ -186,6 +186,7 @@ class TaskFuture(Future[Any]):
             return False
         here = inspect.currentframe()  # this call's frame; its caller is f_back
         from_asyncio = here is not None and _from_asyncio(here.f_back)
+        del here  # held by its own local, this frame would keep the future alive
         if state == RUNNING and not from_asyncio:
             return False
         # The task may start meanwhile: the pool decides under its lock, and for asyncio
