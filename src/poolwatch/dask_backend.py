@@ -1,10 +1,17 @@
 """``DaskBackend``: a pool's tasks run on a Dask distributed cluster.
 
-Each of the pool's worker threads hands the task it took to the cluster
-(``Client.submit``) and waits for its end, so the pool's queue, policies, timeouts,
-records, metrics and spans stay the pool's, and ``max_workers`` bounds the tasks in
-flight on the cluster. The worker thread's wait is the task's run time in the records:
-scheduling, the run on a Dask worker and bringing the result back.
+Each of the pool's worker threads hands the task it took over and waits for its end, so
+the pool's queue, policies, timeouts, records, metrics and spans stay the pool's, and
+``max_workers`` bounds the tasks in flight on the cluster. The worker thread's wait is
+the task's run time in the records: scheduling, the run on a Dask worker and bringing the
+result back.
+
+Tasks go to Dask in batches: the first task handed over schedules a send on the client's
+event loop, and the send takes every task handed over by then, in one ``Client.map``
+(one graph, one message to the scheduler). Sending from the loop, in batches, costs the
+client process, which on a ``LocalCluster`` also runs the scheduler, far less than a
+``Client.submit`` per task from each waiting thread (docs/performance.md). Results come
+back as Dask brings them: one request for the tasks that end together.
 
 What Dask can stop: a task it has not started yet (queued on the scheduler or a worker)
 is dropped. A task already running on a Dask worker keeps running there until its
@@ -17,16 +24,18 @@ This module imports ``distributed``: it is imported only for ``kind="dask"``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, CancelledError
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import dask.utils
 import distributed
+from dask.utils import apply
 from distributed import Client, Future
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
@@ -49,17 +58,20 @@ class BrokenDaskPool(BrokenExecutor):
     later tasks fail with this."""
 
 
-def run_in_context(carrier: dict[str, str], fn: Callable[..., Any], *args: Any) -> Any:
-    """On the Dask worker: ``fn(*args)`` with the trace context of the task's span current,
-    so that spans made inside it are its children."""
+def run_in_context(
+    carrier: dict[str, str], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """On the Dask worker: ``fn(*args, **kwargs)`` with the trace context of the task's
+    span current, so that spans made inside it are its children."""
     token = otel_context.attach(propagate.extract(carrier))
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     finally:
         otel_context.detach(token)
 
 
-_LOCAL_CODE = (os.path.dirname(distributed.__file__), __file__)
+# The frames of a task's error before its own: Dask's worker, dask.utils.apply, this module.
+_LOCAL_CODE = (os.path.dirname(distributed.__file__), dask.utils.__file__, __file__)
 
 
 def _remote_frames(tb: TracebackType | None) -> TracebackType | None:
@@ -75,24 +87,52 @@ def _cancelled(item: WorkItem) -> bool:
     return item.cancel_requested and not item.overdue_at
 
 
-class _Outcome:
-    """A task's result or error, brought back on the client's event loop."""
+#: How often a thread waiting for its task's end checks that the client still runs.
+_CHECK_EVERY = 5.0
 
-    __slots__ = ("done", "error", "value")
 
-    def __init__(self) -> None:
+class _Handoff:
+    """One task on its way to Dask and back: what to run, then its Dask future, then its
+    result or error. ``done`` is released once the task has ended (or never reached Dask).
+    ``future`` and ``cancel_asked`` change under the backend's lock."""
+
+    __slots__ = (
+        "args", "cancel_asked", "done", "error", "fetching", "fn", "future", "item", "key",
+        "kwargs", "value",
+    )  # fmt: skip
+
+    def __init__(self, item: WorkItem, key: str, fn: Callable[..., Any],
+                 args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:  # fmt: skip
+        self.item = item
+        self.key = key
+        self.fn: Callable[..., Any] | None = fn
+        self.args: tuple[Any, ...] | None = args
+        self.kwargs = kwargs
         self.done = threading.Lock()
         self.done.acquire()
+        self.future: Future[Any] | None = None
+        self.fetching: asyncio.Task[None] | None = None
+        self.cancel_asked = False
         self.value: Any = None
         self.error: BaseException | None = None
 
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.release()
+
     async def fetch(self, client: Client, future: Future[Any]) -> None:
+        """On the client's loop: wait for the task's end and bring its result back (Dask
+        brings back in one request the results of the tasks that end together)."""
         try:
             self.value = await client.gather(future, asynchronous=True)
         except BaseException as exc:
             self.error = exc
         finally:
             self.done.release()
+
+
+class _NotSent(Exception):
+    """A task whose cancel came before its batch left for Dask: it never ran there."""
 
 
 class DaskBackend:
@@ -110,11 +150,18 @@ class DaskBackend:
         self.client = client
         self._owns_client = owns_client
         self._lock = threading.Lock()
-        # worker index -> the task it waits for and that task's Dask future
-        self._running: dict[int, tuple[WorkItem, Future[Any]]] = {}
+        # worker index -> the hand-off of the task it waits for
+        self._running: dict[int, _Handoff] = {}
+        # tasks handed over and not yet sent: the next batch
+        self._outbox: list[_Handoff] = []
         # Keys are unique on a cluster shared by many processes and pools.
         self._key_infix = f"-{os.urandom(4).hex()}-"
         self._closed = False
+
+    def unsent(self) -> int:
+        """How many tasks were handed over and wait for the next batch to Dask."""
+        with self._lock:
+            return len(self._outbox)
 
     def start_worker(self, worker: Worker) -> None:
         if self.client.status not in _LIVE:
@@ -123,8 +170,7 @@ class DaskBackend:
     def run(self, worker: Worker, item: WorkItem) -> Any:
         fn: Callable[..., Any] = item.fn
         args: tuple[Any, ...] = item.args
-        if item.kwargs:  # never mixed with Client.submit's own keywords (key, priority, ...)
-            fn = partial(fn, **item.kwargs)
+        kwargs: dict[str, Any] | None = item.kwargs or None
         if item.trace_ctx is not None:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)  # the task's span is current in this thread
@@ -132,21 +178,28 @@ class DaskBackend:
                 fn, args = run_in_context, (carrier, fn, *args)
         if _cancelled(item):  # before it reached Dask: it never will
             raise TaskCancelledError(f"task {item.task_id} was cancelled before it started")
+        loop = self.client.loop
+        if loop is None or self.client.status not in _LIVE:
+            raise BrokenDaskPool(self.broken_message)
         key = item.kind.name + self._key_infix + item.task_id
-        future = self.client.submit(fn, *args, key=key, pure=False)
+        handoff = _Handoff(item, key, fn, args, kwargs)
         index = worker.index
         with self._lock:
-            self._running[index] = (item, future)
+            self._running[index] = handoff
+            first = not self._outbox
+            self._outbox.append(handoff)
         try:
-            if _cancelled(item):  # while it was handed over: request_cancel did not see it
-                self._cancel(item, future)
-            outcome = self._wait(future)
+            if first:  # the batch's first task: send the batch once the loop is free
+                loop.add_callback(self._send)
+            self._wait(handoff)
         finally:
             with self._lock:
                 del self._running[index]
-        error = outcome.error
+        error = handoff.error
         if error is None:
-            return outcome.value
+            return handoff.value
+        if isinstance(error, _NotSent):
+            raise TaskCancelledError(f"task {item.task_id} was cancelled before it started")
         if isinstance(error, CancelledError) and item.cancel_requested:
             if item.overdue_at:  # on_run_timeout="kill": the record keeps why
                 raise TaskInterruptedError(
@@ -156,41 +209,76 @@ class DaskBackend:
         # The frames the error had on the Dask worker, not those of its way back.
         raise error.with_traceback(_remote_frames(error.__traceback__))
 
-    def _wait(self, future: Future[Any]) -> _Outcome:
-        """``future.result()``, for less: one coroutine on the client's loop brings the
-        result (or error) back and releases this thread."""
-        loop = self.client.loop
-        if loop is None:
-            raise BrokenDaskPool(self.broken_message)
-        outcome = _Outcome()
-        loop.add_callback(outcome.fetch, self.client, future)
-        outcome.done.acquire()
-        return outcome
+    def _wait(self, handoff: _Handoff) -> None:
+        """Wait for the task's end; a client closed meanwhile (its loop may never send
+        the batch or bring the result) fails the task rather than leave it waiting."""
+        while not handoff.done.acquire(True, _CHECK_EVERY):
+            if self.client.status not in _LIVE:
+                handoff.error = BrokenDaskPool(self.broken_message)
+                return
+
+    def _send(self) -> None:
+        """On the client's loop: send every task handed over since the last batch to
+        Dask in one graph (one message to the scheduler, whatever the batch's size)."""
+        with self._lock:
+            batch, self._outbox = self._outbox, []
+            dropped = [h for h in batch if h.cancel_asked]
+            if dropped:
+                batch = [h for h in batch if not h.cancel_asked]
+        for h in dropped:
+            h.fail(_NotSent())
+        if not batch:
+            return
+        # Each task is apply(fn, args[, kwargs]) (dask.utils.apply, which the workers
+        # have): the task's own keywords never meet Client.map's (key, priority, ...).
+        columns: list[list[Any]] = [[h.fn for h in batch], [h.args for h in batch]]
+        if any(h.kwargs for h in batch):
+            columns.append([h.kwargs for h in batch])
+        try:
+            futures = self.client.map(apply, *columns, key=[h.key for h in batch], pure=False)
+        except BaseException as exc:  # the client is closing, say: these tasks fail
+            for h in batch:
+                h.fail(exc)
+            return
+        with self._lock:
+            for h, future in zip(batch, futures, strict=True):
+                h.future = future
+                h.fn = h.args = h.kwargs = None
+            late = [h for h in batch if h.cancel_asked]
+        start = asyncio.get_running_loop().create_task  # this runs on the client's loop
+        for h, future in zip(batch, futures, strict=True):
+            h.fetching = start(h.fetch(self.client, future))  # held: asyncio holds it weakly
+        for h in late:  # a cancel that came while the batch was on its way
+            self._cancel(h)
 
     def request_cancel(self, index: int, seq: int) -> None:
         """A cancel was requested for task ``seq`` (by ``cancel(task_id)``, say): cancel it
         on Dask, unless it is a run timeout's request (see ``interrupt``). Under the
         engine's lock: the cancel is only scheduled on the client's loop."""
         with self._lock:
-            entry = self._running.get(index)
-        if entry is not None and entry[0].seq == seq and _cancelled(entry[0]):
-            self._cancel(*entry)
+            handoff = self._running.get(index)
+        if handoff is not None and handoff.item.seq == seq and _cancelled(handoff.item):
+            self._cancel(handoff)
 
     def interrupt(self, worker: Worker) -> bool:
         """Cancel on Dask the task ``worker`` waits for, past its run timeout
         (``on_run_timeout="kill"``)."""
         with self._lock:
-            entry = self._running.get(worker.index)
-        if entry is None or not entry[0].overdue_at:  # not the task meant: it has ended
+            handoff = self._running.get(worker.index)
+        if handoff is None or not handoff.item.overdue_at:  # not the task meant: it ended
             return False
-        self._cancel(*entry)
+        self._cancel(handoff)
         return True
 
-    def _cancel(self, item: WorkItem, future: Future[Any]) -> None:
-        """Have Dask cancel ``future``, from its client's loop: this never blocks."""
+    def _cancel(self, handoff: _Handoff) -> None:
+        """Have Dask cancel the task, from its client's loop: this never blocks. A task
+        still in the next batch is kept out of it instead."""
+        with self._lock:
+            handoff.cancel_asked = True
+            future = handoff.future
         loop = self.client.loop
-        if loop is not None:
-            msg = f"task {item.task_id} was cancelled by its poolwatch pool"
+        if future is not None and loop is not None:
+            msg = f"task {handoff.item.task_id} was cancelled by its poolwatch pool"
             loop.add_callback(self._cancel_on_loop, future, msg)
 
     async def _cancel_on_loop(self, future: Future[Any], msg: str) -> None:

@@ -3,7 +3,8 @@
 ``create_pool(name, kind="dask", client=... | address=..., max_workers=..., ...)``. The
 pool keeps its queue, capacity, policies, pause, resize, timeouts, records, metrics and
 spans; ``max_workers`` bounds its tasks in flight on the cluster (each one waited for by
-one of the pool's threads). See ``dask_backend`` for what Dask can and cannot stop.
+one of the pool's threads; they go to Dask in batches). See ``dask_backend`` for what
+Dask can and cannot stop.
 
 Importing this module does not import Dask: ``distributed`` is imported when a pool of
 this kind is made (``pip install 'poolwatch[dask]'``).
@@ -35,7 +36,7 @@ __all__ = [
 #: Tasks in flight per thread of the cluster when ``max_workers`` is not given: enough
 #: that Dask's workers stay busy while results travel back, even for short tasks on a
 #: loaded machine (docs/performance.md has the measurements behind it) ...
-IN_FLIGHT_PER_THREAD = 16
+IN_FLIGHT_PER_THREAD = 32
 #: ... up to this many: each task in flight is one of the pool's threads, waiting.
 DEFAULT_MAX_IN_FLIGHT = 1024
 

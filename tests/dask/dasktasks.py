@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from distributed import Event, get_worker
+from distributed.diagnostics.plugin import SchedulerPlugin
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -87,3 +89,20 @@ def traced_child() -> tuple[int, int, int]:
 
 def current_span_is_valid() -> bool:
     return trace.get_current_span().get_span_context().is_valid
+
+
+class GraphLog(SchedulerPlugin):
+    """On the scheduler: the keys of each graph that reaches it, one list per graph."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.graphs: list[list[str]] = []
+
+    def update_graph(self, scheduler: Any, *, keys: set[Any], **kwargs: Any) -> None:
+        self.graphs.append(sorted(str(k) for k in keys))
+
+
+def graphs_seen(name: str, dask_scheduler: Any) -> list[list[str]]:
+    """Run on the scheduler: what the ``GraphLog`` called ``name`` has seen."""
+    plugin: GraphLog = dask_scheduler.plugins[name]
+    return plugin.graphs

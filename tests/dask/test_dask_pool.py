@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Executor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +284,101 @@ def test_cancels_racing_every_step_of_the_hand_over_are_counted_exactly(
     )
     assert s.cancelled >= results.count("cancelled")
     _accounted(pool)
+
+
+@contextmanager
+def _one_batch(pool: DaskPool, tasks: int) -> Iterator[None]:
+    """The client's event loop kept busy while the block submits ``tasks`` tasks and
+    until all of them are handed over: they wait to be sent together."""
+    client = pool.client
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(30)
+
+    client.loop.add_callback(hold)
+    assert held.wait(30), "the client's loop never ran the hold"
+    try:
+        yield
+        wait_until(lambda: pool._backend.unsent() == tasks, message="not all handed over")
+    finally:
+        release.set()
+
+
+@contextmanager
+def _graph_log(client: Any, name: str) -> Iterator[Callable[[], list[list[str]]]]:
+    """A scheduler plugin logging each graph's keys; yields what reads the log."""
+    client.register_plugin(dasktasks.GraphLog(name))
+    try:
+        yield lambda: client.run_on_scheduler(dasktasks.graphs_seen, name)
+    finally:
+        client.unregister_scheduler_plugin(name)
+
+
+def _ours(graphs: list[list[str]], pool: DaskPool) -> list[list[str]]:
+    infix = pool._backend._key_infix
+    return [g for g in graphs if any(infix in k for k in g)]
+
+
+def test_tasks_handed_over_together_reach_dask_as_one_graph(
+    manager: PoolManager, dask_client: Any, token: str
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=20)
+    with _graph_log(dask_client, f"graphs-{token}") as graphs:
+        with _one_batch(pool, 20):
+            futures = [pool.submit(dasktasks.square, i) for i in range(20)]
+        assert [f.result(30) for f in futures] == [i * i for i in range(20)]
+        ours = _ours(graphs(), pool)
+    assert len(ours) == 1, ours
+    assert len(ours[0]) == 20
+    assert pool.stats().succeeded == 20
+
+
+def test_each_task_of_a_mixed_batch_gets_its_own_keywords_and_end(
+    manager: PoolManager, dask_client: Any, token: str
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=3)
+    with _one_batch(pool, 3):
+        plain = pool.submit(dasktasks.square, 3)
+        keywords = pool.submit(dasktasks.echo_keywords, key="k", priority=2, workers="w")
+        failing = pool.submit(dasktasks.fail_deep, token)
+    assert plain.result(30) == 9
+    assert keywords.result(30) == ("k", 2, "w")
+    error = failing.exception(30)
+    assert isinstance(error, ValueError)
+    assert str(error) == token
+    frames = traceback.extract_tb(error.__traceback__)
+    names = [f.name for f in frames]  # poolwatch's frames here, then the worker's own
+    first = names.index("fail_deep")
+    assert names[first:] == ["fail_deep", "_raise_value_error"]
+    assert all("/poolwatch/" in f.filename for f in frames[:first]), frames  # none of Dask's
+    s = pool.stats()
+    assert (s.succeeded, s.failed) == (2, 1)
+
+
+def test_a_task_cancelled_before_its_batch_left_never_reaches_dask(
+    manager: PoolManager, dask_client: Any, token: str
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=3)
+    with _graph_log(dask_client, f"graphs-{token}") as graphs:
+        with _one_batch(pool, 3):
+            futures = [pool.submit(dasktasks.mark, f"{token}-{i}") for i in range(3)]
+            wait_until(lambda: pool._backend.unsent() == 3, message="not all handed over")
+            assert pool.cancel(futures[1].task_id) == "requested"  # running, for the pool
+        with pytest.raises(CancelledError):
+            futures[1].result(30)
+        assert (futures[0].result(30), futures[2].result(30)) == (f"{token}-0", f"{token}-2")
+        ours = _ours(graphs(), pool)
+    sent = [k for g in ours for k in g]
+    assert len(sent) == 2
+    assert not any(k.endswith(futures[1].task_id) for k in sent)
+    assert not distributed.Event(f"ran-{token}-1", client=dask_client).is_set()
+    info = futures[1].info()
+    assert info.state is TaskState.CANCELLED
+    assert info.cancel_requested
+    s = pool.stats()
+    assert (s.succeeded, s.cancelled, s.failed) == (2, 1, 0)
 
 
 def test_max_workers_bounds_the_tasks_in_flight_and_resizes_live(
