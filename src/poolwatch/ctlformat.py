@@ -9,6 +9,7 @@ __all__ = ["pool_details", "pools_table", "stack_listing", "table", "task_detail
 
 _POOL_COLUMNS = (
     ("NAME", "name"),
+    ("KIND", "kind"),
     ("STATE", "state"),
     ("ACTIVE", "active"),
     ("WORKERS", "workers"),

@@ -91,18 +91,18 @@ def test_pools_list_is_an_aligned_table(capsys: Any, service: Any) -> None:
     assert code == 0, err
     header, *rows = out.splitlines()
     assert header.split() == [
-        "NAME", "STATE", "ACTIVE", "WORKERS", "MAX", "QUEUED", "CAPACITY", "POLICY",
+        "NAME", "KIND", "STATE", "ACTIVE", "WORKERS", "MAX", "QUEUED", "CAPACITY", "POLICY",
         "SUCCEEDED", "FAILED", "REJECTED",
     ]  # fmt: skip
-    assert [row.split()[0] for row in rows] == ["background-jobs", "work"]
+    assert [row.split()[:2] for row in rows] == [["background-jobs", "thread"], ["work", "thread"]]
     for row in rows:
-        _columns(header, row, ["NAME", "STATE", "POLICY"])
+        _columns(header, row, ["NAME", "KIND", "STATE", "POLICY"])
         # Numbers are right-aligned: they end where their heading ends.
         end = header.index("MAX") + len("MAX")
         assert row[end - 1].isdigit(), (header, row)
         assert row[end] == " ", (header, row)
-    assert rows[0].split()[6] == "-"  # unbounded queue
-    assert rows[1].split()[6] == "10"
+    assert rows[0].split()[7] == "-"  # unbounded queue
+    assert rows[1].split()[7] == "10"
 
 
 def test_json_is_the_apis_answer(capsys: Any, service: Any) -> None:
