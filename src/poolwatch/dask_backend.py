@@ -30,11 +30,11 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, CancelledError
+from functools import partial
+from inspect import iscoroutinefunction
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import dask.utils
-import distributed
 from dask.utils import apply
 from distributed import Client, Future
 from opentelemetry import context as otel_context
@@ -70,15 +70,51 @@ def run_in_context(
         otel_context.detach(token)
 
 
-# The frames of a task's error before its own: Dask's worker, dask.utils.apply, this module.
-_LOCAL_CODE = (os.path.dirname(distributed.__file__), dask.utils.__file__, __file__)
+async def run_in_context_async(
+    carrier: dict[str, str], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+) -> Any:
+    """``run_in_context`` for a coroutine function, which Dask awaits on its worker."""
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        return await fn(*args, **kwargs)
+    finally:
+        otel_context.detach(token)
+
+
+# The frames of a task's error before its own: Dask's worker, dask.utils.apply and this
+# module, matched by the end of their paths (the worker's install may be elsewhere).
+_DISTRIBUTED = f"{os.sep}distributed{os.sep}"
+_LOCAL_ENDINGS = (
+    os.path.join("dask", "utils.py"),
+    os.path.join("poolwatch", "dask_backend.py"),
+)
+
+
+def _local(filename: str) -> bool:
+    return _DISTRIBUTED in filename or filename.endswith(_LOCAL_ENDINGS)
 
 
 def _remote_frames(tb: TracebackType | None) -> TracebackType | None:
-    """``tb`` without its leading frames in Dask's client code and this module."""
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_LOCAL_CODE):
+    """``tb`` without its leading frames in Dask's code and this module."""
+    while tb is not None and _local(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return tb
+
+
+def _holds_future(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
+    """Whether Dask futures are among the arguments (at the top or one container down):
+    Dask makes them the task's dependencies, and a graph with one that is gone is
+    cancelled whole, so such a task goes to Dask on its own."""
+    values: list[Any] = [*args, *(kwargs.values() if kwargs else ())]
+    for value in values:
+        if isinstance(value, Future):
+            return True
+        if isinstance(value, (list, tuple, set, frozenset)):
+            if any(isinstance(v, Future) for v in value):
+                return True
+        elif isinstance(value, dict) and any(isinstance(v, Future) for v in value.values()):
+            return True
+    return False
 
 
 def _cancelled(item: WorkItem) -> bool:
@@ -97,8 +133,8 @@ class _Handoff:
     ``future`` and ``cancel_asked`` change under the backend's lock."""
 
     __slots__ = (
-        "args", "cancel_asked", "done", "error", "fetching", "fn", "future", "item", "key",
-        "kwargs", "value",
+        "alone", "args", "cancel_asked", "done", "error", "fetching", "fn", "future", "item",
+        "key", "kwargs", "value",
     )  # fmt: skip
 
     def __init__(self, item: WorkItem, key: str, fn: Callable[..., Any],
@@ -108,6 +144,9 @@ class _Handoff:
         self.fn: Callable[..., Any] | None = fn
         self.args: tuple[Any, ...] | None = args
         self.kwargs = kwargs
+        # Sent on its own: a coroutine function (Dask awaits it only as the task's own
+        # function, not under apply) or one whose arguments hold Dask futures.
+        self.alone = iscoroutinefunction(fn) or _holds_future(args, kwargs)
         self.done = threading.Lock()
         self.done.acquire()
         self.future: Future[Any] | None = None
@@ -129,6 +168,19 @@ class _Handoff:
             self.error = exc
         finally:
             self.done.release()
+
+
+def _refusal(handoff: _Handoff, exc: BaseException) -> BaseException:
+    """The error of a task Dask would not take: for one that does not serialize, its
+    innermost reason ("cannot pickle ..."), not the whole graph's repr."""
+    if not isinstance(exc, TypeError):
+        return exc
+    root: BaseException = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    error = TypeError(f"task {handoff.item.task_id} could not be sent to Dask: {root}")
+    error.__cause__ = exc
+    return error
 
 
 class _NotSent(Exception):
@@ -175,7 +227,8 @@ class DaskBackend:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)  # the task's span is current in this thread
             if carrier:
-                fn, args = run_in_context, (carrier, fn, *args)
+                wrapper = run_in_context_async if iscoroutinefunction(fn) else run_in_context
+                fn, args = wrapper, (carrier, fn, *args)
         if _cancelled(item):  # before it reached Dask: it never will
             raise TaskCancelledError(f"task {item.task_id} was cancelled before it started")
         loop = self.client.loop
@@ -188,6 +241,8 @@ class DaskBackend:
             self._running[index] = handoff
             first = not self._outbox
             self._outbox.append(handoff)
+            # A cancel requested since the check above found no hand-off to cancel.
+            handoff.cancel_asked = _cancelled(item)
         try:
             if first:  # the batch's first task: send the batch once the loop is free
                 loop.add_callback(self._send)
@@ -199,6 +254,10 @@ class DaskBackend:
         if error is None:
             return handoff.value
         if isinstance(error, _NotSent):
+            if item.overdue_at:  # on_run_timeout="kill" before the batch left
+                raise TaskInterruptedError(
+                    f"task {item.task_id} ran past its run timeout before it reached Dask"
+                )
             raise TaskCancelledError(f"task {item.task_id} was cancelled before it started")
         if isinstance(error, CancelledError) and item.cancel_requested:
             if item.overdue_at:  # on_run_timeout="kill": the record keeps why
@@ -227,18 +286,26 @@ class DaskBackend:
                 batch = [h for h in batch if not h.cancel_asked]
         for h in dropped:
             h.fail(_NotSent())
-        if not batch:
-            return
-        # Each task is apply(fn, args[, kwargs]) (dask.utils.apply, which the workers
-        # have): the task's own keywords never meet Client.map's (key, priority, ...).
-        columns: list[list[Any]] = [[h.fn for h in batch], [h.args for h in batch]]
-        if any(h.kwargs for h in batch):
-            columns.append([h.kwargs for h in batch])
+        together = [h for h in batch if not h.alone]
+        for h in batch:
+            if h.alone:
+                self._submit([h])
+        if together:
+            self._submit(together)
+
+    def _submit(self, batch: list[_Handoff]) -> None:
+        """On the client's loop: hand ``batch`` to Dask as one graph. Should Dask refuse it
+        (an argument that does not pickle, say), each task is sent again on its own, so
+        that only the task at fault fails, with its own error."""
         try:
-            futures = self.client.map(apply, *columns, key=[h.key for h in batch], pure=False)
-        except BaseException as exc:  # the client is closing, say: these tasks fail
-            for h in batch:
-                h.fail(exc)
+            futures = self._graph(batch)
+        except BaseException as exc:
+            if len(batch) > 1:
+                for h in batch:
+                    h.key += "-alone"  # the refused graph's keys may still be let go of
+                    self._submit([h])
+            else:
+                batch[0].fail(_refusal(batch[0], exc))
             return
         with self._lock:
             for h, future in zip(batch, futures, strict=True):
@@ -250,6 +317,24 @@ class DaskBackend:
             h.fetching = start(h.fetch(self.client, future))  # held: asyncio holds it weakly
         for h in late:  # a cancel that came while the batch was on its way
             self._cancel(h)
+
+    def _graph(self, batch: list[_Handoff]) -> list[Future[Any]]:
+        """The tasks' futures: each task is ``apply(fn, args[, kwargs])``
+        (``dask.utils.apply``, which the workers have), so that its own keywords never
+        meet ``Client.map``'s (``key``, ``priority``, ...). A coroutine function goes as
+        itself, Dask awaiting it on its worker."""
+        client = self.client
+        if len(batch) == 1 and iscoroutinefunction(fn := batch[0].fn):
+            h = batch[0]
+            task = partial(fn, **h.kwargs) if h.kwargs else fn
+            return [client.submit(task, *(h.args or ()), key=h.key, pure=False)]
+        columns: list[list[Any]] = [[h.fn for h in batch], [h.args for h in batch]]
+        if any(h.kwargs for h in batch):
+            columns.append([h.kwargs for h in batch])
+        futures: list[Future[Any]] = client.map(
+            apply, *columns, key=[h.key for h in batch], pure=False
+        )
+        return futures
 
     def request_cancel(self, index: int, seq: int) -> None:
         """A cancel was requested for task ``seq`` (by ``cancel(task_id)``, say): cancel it

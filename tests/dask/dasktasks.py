@@ -26,6 +26,11 @@ def square(x: int) -> int:
     return x * x
 
 
+async def square_later(x: int) -> int:
+    """A coroutine function: Dask awaits it on the worker's event loop."""
+    return x * x
+
+
 def echo_keywords(*, key: str, priority: int, workers: str) -> tuple[str, int, str]:
     """Keywords that Client.submit would take as its own: they must reach the task."""
     return key, priority, workers

@@ -381,6 +381,63 @@ def test_a_task_cancelled_before_its_batch_left_never_reaches_dask(
     assert (s.succeeded, s.cancelled, s.failed) == (2, 1, 0)
 
 
+def test_a_task_dask_refuses_fails_alone_and_its_batch_runs(
+    manager: PoolManager, dask_client: Any
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=3)
+    with _one_batch(pool, 3):
+        before = pool.submit(dasktasks.square, 2)
+        refused = pool.submit(dasktasks.square, threading.Lock())  # does not pickle
+        after = pool.submit(dasktasks.square, 3)
+    assert (before.result(30), after.result(30)) == (4, 9)
+    error = refused.exception(30)
+    assert isinstance(error, TypeError)
+    assert str(error) == (
+        f"task {refused.task_id} could not be sent to Dask: cannot pickle '_thread.lock' object"
+    )
+    s = pool.stats()
+    assert (s.succeeded, s.failed) == (2, 1)
+
+
+def test_coroutine_functions_are_awaited_on_the_worker(
+    manager: PoolManager, dask_client: Any
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=4)
+    with _one_batch(pool, 4):
+        futures = [pool.submit(dasktasks.square_later, i) for i in range(2)]
+        futures += [pool.submit(dasktasks.square, i) for i in range(2, 4)]
+    assert [f.result(30) for f in futures] == [0, 1, 4, 9]
+
+
+def test_dask_futures_among_the_arguments_are_resolved(
+    manager: PoolManager, dask_client: Any
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=2)
+    three = dask_client.submit(dasktasks.square, 3, pure=False)  # 9, on the cluster
+    assert pool.submit(dasktasks.square, three).result(30) == 81
+    assert pool.submit(dasktasks.echo_keywords, key=three, priority=1, workers="w").result(30) == (
+        9,
+        1,
+        "w",
+    )
+
+
+def test_run_timeout_kill_before_the_batch_left_keeps_why(
+    manager: PoolManager, dask_client: Any, token: str
+) -> None:
+    pool = _pool(manager, dask_client, max_workers=1, run_timeout=0.05, on_run_timeout="kill")
+    with _one_batch(pool, 1):
+        f = pool.submit(dasktasks.mark, token)
+        wait_until(lambda: f.info().cancel_requested, message="the run timeout never fired")
+    with pytest.raises(CancelledError):
+        f.result(30)
+    info = f.info()
+    assert info.state is TaskState.CANCELLED
+    assert info.error_type == "TaskInterruptedError"
+    assert info.error_message == f"task {f.task_id} ran past its run timeout before it reached Dask"
+    assert not distributed.Event(f"ran-{token}", client=dask_client).is_set()
+
+
 def test_max_workers_bounds_the_tasks_in_flight_and_resizes_live(
     manager: PoolManager, dask_client: Any, gates: Any, token: str
 ) -> None:
