@@ -8,7 +8,7 @@ Three kinds of task: trivial ones (Dask's own overhead per task is all there is)
 10 ms waits (I/O-like: the cluster's two threads are the limit, 200 tasks/s ideal) and
 5 ms of pure-Python work (CPU-bound; the cluster's workers share this machine's CPUs with
 the scheduler and the client). Then one task at a time (a round trip each), and the
-pool at 2 to 32 tasks in flight per cluster thread: the measurements behind the default
+pool at 2 to 64 tasks in flight per cluster thread: the measurements behind the default
 ``max_workers``. The machine's load average is given too: the client, the scheduler and
 both workers share its CPUs with whatever else runs.
 
@@ -33,7 +33,7 @@ import poolwatch
 from poolwatch.dask_demo import local_cluster
 
 THREADS = 2  # the cluster's: two workers of one thread
-PER_THREAD = (2, 4, 8, 16, 32)  # tasks in flight per cluster thread, in the sweep
+PER_THREAD = (2, 4, 8, 16, 32, 64)  # tasks in flight per cluster thread, in the sweep
 
 
 def add_one(x: int) -> int:
@@ -143,7 +143,7 @@ def bench_dask(args: argparse.Namespace, bench: Any) -> list[dict[str, Any]]:
 
 
 def _in_flight_sweep(client: Any, args: argparse.Namespace, bench: Any) -> list[dict[str, Any]]:
-    """The pool at 2 to 32 tasks in flight per cluster thread, against Dask."""
+    """The pool at 2 to 64 tasks in flight per cluster thread, against Dask."""
     rounds, compared_row = bench.rounds, bench.compared_row
     rows = []
     for label, fn, n in (("trivial", add_one, 1000), ("10 ms wait", wait_10ms, 300)):
