@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, CancelledError
 from functools import partial
 from inspect import iscoroutinefunction
+from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,9 @@ def _remote_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+_SCANNED = 64
+
+
 def _holds_future(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
     """Whether Dask futures are among the arguments (at the top or one container down):
     Dask makes them the task's dependencies, and a graph with one that is gone is
@@ -109,10 +113,14 @@ def _holds_future(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
     for value in values:
         if isinstance(value, Future):
             return True
-        if isinstance(value, (list, tuple, set, frozenset)):
-            if any(isinstance(v, Future) for v in value):
-                return True
-        elif isinstance(value, dict) and any(isinstance(v, Future) for v in value.values()):
+        if isinstance(value, dict):
+            inner: Any = value.values()
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            inner = value
+        else:
+            continue
+        # The first _SCANNED of a container only: this runs for every task.
+        if any(isinstance(v, Future) for v in islice(inner, _SCANNED)):
             return True
     return False
 
@@ -173,14 +181,15 @@ class _Handoff:
 def _refusal(handoff: _Handoff, exc: BaseException) -> BaseException:
     """The error of a task Dask would not take: for one that does not serialize, its
     innermost reason ("cannot pickle ..."), not the whole graph's repr."""
-    if not isinstance(exc, TypeError):
-        return exc
     root: BaseException = exc
     while root.__cause__ is not None:
         root = root.__cause__
-    error = TypeError(f"task {handoff.item.task_id} could not be sent to Dask: {root}")
-    error.__cause__ = exc
-    return error
+    # A new error, without the refused graph's frames and chain: those hold the graph,
+    # its tasks' arguments and their registered keys.
+    error_type = TypeError if isinstance(exc, TypeError) else RuntimeError
+    return error_type(
+        f"task {handoff.item.task_id} could not be sent to Dask: {type(root).__name__}: {root}"
+    )
 
 
 class _NotSent(Exception):
@@ -206,6 +215,9 @@ class DaskBackend:
         self._running: dict[int, _Handoff] = {}
         # tasks handed over and not yet sent: the next batch
         self._outbox: list[_Handoff] = []
+        # worker indexes interrupted (on_run_timeout="kill") before their hand-off was
+        # registered
+        self._interrupted: set[int] = set()
         # Keys are unique on a cluster shared by many processes and pools.
         self._key_infix = f"-{os.urandom(4).hex()}-"
         self._closed = False
@@ -241,8 +253,12 @@ class DaskBackend:
             self._running[index] = handoff
             first = not self._outbox
             self._outbox.append(handoff)
-            # A cancel requested since the check above found no hand-off to cancel.
-            handoff.cancel_asked = _cancelled(item)
+            # A cancel requested, or an interrupt, since the check above found no
+            # hand-off to cancel.
+            interrupted = index in self._interrupted
+            if interrupted:
+                self._interrupted.discard(index)
+            handoff.cancel_asked = _cancelled(item) or (interrupted and bool(item.overdue_at))
         try:
             if first:  # the batch's first task: send the batch once the loop is free
                 loop.add_callback(self._send)
@@ -350,7 +366,10 @@ class DaskBackend:
         (``on_run_timeout="kill"``)."""
         with self._lock:
             handoff = self._running.get(worker.index)
-        if handoff is None or not handoff.item.overdue_at:  # not the task meant: it ended
+            if handoff is None:  # not handed over yet (or ended): run() sees this
+                self._interrupted.add(worker.index)
+                return True
+        if not handoff.item.overdue_at:  # not the task meant: it ended
             return False
         self._cancel(handoff)
         return True
