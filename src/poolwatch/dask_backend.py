@@ -28,7 +28,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor, CancelledError
 from functools import partial
 from inspect import iscoroutinefunction
@@ -109,7 +109,10 @@ def _holds_future(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
     """Whether Dask futures are among the arguments (at the top or one container down):
     Dask makes them the task's dependencies, and a graph with one that is gone is
     cancelled whole, so such a task goes to Dask on its own."""
-    values: list[Any] = [*args, *(kwargs.values() if kwargs else ())]
+    return _any_future(args) or (kwargs is not None and _any_future(kwargs.values()))
+
+
+def _any_future(values: Iterable[Any]) -> bool:
     for value in values:
         if isinstance(value, Future):
             return True
