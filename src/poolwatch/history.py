@@ -119,9 +119,9 @@ class History:
         if n < cap:
             slot = n
             if slot == len(self._seq):
-                if cap == 0:
-                    return
                 self._reserve(min(cap, max(_FIRST_CHUNK, 2 * slot)))
+        elif cap == 0:  # history_size=0 keeps none
+            return
         else:
             slot = n % cap
             # Evict the oldest entry.

@@ -268,6 +268,21 @@ class TestHistory:
         assert page.total == size
         assert [t.id for t in page.items] == [f.task_id for f in reversed(kept)]
 
+    def test_history_size_zero_keeps_no_record_and_runs_every_task(
+        self, make_pool: Any, manager: Any
+    ) -> None:
+        pool = make_pool(2, history_size=0)
+        futures = [pool.submit(noop) for _ in range(50)]
+        failed = pool.submit(explode, "last")
+        assert isinstance(failed.exception(timeout=10), LookupError)
+        for f in futures:
+            f.result(timeout=10)
+        with pytest.raises(KeyError):
+            futures[0].info()
+        assert manager.tasks(pool=pool.name).total == 0
+        s = pool.stats()
+        assert (s.succeeded, s.failed, s.active) == (50, 1, 0)
+
     def test_task_number_zero_is_never_found(self, make_pool: Any, manager: Any) -> None:
         # The history reserves slots ahead of use; an id naming task 0 finds none of them.
         pool = make_pool(1, history_size=1000)
